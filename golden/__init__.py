@@ -1,0 +1,1 @@
+"""Torch golden model of SpinBayes (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,240 @@
+"""SpinBayes inference (paper sections 3.3 and 4.4, eq. 4) and BatchNorm re-calibration.
+
+On each forward pass the arbiter of every layer chooses n of the layer's N crossbars
+(n-way; uniform over the n-subsets), the chosen crossbars see the same input and their
+outputs are averaged. T passes are averaged by eq. 4:
+
+    p(y | x) ~= 1/T sum_t p(y | x, theta^(t)),   theta^(t) ~ Choose(S).
+
+The crossbar choices are an explicit tensor of shape (L, B, T, n): drawn here from a seeded
+generator, or given by the caller (later: the RTL's arbiter trace). The same choices always
+give the same output, bit for bit.
+
+The T passes are vectorised: the B*T (image, pass) rows of a layer are grouped by crossbar,
+so a layer costs N matrix products whatever B and T are. The first layer's input is the
+same for every pass, so its N outputs are computed once per image and gathered.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .approximation import CrossbarImages, CrossbarLayer
+from .layers import quantize_input
+from .models import BayesNet
+
+__all__ = ["SpinBayesNet", "SpinBayesOutput", "recalibrate_bn", "sample_choices"]
+
+
+def sample_choices(L: int, B: int, T: int, N: int, n: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform n-of-N crossbar choices, int64 (L, B, T, n), each row sorted ascending."""
+    if not 1 <= n <= N:
+        raise ValueError(f"n_way must lie in 1..N={N}, not {n!r}")
+    keys = torch.rand((L, B, T, N), generator=generator)
+    return keys.argsort(dim=-1)[..., :n].sort(dim=-1).values
+
+
+@dataclass
+class SpinBayesOutput:
+    """logits: (B, T, C) per-pass outputs; choices: (L, B, T, n) crossbar indices."""
+
+    logits: torch.Tensor
+    choices: torch.Tensor
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """Per-pass softmax probabilities (B, T, C)."""
+        return F.softmax(self.logits, dim=-1)
+
+    @property
+    def mean_probs(self) -> torch.Tensor:
+        """Eq. 4: the average of the T passes, (B, C)."""
+        return self.probs.mean(dim=1)
+
+    @property
+    def prediction(self) -> torch.Tensor:
+        return self.mean_probs.argmax(dim=-1)
+
+
+class _CrossbarOp(nn.Module):
+    """The N crossbars of one layer, in float (de-quantised) form."""
+
+    def __init__(self, layer: CrossbarLayer):
+        super().__init__()
+        self.kind, self.stride, self.padding = layer.kind, layer.stride, layer.padding
+        self.register_buffer("weight", layer.dequantized())
+
+    @property
+    def N(self) -> int:
+        return self.weight.shape[0]
+
+    def _apply(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        w = self.weight[k]
+        if self.kind == "linear":
+            return F.linear(x, w)
+        return F.conv2d(x, w, stride=self.stride, padding=self.padding)
+
+    def all_crossbars(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of every crossbar for every row: (R, ...) -> (R, N, ...)."""
+        if self.kind == "linear":
+            return torch.einsum("ri,koi->rko", x, self.weight)
+        n, c_out = self.weight.shape[:2]
+        w = self.weight.reshape(n * c_out, *self.weight.shape[2:])
+        z = F.conv2d(x, w, stride=self.stride, padding=self.padding)
+        return z.reshape(x.shape[0], n, c_out, *z.shape[2:])
+
+    def shared_input(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """x (B, ...) identical for all passes, choice (B, T, n) -> n-way mean (B*T, ...)."""
+        z = self.all_crossbars(x)                                   # (B, N, ...)
+        B, T, n = choice.shape
+        idx = choice.reshape(B, T * n)
+        idx = idx.reshape(B, T * n, *([1] * (z.dim() - 2))).expand(B, T * n, *z.shape[2:])
+        picked = torch.gather(z, 1, idx).reshape(B, T, n, *z.shape[2:])
+        return picked.mean(dim=2).reshape(B * T, *z.shape[2:])
+
+    def grouped(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """x (R, ...) one row per (image, pass), choice (R, n) -> n-way mean (R, ...)."""
+        R, n = choice.shape
+        out = None
+        for k in range(self.N):
+            rows, slots = (choice == k).nonzero(as_tuple=True)
+            if rows.numel() == 0:
+                continue
+            z = self._apply(x[rows], k)
+            if out is None:
+                out = z.new_zeros((R, n, *z.shape[1:]))
+            out[rows, slots] = z
+        return out.mean(dim=1)
+
+
+class SpinBayesNet(nn.Module):
+    """The SpinBayes network of a set of crossbar images.
+
+    Parameters
+    ----------
+    images : CrossbarImages
+        N quantized samples per layer (:func:`~spinbayes.golden.approximation.approximate`).
+    model : BayesNet
+        The trained network the images came from; its BatchNorm, activations and pooling
+        are copied (so re-calibrating this network leaves ``model`` untouched).
+    n_way : int
+        Crossbars chosen and averaged per layer and pass (1 in the paper's hardware).
+    """
+
+    def __init__(self, images: CrossbarImages, model: BayesNet, n_way: int = 1):
+        super().__init__()
+        if len(images) != len(model.stages):
+            raise ValueError(f"the images hold {len(images)} layers, the model "
+                             f"{len(model.stages)}")
+        if not isinstance(n_way, int) or not 1 <= n_way <= images.N:
+            raise ValueError(f"n_way must be an integer in 1..N={images.N}, not {n_way!r}")
+        self.N, self.Q, self.n_way = images.N, images.Q, n_way
+        self.crossbars = nn.ModuleList(_CrossbarOp(layer) for layer in images.layers)
+        self.stages = nn.ModuleList()
+        for stage in model.stages:
+            post = copy.deepcopy(stage)
+            post.weight = nn.Identity()  # the crossbars replace the Bayesian weights
+            self.stages.append(post)
+        self.input_bits, self.flatten_input = model.input_bits, model.flatten_input
+        self.eval()
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = quantize_input(x, self.input_bits)
+        return x.flatten(1) if self.flatten_input else x
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.crossbars)
+
+    def check_choices(self, choices: torch.Tensor, B: int) -> torch.Tensor:
+        """Validate recorded choices: int (L, B, T, n), values in 0..N-1, distinct per row."""
+        if choices.dim() != 4 or choices.shape[0] != self.num_layers or choices.shape[1] != B:
+            raise ValueError(f"choices must have shape (L={self.num_layers}, B={B}, T, n), "
+                             f"got {tuple(choices.shape)}")
+        if choices.dtype.is_floating_point or choices.dtype == torch.bool:
+            raise ValueError(f"choices must be integer crossbar indices, not {choices.dtype}")
+        if choices.numel() and (choices.min() < 0 or choices.max() >= self.N):
+            raise ValueError(f"choices must lie in 0..{self.N - 1}, got "
+                             f"{int(choices.min())}..{int(choices.max())}")
+        if choices.shape[3] > 1:
+            s = choices.sort(dim=-1).values
+            if (s[..., 1:] == s[..., :-1]).any():
+                raise ValueError("an n-way choice names the same crossbar twice")
+        return choices.long()
+
+    def forward(self, x: torch.Tensor, T: int | None = None, *,
+                choices: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> SpinBayesOutput:
+        """Run T stochastic passes on x (B, 1, H, W); logits (B, T, C).
+
+        Give either ``T`` (choices are drawn from ``generator``) or recorded ``choices``.
+        """
+        B = x.shape[0]
+        if choices is None:
+            if T is None or T < 1:
+                raise ValueError(f"T must be a positive integer, not {T!r}")
+            choices = sample_choices(self.num_layers, B, T, self.N, self.n_way, generator)
+        else:
+            choices = self.check_choices(choices, B)
+            if T is not None and T != choices.shape[2]:
+                raise ValueError(f"T={T} disagrees with the recorded choices' "
+                                 f"T={choices.shape[2]}")
+        T = choices.shape[2]
+        h = self.prepare_input(x)
+        for i, (xbar, stage) in enumerate(zip(self.crossbars, self.stages)):
+            if i == 0:
+                z = xbar.shared_input(h, choices[0])
+            else:
+                z = xbar.grouped(h, choices[i].reshape(B * T, -1))
+            h = stage.post(z)
+        return SpinBayesOutput(h.reshape(B, T, -1), choices)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, T: int, *, generator: torch.Generator | None = None,
+                batch_size: int = 512, progress: bool = False,
+                desc: str = "SpinBayes") -> SpinBayesOutput:
+        """:meth:`forward` in mini-batches; returns the concatenated output."""
+        self.eval()
+        outs = [self(x[i:i + batch_size], T, generator=generator)
+                for i in tqdm(range(0, len(x), batch_size), desc=desc,
+                              disable=None if progress else True, leave=False)]
+        return SpinBayesOutput(torch.cat([o.logits for o in outs]),
+                               torch.cat([o.choices for o in outs], dim=1))
+
+
+@torch.no_grad()
+def recalibrate_bn(net: SpinBayesNet, x_train: torch.Tensor, batches: int, *,
+                   batch_size: int = 128, generator: torch.Generator | None = None,
+                   progress: bool = False) -> None:
+    """Re-estimate every BatchNorm's statistics under the quantized crossbars (section 3.2).
+
+    Runs ``batches`` random training mini-batches through ``net`` with random n-way
+    choices (one pass each) and replaces the running mean and variance by their cumulative
+    average over those batches. ``batches = 0`` leaves the statistics untouched.
+    """
+    if batches < 0:
+        raise ValueError(f"batches must be >= 0, not {batches!r}")
+    if batches == 0:
+        return
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+    net.train()
+    try:
+        for _ in tqdm(range(batches), desc=f"BN re-calibration (n={net.n_way})",
+                      disable=None if progress else True, leave=False):
+            idx = torch.randint(len(x_train), (batch_size,), generator=generator)
+            net(x_train[idx], 1, generator=generator)
+    finally:
+        for bn, m in zip(bns, saved):
+            bn.momentum = m
+        net.eval()

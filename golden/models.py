@@ -1,0 +1,121 @@
+"""Topologies of the golden model: a configurable MLP and LeNet-5, with Bayesian weights.
+
+A network is a list of :class:`Stage`: one bias-free weight layer (the part that lives in
+a crossbar), then BatchNorm, the activation (comparators, or ReLU as a float reference),
+and optionally max-pooling and flattening. The last stage has no activation: its
+BatchNorm output is the logits. The same stage list is reused by the SpinBayes network of
+:mod:`spinbayes.golden.spinbayes`, which swaps the weight layer for N crossbars.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import Config
+from .layers import BayesConv2d, BayesLinear, Comparator, bayes_layers, quantize_input
+
+__all__ = ["BayesNet", "Stage", "build_model"]
+
+
+class Stage(nn.Module):
+    """weight -> BatchNorm -> activation -> [max-pool] -> [flatten].
+
+    ``post`` applies everything after the weight layer, so that other weight
+    implementations (crossbars) can share it.
+    """
+
+    def __init__(self, weight: nn.Module, bn: nn.Module, act: nn.Module | None,
+                 pool: int = 0, flatten: bool = False):
+        super().__init__()
+        self.weight = weight
+        self.bn = bn
+        self.act = act if act is not None else nn.Identity()
+        self.pool = nn.MaxPool2d(pool) if pool else nn.Identity()
+        self.flatten = flatten
+
+    def post(self, z: torch.Tensor) -> torch.Tensor:
+        a = self.pool(self.act(self.bn(z)))
+        return a.flatten(1) if self.flatten else a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.weight(x))
+
+
+class BayesNet(nn.Module):
+    """A Bayes-by-Backprop network: (B, 1, H, W) images in [0, 1] -> (B, C) logits.
+
+    Inputs are rounded to the A_in-bit code the first crossbar receives
+    (:func:`~spinbayes.golden.layers.quantize_input`). In training mode every forward pass
+    draws one weight sample per layer from q; ``deterministic()`` switches to the mean.
+    """
+
+    def __init__(self, stages: list[Stage], input_bits: int, flatten_input: bool):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.input_bits = input_bits
+        self.flatten_input = flatten_input
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = quantize_input(x, self.input_bits)
+        return x.flatten(1) if self.flatten_input else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.prepare_input(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def kl(self) -> torch.Tensor:
+        return sum(layer.kl() for layer in bayes_layers(self))
+
+    def set_sampling(self, sampling: bool) -> None:
+        for layer in bayes_layers(self):
+            layer.sampling = sampling
+
+
+def _act(cfg: Config) -> nn.Module:
+    return Comparator(cfg.act_bits) if cfg.activation == "comparator" else nn.ReLU()
+
+
+def _kw(cfg: Config) -> dict:
+    # Initialisation draws from a private generator seeded by cfg.seed: same seed, same net.
+    return dict(prior_sigma=cfg.prior_sigma, rho_init=cfg.rho_init,
+                generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def _mlp(cfg: Config, in_features: int, num_classes: int) -> list[Stage]:
+    kw = _kw(cfg)
+    sizes = [in_features, *cfg.hidden]
+    stages = [Stage(BayesLinear(a, b, **kw), nn.BatchNorm1d(b), _act(cfg))
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    stages.append(Stage(BayesLinear(sizes[-1], num_classes, **kw),
+                        nn.BatchNorm1d(num_classes), None))
+    return stages
+
+
+def _lenet5(cfg: Config, image_shape: tuple[int, int, int], num_classes: int) -> list[Stage]:
+    c, h, w = image_shape
+    if (h, w) != (28, 28):
+        raise ValueError(f"lenet5 expects 28x28 inputs (MNIST / Fashion-MNIST), "
+                         f"got {h}x{w}; use --topology mlp for the digits")
+    kw = _kw(cfg)
+    return [
+        Stage(BayesConv2d(c, 6, 5, padding=2, **kw), nn.BatchNorm2d(6), _act(cfg), pool=2),
+        Stage(BayesConv2d(6, 16, 5, **kw), nn.BatchNorm2d(16), _act(cfg), pool=2,
+              flatten=True),
+        Stage(BayesLinear(400, 120, **kw), nn.BatchNorm1d(120), _act(cfg)),
+        Stage(BayesLinear(120, 84, **kw), nn.BatchNorm1d(84), _act(cfg)),
+        Stage(BayesLinear(84, num_classes, **kw), nn.BatchNorm1d(num_classes), None),
+    ]
+
+
+def build_model(cfg: Config, image_shape: tuple[int, int, int], num_classes: int) -> BayesNet:
+    """The network of ``cfg.topology`` for images of ``image_shape`` = (C, H, W)."""
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), not {image_shape!r}")
+    if cfg.topology == "mlp":
+        c, h, w = image_shape
+        return BayesNet(_mlp(cfg, c * h * w, num_classes), cfg.input_bits, flatten_input=True)
+    return BayesNet(_lenet5(cfg, image_shape, num_classes), cfg.input_bits,
+                    flatten_input=False)

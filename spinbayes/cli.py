@@ -1,0 +1,167 @@
+"""The ``spinbayes`` command line: train, eval and run (the main job).
+
+Every experiment flag is generated from :class:`spinbayes.config.Config`; a subcommand only
+shows the flags it uses. ``eval`` reads the training configuration from the checkpoint's
+manifest and lets you change only what evaluation uses (N, Q, T, thresholds, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from .config import Config, add_config_arguments, config_from_args
+
+__all__ = ["build_parser", "main"]
+
+#: Config fields that only evaluation uses; ``eval`` may override them on a checkpoint.
+EVAL_FIELDS = {"data_dir", "N", "Q", "T", "n_way", "recal_batches", "uncertainty_measure",
+               "threshold_mode", "uncertainty_threshold", "ood_quantile", "ood_threshold",
+               "noisy_sigma", "ood_samples"}
+#: The evaluation report files, written by ``eval`` and ``run`` into ``--out``.
+EVAL_MARKDOWN = "eval.md"
+EVAL_JSON = "eval.json"
+#: Sub-directories of ``--out``.
+CHECKPOINT_DIR = "checkpoint"
+CROSSBAR_DIR = "crossbars"
+
+
+def _common(p: argparse.ArgumentParser, out_default: str | None) -> None:
+    p.add_argument("--out", default=out_default, required=out_default is None,
+                   help="output directory" + (f" (default: {out_default})"
+                                              if out_default else ""))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spinbayes",
+        description="SpinBayes-RTL: Bayesian in-memory approximation on spintronic "
+                    "compute-in-memory hardware (golden model, RTL, co-verification).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a Bayes-by-Backprop network and save a checkpoint",
+                       description="Train a Bayes-by-Backprop network (Gaussian mean-field "
+                       "posterior) on the chosen data set and write OUT/checkpoint "
+                       "(model.safetensors + manifest.json).")
+    _common(p, "runs/digits")
+    add_config_arguments(p)
+
+    p = sub.add_parser("eval", help="map a checkpoint onto N crossbars and evaluate it",
+                       description="In-memory approximation of a checkpoint (N samples per "
+                       "layer, eq. 3 quantization, BatchNorm re-calibration), then SpinBayes "
+                       "inference (n = 1 and 2) against float BBB: error, R_cc, R_iu, UA and "
+                       "OoD detection. Writes OUT/eval.md, OUT/eval.json and OUT/crossbars.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (from train)")
+    _common(p, None)
+    add_config_arguments(p, only=EVAL_FIELDS)
+
+    p = sub.add_parser("run", help="the main job: train, map and evaluate on the digits",
+                       description="The main job: train on the data set (scikit-learn's "
+                       "bundled digits by default), map onto N crossbars per layer, and "
+                       "evaluate float BBB against SpinBayes. Writes OUT/checkpoint, "
+                       "OUT/crossbars, OUT/eval.md and OUT/eval.json.")
+    _common(p, "runs/digits")
+    add_config_arguments(p)
+    return parser
+
+
+def _setup(args) -> bool:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return not args.quiet
+
+
+def _train(cfg: Config, out: Path, progress: bool):
+    from .golden.checkpoint import save_checkpoint
+    from .golden.datasets import load_dataset
+    from .golden.models import build_model
+    from .golden.train import train_bbb
+
+    data = load_dataset(cfg)
+    print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test images "
+          f"of shape {data.image_shape}")
+    model = build_model(cfg, data.image_shape, data.num_classes)
+    t0 = time.perf_counter()
+    history = train_bbb(model, data.x_train, data.y_train, cfg, progress=progress)
+    print(f"trained {cfg.epochs} epochs in {time.perf_counter() - t0:.1f} s, final train "
+          f"accuracy {history[-1]['train_acc']:.2f} %")
+    ckpt = save_checkpoint(out / CHECKPOINT_DIR, model, cfg, image_shape=data.image_shape,
+                           num_classes=data.num_classes, history=history)
+    print(f"checkpoint: {ckpt}")
+    return model, data
+
+
+def _eval(model, data, cfg: Config, out: Path, progress: bool) -> None:
+    import torch
+
+    from .golden.approximation import approximate
+    from .golden.checkpoint import atomic_write, save_crossbar_images
+    from .golden.datasets import ood_sets
+    from .golden.evaluate import evaluate, tables_markdown
+
+    images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
+    xdir = save_crossbar_images(out / CROSSBAR_DIR, images)
+    print(f"crossbar images: {len(images)} layers x N={cfg.N} crossbars, Q={cfg.Q} -> {xdir}")
+    ood = ood_sets(data, n=cfg.ood_samples, noisy_sigma=cfg.noisy_sigma, seed=cfg.seed,
+                   data_dir=cfg.data_dir)
+    t0 = time.perf_counter()
+    results = evaluate(model, images, data, ood, cfg, n_ways=(1, 2, cfg.n_way),
+                       progress=progress)
+    text = tables_markdown(results, cfg, data.name)
+    print()
+    print(text)
+    report = {
+        "config": cfg.to_dict(), "dataset": data.name, "n_test": len(data.x_test),
+        "ood_sets": {k: len(v) for k, v in ood.items()},
+        "results": [r.to_dict() for r in results],
+        "seconds": time.perf_counter() - t0,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+    atomic_write(out / EVAL_MARKDOWN, text)
+    atomic_write(out / EVAL_JSON, json.dumps(report, indent=2, allow_nan=True))
+    print(f"wrote {out / EVAL_MARKDOWN} and {out / EVAL_JSON}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        progress = _setup(args)
+        out = Path(args.out)
+        if args.command == "train":
+            _train(config_from_args(args), out, progress)
+        elif args.command == "run":
+            cfg = config_from_args(args)
+            print(f"SpinBayes main job: {cfg.dataset}, {cfg.topology}, N={cfg.N}, Q={cfg.Q}, "
+                  f"T={cfg.T}")
+            model, data = _train(cfg, out, progress)
+            _eval(model, data, cfg, out, progress)
+        elif args.command == "eval":
+            from .golden.checkpoint import load_checkpoint
+            from .golden.datasets import load_dataset
+
+            model, base, _ = load_checkpoint(args.checkpoint)
+            cfg = config_from_args(args, base)
+            _eval(model, load_dataset(cfg), cfg, out, progress)
+    except (ValueError, OSError) as e:
+        print(f"spinbayes {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+# Every Config field must be reachable from the command line of `run`.
+assert {f.name for f in fields(Config)} >= EVAL_FIELDS

@@ -1,0 +1,47 @@
+"""The command line, end to end on a tiny budget."""
+
+import json
+
+import pytest
+
+from spinbayes.cli import EVAL_JSON, EVAL_MARKDOWN, build_parser, main
+
+
+def test_every_subcommand_has_useful_help(capsys):
+    for cmd in ("train", "eval", "run"):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([cmd, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "--out" in out
+    # eval only offers what evaluation uses
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--checkpoint", "x", "--out", "y", "--epochs", "3"])
+
+
+def test_run_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["run", "--out", str(out), "--quiet", "--epochs", "3", "--hidden", "16",
+               "--ood-samples", "50", "--recal-batches", "2"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "Table 1" in text and "Table 3" in text and "SpinBayes n=2" in text
+    report = json.loads((out / EVAL_JSON).read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names[0] == "BBB (float)" and "SpinBayes n=1" in names
+    assert set(report["results"][0]["ood"]) == {"gaussian", "noisy", "fakedata", "natural"}
+    assert (out / EVAL_MARKDOWN).read_text().startswith("### Table 1")
+    rc = main(["eval", "--checkpoint", str(out / "checkpoint"), "--out", str(tmp_path / "e"),
+               "--quiet", "--T", "4", "--ood-samples", "20", "--recal-batches", "1"])
+    assert rc == 0
+    assert json.loads((tmp_path / "e" / EVAL_JSON).read_text())["config"]["T"] == 4
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    rc = main(["eval", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "checkpoint directory not found" in capsys.readouterr().err
+    rc = main(["run", "--out", str(tmp_path / "o"), "--dataset", "mnist", "--data-dir",
+               str(tmp_path / "nodata"), "--quiet"])
+    assert rc == 2
+    assert "data directory not found" in capsys.readouterr().err
