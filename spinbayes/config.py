@@ -190,7 +190,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
             kw["choices"] = f.metadata["choices"]
         if f.name == "hidden":
             kw["type"] = _parse_hidden
-        elif isinstance(default, bool) or isinstance(default, int):
+        elif isinstance(default, int):  # bool is an int too
             kw["type"] = int
         elif isinstance(default, float):
             kw["type"] = float
