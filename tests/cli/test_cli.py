@@ -45,3 +45,39 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
                str(tmp_path / "nodata"), "--quiet"])
     assert rc == 2
     assert "data directory not found" in capsys.readouterr().err
+
+
+def _write_idx(path, array):
+    import struct
+
+    import numpy as np
+
+    arr = np.asarray(array, dtype=np.uint8)
+    path.write_bytes(struct.pack(">HBB", 0, 0x08, arr.ndim)
+                     + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
+
+
+def _fake_mnist(folder, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for split, n in (("train", 64), ("t10k", 16)):
+        _write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+
+
+def test_run_lenet5_on_mnist_files_with_fashion_ood(tmp_path, capsys):
+    """MNIST in, LeNet-5, Fashion-MNIST found beside it and added to the OoD sets."""
+    data = tmp_path / "data"
+    _fake_mnist(data / "MNIST" / "raw", 0)
+    _fake_mnist(data / "FashionMNIST" / "raw", 1)
+    out = tmp_path / "run"
+    rc = main(["run", "--out", str(out), "--quiet", "--dataset", "mnist", "--data-dir",
+               str(data), "--topology", "lenet5", "--epochs", "1", "--T", "2",
+               "--ood-samples", "8", "--recal-batches", "1", "--N", "3"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / EVAL_JSON).read_text())
+    assert report["dataset"] == "mnist"
+    assert "fashion-mnist" in report["results"][0]["ood"]
+    assert report["ood_sets"]["fashion-mnist"] == 8
