@@ -22,6 +22,7 @@ from ..config import Config
 from . import metrics
 from .approximation import CrossbarImages
 from .datasets import OOD_NAMES, Dataset
+from .hardware import Agreement, compare_with_float, fold_network
 from .inference import SpinBayesNet, recalibrate_bn
 from .models import BayesNet
 from .train import bbb_predict
@@ -142,3 +143,32 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str) -> s
             f"{_fmt(r.ood[k].auroc)} / {_fmt(r.ood[k].fpr_at_95_tpr)}" if k in r.ood else "-"
             for k in names) + " |")
     return "\n".join(lines) + "\n"
+
+
+def evaluate_hardware(model: BayesNet, images: CrossbarImages, data: Dataset, cfg: Config, *,
+                      n_ways: tuple[int, ...] = (1, 2)) -> list[Agreement]:
+    """The integer hardware mode against the float SpinBayes model, per n, same choices."""
+    out = []
+    for n in (n for n in dict.fromkeys(n_ways) if 1 <= n <= images.N):
+        net = build_spinbayes(images, model, data.x_train, n, cfg.recal_batches, cfg.seed)
+        out.append(compare_with_float(net, fold_network(net, images), data.x_test,
+                                      data.y_test, cfg.T,
+                                      torch.Generator().manual_seed(cfg.seed + 1)))
+    return out
+
+
+def hardware_markdown(agreements: list[Agreement]) -> str:
+    """Markdown table of :func:`evaluate_hardware`."""
+    lines = ["### Integer hardware mode (docs/HARDWARE.md) against the float model, "
+             "same crossbar choices", "",
+             "| n | float acc. | hw acc. (host eq. 4) | hw acc. (hw class) | class agreement "
+             "(host / hw) | hidden comparator outputs equal | max logit error |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for a in agreements:
+        hidden = ", ".join(f"{h:.3f}" for h in a.hidden_agreement)
+        lines.append(f"| {a.n_way} | {a.float_accuracy:.2f} | {a.host_accuracy:.2f} | "
+                     f"{a.hw_accuracy:.2f} | {a.host_agreement:.2f} / {a.hw_agreement:.2f} | "
+                     f"{hidden} | {a.max_logit_error:.2e} |")
+    lines += ["", "hw class = argmax of the T-summed integer logits (the hardware's averaging "
+              "block); host eq. 4 = mean of softmax(y / 2^F) over the T passes.", ""]
+    return "\n".join(lines)

@@ -43,10 +43,15 @@ def sample_choices(L: int, B: int, T: int, N: int, n: int,
 
 @dataclass
 class SpinBayesOutput:
-    """logits: (B, T, C) per-pass outputs; choices: (L, B, T, n) crossbar indices."""
+    """logits: (B, T, C) per-pass outputs; choices: (L, B, T, n) crossbar indices.
+
+    layers (only with ``keep_layers=True``): every stage's output, (B, T, ...), where
+    comparator outputs are the thermometer count divided by 2^A - 1.
+    """
 
     logits: torch.Tensor
     choices: torch.Tensor
+    layers: list[torch.Tensor] | None = None
 
     @property
     def probs(self) -> torch.Tensor:
@@ -171,7 +176,8 @@ class SpinBayesNet(nn.Module):
 
     def forward(self, x: torch.Tensor, T: int | None = None, *,
                 choices: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> SpinBayesOutput:
+                generator: torch.Generator | None = None,
+                keep_layers: bool = False) -> SpinBayesOutput:
         """Run T stochastic passes on x (B, 1, H, W); logits (B, T, C).
 
         Give either ``T`` (choices are drawn from ``generator``) or recorded ``choices``.
@@ -188,13 +194,16 @@ class SpinBayesNet(nn.Module):
                                  f"T={choices.shape[2]}")
         T = choices.shape[2]
         h = self.prepare_input(x)
+        kept = [] if keep_layers else None
         for i, (xbar, stage) in enumerate(zip(self.crossbars, self.stages)):
             if i == 0:
                 z = xbar.shared_input(h, choices[0])
             else:
                 z = xbar.grouped(h, choices[i].reshape(B * T, -1))
             h = stage.post(z)
-        return SpinBayesOutput(h.reshape(B, T, -1), choices)
+            if keep_layers:
+                kept.append(h.reshape(B, T, *h.shape[1:]))
+        return SpinBayesOutput(h.reshape(B, T, -1), choices, kept)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, T: int, *, generator: torch.Generator | None = None,

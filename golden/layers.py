@@ -147,19 +147,24 @@ class Comparator(nn.Module):
         return f"bits={self.bits}"
 
 
-def quantize_input(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Round inputs in [0, 1] to the 2^bits - 1 levels of an unsigned A_in-bit code.
+def input_codes(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """The unsigned A_in-bit codes (int64) of inputs in [0, 1]: round(x * (2^bits - 1)).
 
-    Returns the de-quantised value code / (2^bits - 1), so float and integer models see the
-    same input. Raises on NaN or values outside [0, 1] (a sign of a wrong normalisation).
+    Ties round to even (torch.round); the float and the integer models both call this, so
+    they always see the same code. Raises on NaN or values outside [0, 1] (a sign of a wrong
+    normalisation).
     """
     if torch.isnan(x).any():
         raise ValueError("input contains NaN")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"inputs must lie in [0, 1], got range [{x.min().item():.4g}, "
                          f"{x.max().item():.4g}]")
-    levels = 2 ** bits - 1
-    return torch.round(x * levels) / levels
+    return torch.round(x * (2 ** bits - 1)).to(torch.int64)
+
+
+def quantize_input(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Inputs rounded to the A_in-bit code and de-quantised: code / (2^bits - 1)."""
+    return input_codes(x, bits).to(x.dtype) / (2 ** bits - 1)
 
 
 def bayes_layers(module: nn.Module) -> list[_BayesWeight]:

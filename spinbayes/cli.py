@@ -12,7 +12,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from .config import Config, add_config_arguments, config_from_args
@@ -107,7 +107,7 @@ def _eval(model, data, cfg: Config, out: Path, progress: bool) -> None:
     from .golden.approximation import approximate
     from .golden.checkpoint import atomic_write, save_crossbar_images
     from .golden.datasets import ood_sets
-    from .golden.evaluate import evaluate, tables_markdown
+    from .golden.evaluate import evaluate, evaluate_hardware, hardware_markdown, tables_markdown
 
     images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
     xdir = save_crossbar_images(out / CROSSBAR_DIR, images)
@@ -118,12 +118,17 @@ def _eval(model, data, cfg: Config, out: Path, progress: bool) -> None:
     results = evaluate(model, images, data, ood, cfg, n_ways=(1, 2, cfg.n_way),
                        progress=progress)
     text = tables_markdown(results, cfg, data.name)
+    hardware = []
+    if cfg.activation == "comparator":
+        hardware = evaluate_hardware(model, images, data, cfg, n_ways=(1, 2, cfg.n_way))
+        text += "\n" + hardware_markdown(hardware)
     print()
     print(text)
     report = {
         "config": cfg.to_dict(), "dataset": data.name, "n_test": len(data.x_test),
         "ood_sets": {k: len(v) for k, v in ood.items()},
         "results": [r.to_dict() for r in results],
+        "hardware_mode": [asdict(a) for a in hardware],
         "seconds": time.perf_counter() - t0,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
