@@ -138,12 +138,14 @@ class HwLayer:
         """acc of every crossbar: a (R, ...) codes -> (R, N, out[, H', W'])."""
         n, out = self.codes.shape[:2]
         w = self.codes.reshape(n * out, self.rows)
+        # float64 BLAS is exact here: every product and partial sum is an integer of
+        # magnitude <= acc_max < 2^53 (checked in HwNetwork.__init__), whatever the order.
         if self.kind == "linear":
-            return (a @ w.T).reshape(a.shape[0], n, out)
+            return (a.double() @ w.double().T).round().long().reshape(a.shape[0], n, out)
         k = self.codes.shape[-1]
         cols = F.unfold(a.double(), k, padding=self.padding, stride=self.stride)
         hw = [(s + 2 * self.padding - k) // self.stride + 1 for s in a.shape[2:]]
-        z = torch.einsum("ok,rkp->rop", w.double(), cols)  # exact: |values| << 2^53
+        z = torch.einsum("ok,rkp->rop", w.double(), cols)
         return z.round().long().reshape(a.shape[0], n, out, *hw)
 
     def activate(self, S: torch.Tensor) -> torch.Tensor:
@@ -196,6 +198,10 @@ class HwNetwork:
                  Q: int, n_way: int, R: int = 4):
         self.layers, self.input_bits, self.flatten_input = layers, input_bits, flatten_input
         self.N, self.Q, self.n_way, self.R = N, Q, n_way, R
+        for i, w in enumerate(self.widths()):
+            if w.sum_max >= 2 ** 53:
+                raise ValueError(f"layer {i}: sums up to {w.sum_max} exceed the 2^53 range in "
+                                 f"which the reference's float64 products are exact")
 
     def widths(self, T: int = 1) -> list[LayerWidths]:
         out = []

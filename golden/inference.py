@@ -12,7 +12,8 @@ give the same output, bit for bit.
 
 The T passes are vectorised: the B*T (image, pass) rows of a layer are grouped by crossbar,
 so a layer costs N matrix products whatever B and T are. The first layer's input is the
-same for every pass, so its N outputs are computed once per image and gathered.
+same for every pass, so its N outputs are computed once per image and gathered (with n = 1,
+after BatchNorm and the comparators, which then also run once per crossbar, not per pass).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class SpinBayesOutput:
         return self.mean_probs.argmax(dim=-1)
 
 
+#: Above this many multiply-accumulates a dense layer groups rows by crossbar instead of
+#: computing all N crossbars for every row (chosen on this project's digits MLP, bench/).
+_ALL_CROSSBARS_MACS = 2 ** 24
+
+
 class _CrossbarOp(nn.Module):
     """The N crossbars of one layer, in float (de-quantised) form."""
 
@@ -99,14 +105,22 @@ class _CrossbarOp(nn.Module):
         """x (B, ...) identical for all passes, choice (B, T, n) -> n-way mean (B*T, ...)."""
         z = self.all_crossbars(x)                                   # (B, N, ...)
         B, T, n = choice.shape
-        idx = choice.reshape(B, T * n)
-        idx = idx.reshape(B, T * n, *([1] * (z.dim() - 2))).expand(B, T * n, *z.shape[2:])
-        picked = torch.gather(z, 1, idx).reshape(B, T, n, *z.shape[2:])
-        return picked.mean(dim=2).reshape(B * T, *z.shape[2:])
+        rows = torch.arange(B).reshape(B, 1, 1)
+        picked = z[rows, choice]                                    # (B, T, n, ...)
+        picked = picked[:, :, 0] if n == 1 else picked.mean(dim=2)
+        return picked.reshape(B * T, *z.shape[2:])
 
     def grouped(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-        """x (R, ...) one row per (image, pass), choice (R, n) -> n-way mean (R, ...)."""
+        """x (R, ...) one row per (image, pass), choice (R, n) -> n-way mean (R, ...).
+
+        Small dense layers compute all N crossbars for every row and gather (a few large
+        kernels beat N small ones); otherwise rows are grouped by crossbar (no wasted work).
+        """
         R, n = choice.shape
+        if self.kind == "linear" and R * self.weight.numel() <= _ALL_CROSSBARS_MACS:
+            z = self.all_crossbars(x)                                   # (R, N, out)
+            picked = z[torch.arange(R).reshape(R, 1), choice]           # (R, n, out)
+            return picked[:, 0] if n == 1 else picked.mean(dim=1)
         out = None
         for k in range(self.N):
             rows, slots = (choice == k).nonzero(as_tuple=True)
@@ -114,9 +128,9 @@ class _CrossbarOp(nn.Module):
                 continue
             z = self._apply(x[rows], k)
             if out is None:
-                out = z.new_zeros((R, n, *z.shape[1:]))
+                out = z.new_empty((R, n, *z.shape[1:]))
             out[rows, slots] = z
-        return out.mean(dim=1)
+        return out[:, 0] if n == 1 else out.mean(dim=1)
 
 
 class SpinBayesNet(nn.Module):
@@ -196,11 +210,18 @@ class SpinBayesNet(nn.Module):
         h = self.prepare_input(x)
         kept = [] if keep_layers else None
         for i, (xbar, stage) in enumerate(zip(self.crossbars, self.stages)):
-            if i == 0:
-                z = xbar.shared_input(h, choices[0])
+            if i == 0 and choices.shape[3] == 1 and self.N < T:
+                # 1-way: an image's first layer has only N distinct outputs, so BatchNorm,
+                # comparators and pooling run on B*N rows, not B*T, before the gather.
+                a = stage.post(xbar.all_crossbars(h).flatten(0, 1))
+                a = a.reshape(B, self.N, *a.shape[1:])
+                h = a[torch.arange(B).reshape(B, 1), choices[0, :, :, 0]].flatten(0, 1)
             else:
-                z = xbar.grouped(h, choices[i].reshape(B * T, -1))
-            h = stage.post(z)
+                if i == 0:
+                    z = xbar.shared_input(h, choices[0])
+                else:
+                    z = xbar.grouped(h, choices[i].reshape(B * T, -1))
+                h = stage.post(z)
             if keep_layers:
                 kept.append(h.reshape(B, T, *h.shape[1:]))
         return SpinBayesOutput(h.reshape(B, T, -1), choices, kept)

@@ -107,13 +107,21 @@ class _ThermometerSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, levels):
         ctx.save_for_backward(z)
-        return torch.clamp(torch.floor(z * levels + 0.5), 0, levels) / levels
+        return _thermometer(z, levels)
 
     @staticmethod
     def backward(ctx, grad):
         (z,) = ctx.saved_tensors
         # Clipped straight-through estimator: the identity inside the comparators' range.
         return grad * ((z >= 0) & (z <= 1)).to(grad.dtype), None
+
+
+def _thermometer(z: torch.Tensor, levels: int) -> torch.Tensor:
+    """sum_k [z >= (k - 1/2) / L] / L, written as the comparisons the hardware makes."""
+    if levels == 1:
+        return (z >= 0.5).to(z.dtype)
+    count = sum((z >= (k - 0.5) / levels).to(z.dtype) for k in range(1, levels + 1))
+    return count / levels
 
 
 class Comparator(nn.Module):
@@ -141,7 +149,9 @@ class Comparator(nn.Module):
         return (torch.arange(1, self.levels + 1, dtype=torch.float64) - 0.5) / self.levels
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return _ThermometerSTE.apply(z, self.levels)
+        if torch.is_grad_enabled() and z.requires_grad:
+            return _ThermometerSTE.apply(z, self.levels)
+        return _thermometer(z, self.levels)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}"

@@ -1,0 +1,142 @@
+"""Golden-model throughput: SpinBayes inference against Gaussian-MC baselines, side by side.
+
+Measures images per second at batch 1 and batch 256, T = 10, for the digits MLP (64-64-10)
+and LeNet-5 (28x28), for:
+
+  (a)  SpinBayes, float golden model      (a') SpinBayes, integer hardware mode
+  (b)  this project's BBB Gaussian MC     (c)  bayesian-torch reparameterisation MC (if installed)
+  (d)  the deterministic network run T times
+
+All methods run in one process, interleaved in a shuffled order and repeated; the report gives
+medians and the ratios a/b, a/c, a/d. Speed is a ratio against a baseline measured in the
+same run, never an absolute promise. Usage:
+
+    python bench/golden_throughput.py [--repeats 7] [--seconds 0.5] [--threads 1] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+
+import torch
+
+from spinbayes.config import Config
+from spinbayes.golden.approximation import approximate
+from spinbayes.golden.hardware import fold_network
+from spinbayes.golden.inference import SpinBayesNet, sample_choices
+from spinbayes.golden.models import build_model
+from spinbayes.golden.train import bbb_predict
+
+T = 10
+
+
+def _setups():
+    yield "MLP-digits 64-64-10", Config(), (1, 8, 8)
+    yield "LeNet-5 28x28", Config(topology="lenet5"), (1, 28, 28)
+
+
+def _bayesian_torch_model(cfg, shape):
+    """The same topology with bayesian-torch's reparameterisation layers, or None."""
+    try:
+        from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn
+    except ImportError:
+        return None
+    from torch import nn
+
+    if cfg.topology == "mlp":
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64, bias=False), nn.BatchNorm1d(64),
+                            nn.ReLU(), nn.Linear(64, 10, bias=False), nn.BatchNorm1d(10))
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(),
+                            nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.ReLU(),
+                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
+                            nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    dnn_to_bnn(net, {"prior_mu": 0.0, "prior_sigma": 0.1, "posterior_mu_init": 0.0,
+                     "posterior_rho_init": -4.0, "type": "Reparameterization",
+                     "moped_enable": False})
+    return net.eval()
+
+
+def _methods(cfg, shape, B):
+    model = build_model(cfg, shape, 10).eval()
+    images = approximate(model, cfg.N, cfg.Q, seed=0)
+    net = SpinBayesNet(images, model, 1)
+    hw = fold_network(net, images)
+    x = torch.rand(B, *shape)
+    g = torch.Generator().manual_seed(0)
+
+    def deterministic():
+        model.set_sampling(False)
+        try:
+            return torch.stack([torch.softmax(model(x), -1) for _ in range(T)], 1)
+        finally:
+            model.set_sampling(True)
+
+    def integer():
+        return hw.run(x, sample_choices(len(images), B, T, images.N, 1, g)).probs
+
+    methods = {"(a) SpinBayes float": lambda: net(x, T, generator=g).probs,
+               "(a') SpinBayes integer": integer,
+               "(b) BBB Gaussian MC": lambda: bbb_predict(model, x, T, generator=g),
+               "(d) deterministic x T": deterministic}
+    bt = _bayesian_torch_model(cfg, shape)
+    if bt is not None:
+        def bayesian_torch():
+            return torch.stack([torch.softmax(bt(x)[0] if isinstance(bt(x), tuple)
+                                              else bt(x), -1) for _ in range(T)], 1)
+        methods["(c) bayesian-torch MC"] = bayesian_torch
+    return methods
+
+
+@torch.no_grad()
+def _rate(fn, B, seconds):
+    fn()  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return n * B / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median taken)")
+    p.add_argument("--seconds", type=float, default=0.5, help="time per method per round")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(0)
+    report = {"T": T, "threads": args.threads, "repeats": args.repeats,
+              "torch": torch.__version__, "python": platform.python_version(), "rows": []}
+    print(f"T = {T}, {args.threads} thread(s), median of {args.repeats} interleaved rounds\n")
+    print("| topology | batch | method | images/s | (a) / this |")
+    print("|---|---:|---|---:|---:|")
+    for name, cfg, shape in _setups():
+        for B in (1, 256):
+            methods = _methods(cfg, shape, B)
+            rates = {m: [] for m in methods}
+            for _ in range(args.repeats):
+                order = list(methods)
+                rng.shuffle(order)
+                for m in order:
+                    rates[m].append(_rate(methods[m], B, args.seconds))
+            med = {m: statistics.median(r) for m, r in rates.items()}
+            ref = med["(a) SpinBayes float"]
+            for m, v in med.items():
+                print(f"| {name} | {B} | {m} | {v:,.0f} | {ref / v:.2f} |")
+                report["rows"].append({"topology": name, "batch": B, "method": m,
+                                       "images_per_s": v, "samples": rates[m],
+                                       "speedup_of_a": ref / v})
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
