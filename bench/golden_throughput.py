@@ -86,9 +86,8 @@ def _methods(cfg, shape, B):
                "(d) deterministic x T": deterministic}
     bt = _bayesian_torch_model(cfg, shape)
     if bt is not None:
-        def bayesian_torch():
-            return torch.stack([torch.softmax(bt(x)[0] if isinstance(bt(x), tuple)
-                                              else bt(x), -1) for _ in range(T)], 1)
+        def bayesian_torch():  # dnn_to_bnn's layers return the output only (no KL)
+            return torch.stack([torch.softmax(bt(x), -1) for _ in range(T)], 1)
         methods["(c) bayesian-torch MC"] = bayesian_torch
     return methods
 

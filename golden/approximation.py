@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .layers import BayesConv2d, BayesLinear, bayes_layers
+from .layers import BayesConv2d, bayes_layers
 from .models import BayesNet
 
 __all__ = ["CrossbarImages", "CrossbarLayer", "approximate", "quantize_eq3"]
@@ -108,25 +108,65 @@ class CrossbarImages:
         return len(self.layers)
 
 
+@dataclass
+class PosteriorLayer:
+    """A Gaussian mean-field posterior of one weight layer, whatever library trained it.
+
+    mu, sigma: float tensors of the weight's shape ((out, in) or (out, in, k, k)); sigma may
+    be all zero (a deterministic network: the N crossbars are then identical).
+    """
+
+    kind: str
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    stride: int = 1
+    padding: int = 0
+
+    def __post_init__(self):
+        if self.mu.shape != self.sigma.shape:
+            raise ValueError(f"mu and sigma differ in shape: {tuple(self.mu.shape)} != "
+                             f"{tuple(self.sigma.shape)}")
+        if torch.isnan(self.mu).any() or torch.isnan(self.sigma).any():
+            raise ValueError("posterior contains NaN")
+        if (self.sigma < 0).any():
+            raise ValueError("sigma must be >= 0")
+
+
+def posterior_of(model: BayesNet) -> list[PosteriorLayer]:
+    """The posterior layers of this project's Bayesian network, in forward order."""
+    out = []
+    for layer in bayes_layers(model):
+        conv = isinstance(layer, BayesConv2d)
+        out.append(PosteriorLayer("conv2d" if conv else "linear", layer.weight_mu.detach(),
+                                  layer.weight_sigma.detach(),
+                                  layer.stride if conv else 1, layer.padding if conv else 0))
+    return out
+
+
 @torch.no_grad()
-def approximate(model: BayesNet, N: int, Q: int, seed: int = 0) -> CrossbarImages:
-    """Draw N samples per layer from q and quantize them with eq. 3 (section 3.2)."""
+def approximate_posterior(posterior: list[PosteriorLayer], N: int, Q: int,
+                          seed: int = 0) -> CrossbarImages:
+    """Draw N samples per layer from the posterior and quantize them with eq. 3.
+
+    Sample k of a layer is mu + sigma * eps_k, eps_k ~ N(0, 1) from a generator seeded with
+    ``seed`` and consumed layer by layer, sample by sample (so it can be reproduced).
+    """
     if not isinstance(N, int) or N < 1:
         raise ValueError(f"N must be a positive integer, not {N!r}")
     gen = torch.Generator().manual_seed(seed)
     layers = []
-    for layer in bayes_layers(model):
-        mu = layer.weight_mu
-        scale = float(mu.abs().max())
+    for i, post in enumerate(posterior):
+        scale = float(post.mu.abs().max())
         if not scale > 0:
-            raise ValueError("a layer's posterior mean is all zero; nothing to quantize")
-        samples = torch.stack([layer.sample_weight(gen) for _ in range(N)])
+            raise ValueError(f"layer {i}: the posterior mean is all zero; nothing to quantize")
+        samples = torch.stack([post.mu + post.sigma * torch.randn(post.mu.shape, generator=gen,
+                                                                   dtype=post.mu.dtype)
+                               for _ in range(N)])
         codes = quantize_eq3(samples / scale, Q)
-        if isinstance(layer, BayesConv2d):
-            layers.append(CrossbarLayer("conv2d", codes, scale, Q, layer.stride,
-                                        layer.padding))
-        elif isinstance(layer, BayesLinear):
-            layers.append(CrossbarLayer("linear", codes, scale, Q))
-        else:  # pragma: no cover - bayes_layers only yields the two kinds
-            raise TypeError(f"unsupported layer {type(layer).__name__}")
+        layers.append(CrossbarLayer(post.kind, codes, scale, Q, post.stride, post.padding))
     return CrossbarImages(layers, N, Q, seed)
+
+
+def approximate(model: BayesNet, N: int, Q: int, seed: int = 0) -> CrossbarImages:
+    """Draw N samples per layer from q and quantize them with eq. 3 (section 3.2)."""
+    return approximate_posterior(posterior_of(model), N, Q, seed)
