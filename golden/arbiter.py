@@ -15,7 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["code_bits", "expected_draws", "choice_probabilities", "Arbiter"]
+__all__ = ["code_bits", "expected_draws", "choice_probabilities", "Arbiter", "DeviceBank",
+           "device_seed", "arbiter_choices"]
 
 
 def _check_int(name, value, lo, what):
@@ -149,3 +150,62 @@ class Arbiter:
         return (f"Arbiter(N={self.N}, n_way={self.n_way}, k={self.k}, draws={self.draws}, "
                 f"bits_used={self.bits_used})")
 
+
+
+class DeviceBank:
+    """The k stochastic devices of one arbiter, read in parallel (paper: log2 N RNGs/layer).
+
+    ``bits(n)`` returns, draw after draw, device 0's bit (the code's MSB), device 1's bit, ...
+    device k-1's bit; n must be a multiple of k. Each device is any ``bits(n)`` source.
+    """
+
+    def __init__(self, sources: list):
+        self.sources = list(sources)
+
+    def bits(self, n: int) -> np.ndarray:
+        k = len(self.sources)
+        if k == 0:
+            if n:
+                raise ValueError("a bank without devices cannot produce bits")
+            return np.zeros(0, dtype=np.uint8)
+        if n % k:
+            raise ValueError(f"a bank of {k} devices produces bits in multiples of {k}, "
+                             f"not {n}")
+        cols = [np.asarray(s.bits(n // k), dtype=np.uint8) for s in self.sources]
+        return np.stack(cols, axis=1).reshape(-1)
+
+
+def device_seed(seed: int, layer: int, device: int, k: int) -> int:
+    """The xorshift32 seed of device ``device`` of layer ``layer``'s arbiter.
+
+    A firmware convention, so one integer seeds a whole network:
+    (seed * 0x9E3779B1 + (layer * k + device + 1) * 0x85EBCA77) mod 2^32, and 1 if that is 0.
+    """
+    s = (int(seed) * 0x9E3779B1 + (layer * k + device + 1) * 0x85EBCA77) % 2 ** 32
+    return s or 1
+
+
+def arbiter_choices(L: int, B: int, T: int, N: int, n_way: int = 1, *, seed: int,
+                    current: float = 230e-6, threshold_bits: int = 16):
+    """The crossbar choices (L, B, T, n) the RTL's emulated arbiters make from ``seed``.
+
+    Layer l's arbiter has k = ceil(log2 N) emulated SOT-MTJ devices
+    (:class:`~spinbayes.golden.mtj.EmulatedRng` at the bias ``current``, seeds from
+    :func:`device_seed`) and serves image after image, pass after pass. Feed the result to
+    ``SpinBayesNet(..., choices=...)`` or ``HwNetwork.run`` to reproduce the RTL's draws from
+    the seed alone.
+    """
+    import torch
+
+    from .mtj import EmulatedRng
+
+    for name, v in (("L", L), ("B", B), ("T", T)):
+        _check_int(name, v, 0, "a non-negative integer")
+    k = code_bits(N)
+    out = np.zeros((L, B, T, n_way), dtype=np.int64)
+    for layer in range(L):
+        bank = DeviceBank([EmulatedRng.from_current(device_seed(seed, layer, d, k), current,
+                                                    threshold_bits=threshold_bits)
+                           for d in range(k)])
+        out[layer] = Arbiter(N, n_way, bank).choose(B * T).reshape(B, T, n_way)
+    return torch.from_numpy(out)

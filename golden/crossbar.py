@@ -1,6 +1,7 @@
 """Behavioural multi-level SOT cells, crossbar and flash ADC (paper sections 3.4, 3.5.2, Fig. 5).
 
-The encoding is fixed by :mod:`.cells`; this module gives it analog behaviour (docs/CROSSBAR.md).
+The encoding is fixed by :mod:`.cells`; this module gives it analog behaviour
+(docs/HARDWARE.md, section "Multi-level SOT cells, crossbar and ADC").
 Cell: 4 MTJs read in parallel, G(l) = l/r_p + (4-l)/r_ap; a pair gives dI = d * I_unit. Read:
 R rows at a time, a :class:`FlashADC` rounds dI / I_unit, exact in ideal mode. Write (Fig. 5b):
 RESET, then an RWL pulse switching l MTJs (M4 first), with failures, verify and retries.

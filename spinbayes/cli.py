@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUT/crossbars, OUT/eval.md and OUT/eval.json.")
     _common(p, "runs/digits")
     add_config_arguments(p)
+
+    p = sub.add_parser("plot", help="figures of the behavioural device models",
+                       description="Write a figure as PNG. mtj: the SOT-MTJ switching "
+                       "probability of eq. 5 against the SET current (the paper's Fig. 4), "
+                       "with the 230 uA / p = 0.5 operating point.")
+    p.add_argument("what", choices=["mtj"], help="which figure")
+    p.add_argument("--out", default=None, help="PNG path (default: runs/<what>.png)")
     return parser
 
 
@@ -137,9 +144,26 @@ def _eval(model, data, cfg: Config, out: Path, progress: bool) -> None:
     print(f"wrote {out / EVAL_MARKDOWN} and {out / EVAL_JSON}")
 
 
+def _plot(args) -> int:
+    from .golden.mtj import DEFAULT, p_sw, plot_mtj
+
+    path = Path(args.out or f"runs/{args.what}.png")
+    try:
+        plot_mtj(path)
+    except OSError as e:
+        print(f"spinbayes plot: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: p_sw(230 uA) = {float(p_sw(230e-6)):.4f}, "
+          f"p_sw(300 uA) = {float(p_sw(300e-6)):.6f} (Delta = {DEFAULT.delta:g}, "
+          f"tau0 = {DEFAULT.tau0 * 1e9:g} ns, Ic0 = {DEFAULT.ic0 * 1e6:.1f} uA)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "plot":
+        return _plot(args)
     try:
         progress = _setup(args)
         out = Path(args.out)

@@ -81,3 +81,10 @@ def test_run_lenet5_on_mnist_files_with_fashion_ood(tmp_path, capsys):
     assert report["dataset"] == "mnist"
     assert "fashion-mnist" in report["results"][0]["ood"]
     assert report["ood_sets"]["fashion-mnist"] == 8
+
+
+def test_plot_mtj(tmp_path, capsys):
+    out = tmp_path / "fig" / "mtj.png"
+    assert main(["plot", "mtj", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "p_sw(230 uA) = 0.5000" in capsys.readouterr().out

@@ -178,3 +178,54 @@ def test_arbiter_errors():
         Arbiter(5, 1, fair(0)).choose(2.5)
     with pytest.raises(ValueError, match=r"p_one must be a number in \(0, 1\), not 1"):
         choice_probabilities(5, 1)
+
+
+# --- The RTL's emulated arbiters, reproduced from a seed -----------------------------------
+
+def test_arbiter_choices_drive_the_golden_model(small_model, digits):
+    import torch
+
+    from spinbayes.golden.approximation import approximate
+    from spinbayes.golden.arbiter import arbiter_choices
+    from spinbayes.golden.hardware import fold_network
+    from spinbayes.golden.inference import SpinBayesNet
+
+    ch = arbiter_choices(2, 30, 10, 5, 1, seed=7)
+    assert ch.shape == (2, 30, 10, 1) and ch.dtype == torch.int64
+    assert torch.equal(ch, arbiter_choices(2, 30, 10, 5, 1, seed=7))      # from the seed alone
+    assert not torch.equal(ch, arbiter_choices(2, 30, 10, 5, 1, seed=8))
+    assert not torch.equal(ch[0], ch[1])                                  # layers independent
+    images = approximate(small_model, 5, 4)
+    net = SpinBayesNet(images, small_model, 1)
+    out = net(digits.x_test[:30], choices=ch)
+    hw = fold_network(net, images).run(digits.x_test[:30], ch)
+    assert out.logits.shape == hw.per_pass.shape == (30, 10, 10)
+
+
+def test_arbiter_choices_are_uniform_for_N5():
+    from spinbayes.golden.arbiter import arbiter_choices
+
+    ch = arbiter_choices(1, 400, 10, 5, 1, seed=1).reshape(-1).numpy()
+    assert chisquare(np.bincount(ch, minlength=5)).pvalue > 1e-3
+    pairs = arbiter_choices(1, 200, 10, 5, 2, seed=2).reshape(-1, 2).numpy()
+    subsets = {s: i for i, s in enumerate(itertools.combinations(range(5), 2))}
+    counts = np.bincount([subsets[tuple(r)] for r in pairs.tolist()], minlength=10)
+    assert chisquare(counts).pvalue > 1e-3
+
+
+def test_device_bank_interleaves_devices():
+    from spinbayes.golden.arbiter import DeviceBank, device_seed
+
+    class Const:
+        def __init__(self, v):
+            self.v = v
+
+        def bits(self, n):
+            return np.full(n, self.v, dtype=np.uint8)
+
+    bank = DeviceBank([Const(1), Const(0), Const(1)])
+    assert bank.bits(6).tolist() == [1, 0, 1, 1, 0, 1]
+    with pytest.raises(ValueError, match="multiples of 3, not 4"):
+        bank.bits(4)
+    seeds = {device_seed(0, layer, d, 3) for layer in range(4) for d in range(3)}
+    assert len(seeds) == 12 and 0 not in seeds

@@ -166,3 +166,20 @@ def test_relu_networks_are_refused(digits):
     with pytest.raises(ValueError, match="needs comparator activations, not ReLU"):
         fold_network(SpinBayesNet(images, model, 1), images)
     assert isinstance(model.stages[0].act, nn.ReLU)
+
+
+def test_analog_crossbar_in_ideal_mode_equals_the_integer_reference():
+    """Every ADC code of the behavioural array equals the reference's p, read by read."""
+    from spinbayes.golden.crossbar import Crossbar
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        Q, A = int(rng.choice([3, 4, 5])), int(rng.integers(1, 5))
+        rows, out, q = int(rng.integers(1, 40)), int(rng.integers(1, 6)), 2 ** (Q - 1) - 1
+        codes = rng.integers(-q, q + 1, (out, rows))
+        a = torch.from_numpy(rng.integers(0, 2 ** A, (1, rows)))
+        _, p = crossbar_mvm_bitserial(a, torch.from_numpy(codes), A, Q, 4)
+        xbar = Crossbar.from_weights(codes, Q)
+        for b in range(A):
+            bits = ((a[0] >> b) & 1).numpy()
+            assert np.array_equal(xbar.mvm_bitplane(bits), p[0, b].numpy())
