@@ -98,13 +98,23 @@ def evaluate(model: BayesNet, images: CrossbarImages, data: Dataset,
         bar.set_postfix_str(name)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         if n is None:
-            probs = {k: bbb_predict(model, x, cfg.T, generator=gen) for k, x in sets.items()}
-        else:
-            net = build_spinbayes(images, model, data.x_train, n, recal, cfg.seed)
-            probs = {k: net.predict(x, cfg.T, generator=gen).probs for k, x in sets.items()}
+            results.append(evaluate_bbb(model, data, ood_sets, cfg))
+            continue
+        net = build_spinbayes(images, model, data.x_train, n, recal, cfg.seed)
+        probs = {k: net.predict(x, cfg.T, generator=gen).probs for k, x in sets.items()}
         test = probs.pop("test")
         results.append(evaluate_probs(name, test, data.y_test, probs, cfg))
     return results
+
+
+def evaluate_bbb(model: BayesNet, data: Dataset, ood_sets: dict[str, torch.Tensor],
+                 cfg: Config) -> MethodResult:
+    """Full-precision BBB with per-weight Gaussian sampling (eq. 2), T = ``cfg.T``."""
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    probs = {k: bbb_predict(model, x, cfg.T, generator=gen)
+             for k, x in {"test": data.x_test, **ood_sets}.items()}
+    test = probs.pop("test")
+    return evaluate_probs("BBB (float)", test, data.y_test, probs, cfg)
 
 
 def _fmt(v: float) -> str:

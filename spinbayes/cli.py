@@ -26,6 +26,10 @@ EVAL_FIELDS = {"data_dir", "N", "Q", "T", "n_way", "recal_batches", "uncertainty
 #: The evaluation report files, written by ``eval`` and ``run`` into ``--out``.
 EVAL_MARKDOWN = "eval.md"
 EVAL_JSON = "eval.json"
+#: The comparison report, written by ``compare`` into ``--out``.
+COMPARE_MARKDOWN = "compare.md"
+COMPARE_JSON = "compare.json"
+COMPARE_MEMORY_PNG = "memory.png"
 #: Sub-directories of ``--out``.
 CHECKPOINT_DIR = "checkpoint"
 CROSSBAR_DIR = "crossbars"
@@ -69,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "evaluate float BBB against SpinBayes. Writes OUT/checkpoint, "
                        "OUT/crossbars, OUT/eval.md and OUT/eval.json.")
     _common(p, "runs/digits")
+    add_config_arguments(p)
+
+    p = sub.add_parser("compare", help="SpinBayes against MC-Dropout, MC-DropConnect, BBB "
+                       "and a Deep Ensemble, the n-way study and the memory overhead",
+                       description="Train (or load with --checkpoint) the BBB network, then "
+                       "train every baseline with the same budget and evaluate all methods on "
+                       "the same test and OoD sets with the same T: Tables 1 and 3, the n-way "
+                       "study of section 4.4 (n = 1, 2, 3) and the memory overhead of Fig. 7. "
+                       "Writes OUT/compare.md, OUT/compare.json and OUT/memory.png.")
+    p.add_argument("--checkpoint", help="reuse a trained BBB checkpoint instead of training")
+    _common(p, "runs/compare")
     add_config_arguments(p)
 
     p = sub.add_parser("plot", help="figures of the behavioural device models",
@@ -144,6 +159,56 @@ def _eval(model, data, cfg: Config, out: Path, progress: bool) -> None:
     print(f"wrote {out / EVAL_MARKDOWN} and {out / EVAL_JSON}")
 
 
+def _compare(args, out: Path, progress: bool) -> None:
+    import torch
+
+    from .golden.approximation import approximate
+    from .golden.baselines import baseline_probs, nway_markdown, nway_study
+    from .golden.checkpoint import atomic_write, load_checkpoint
+    from .golden.datasets import load_dataset, ood_sets
+    from .golden.evaluate import evaluate_bbb, evaluate_probs, tables_markdown
+    from .golden.memory import (
+        memory_markdown,
+        memory_table,
+        paper_models,
+        plot_memory,
+        rows_as_dicts,
+    )
+
+    if args.checkpoint:
+        model, base, _ = load_checkpoint(args.checkpoint)
+        cfg = config_from_args(args, base)
+        data = load_dataset(cfg)
+    else:
+        cfg = config_from_args(args)
+        model, data = _train(cfg, out, progress)
+    t0 = time.perf_counter()
+    images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
+    ood = ood_sets(data, n=cfg.ood_samples, noisy_sigma=cfg.noisy_sigma, seed=cfg.seed,
+                   data_dir=cfg.data_dir)
+    study = nway_study(model, images, data, ood, cfg,
+                       n_ways=tuple(n for n in (1, 2, 3) if n <= cfg.N), progress=progress)
+    results = [evaluate_bbb(model, data, ood, cfg), *study.values()]
+    for name, probs in baseline_probs(cfg, data, ood, progress=progress).items():
+        test = probs.pop("test")
+        results.append(evaluate_probs(name, test, data.y_test, probs, cfg))
+    rows = memory_table(paper_models(), N=cfg.N, Q=cfg.Q)
+    figure = plot_memory(rows, out / COMPARE_MEMORY_PNG)
+    text = "\n".join([tables_markdown(results, cfg, data.name), nway_markdown(study),
+                      "### Memory overhead (section 4.3.2, Fig. 7)", "",
+                      memory_markdown(rows), f"Figure: {figure.name}", ""])
+    print()
+    print(text)
+    report = {"config": cfg.to_dict(), "dataset": data.name,
+              "results": [r.to_dict() for r in results],
+              "nway": {str(n): r.to_dict() for n, r in study.items()},
+              "memory": rows_as_dicts(rows), "seconds": time.perf_counter() - t0,
+              "versions": {"python": platform.python_version(), "torch": torch.__version__}}
+    atomic_write(out / COMPARE_MARKDOWN, text)
+    atomic_write(out / COMPARE_JSON, json.dumps(report, indent=2))
+    print(f"wrote {out / COMPARE_MARKDOWN}, {out / COMPARE_JSON} and {figure}")
+
+
 def _plot(args) -> int:
     from .golden.mtj import DEFAULT, p_sw, plot_mtj
 
@@ -175,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"T={cfg.T}")
             model, data = _train(cfg, out, progress)
             _eval(model, data, cfg, out, progress)
+        elif args.command == "compare":
+            _compare(args, out, progress)
         elif args.command == "eval":
             from .golden.checkpoint import load_checkpoint
             from .golden.datasets import load_dataset

@@ -88,3 +88,18 @@ def test_plot_mtj(tmp_path, capsys):
     assert main(["plot", "mtj", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "p_sw(230 uA) = 0.5000" in capsys.readouterr().out
+
+
+def test_compare_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--out", str(out), "--quiet", "--epochs", "2", "--hidden", "16",
+               "--ood-samples", "20", "--recal-batches", "1", "--T", "3"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "compare.json").read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names == ["BBB (float)", "SpinBayes n=1", "SpinBayes n=2", "SpinBayes n=3",
+                     "MC-Dropout", "MC-DropConnect", "Deep Ensemble (5)"]
+    assert set(report["nway"]) == {"1", "2", "3"}
+    assert any(r["topology"].startswith("ResNet-34") for r in report["memory"])
+    assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
+    assert "n-way study" in (out / "compare.md").read_text()
