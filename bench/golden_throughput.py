@@ -12,6 +12,7 @@ medians and the ratios a/b, a/c, a/d. Speed is a ratio against a baseline measur
 same run, never an absolute promise. Usage:
 
     python bench/golden_throughput.py [--repeats 7] [--seconds 0.5] [--threads 1] [--out FILE]
+    python bench/golden_throughput.py --profile    # where the time goes, LeNet-5, batch 256
 """
 
 from __future__ import annotations
@@ -102,14 +103,29 @@ def _rate(fn, B, seconds):
     return n * B / (time.perf_counter() - start)
 
 
+@torch.no_grad()
+def _profile():
+    methods = _methods(Config(topology="lenet5"), (1, 28, 28), 256)
+    for m in ("(a) SpinBayes float", "(b) BBB Gaussian MC"):
+        methods[m]()
+        with torch.profiler.profile() as prof:
+            methods[m]()
+        print(m)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median taken)")
     p.add_argument("--seconds", type=float, default=0.5, help="time per method per round")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", help="also write the results as JSON here")
+    p.add_argument("--profile", action="store_true",
+                   help="only print a torch profile of (a) and (b), LeNet-5 at batch 256")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile:
+        return _profile()
     rng = random.Random(0)
     report = {"T": T, "threads": args.threads, "repeats": args.repeats,
               "torch": torch.__version__, "python": platform.python_version(), "rows": []}

@@ -319,6 +319,7 @@ class Agreement:
     hw_accuracy: float           # the hardware's own class, argmax of Y
     host_agreement: float        # same class as the float model, host eq. 4
     hw_agreement: float          # same class as the float model, hardware class
+    logit_agreement: float       # hardware class against argmax of the float mean logits
     hidden_agreement: list[float]  # per hidden layer: identical comparator outputs
     max_logit_error: float       # max |y / 2^F - float logit| over passes and classes
 
@@ -340,6 +341,8 @@ def compare_with_float(net: SpinBayesNet, hw: HwNetwork, x: torch.Tensor, y: tor
     def pct(m):
         return 100.0 * m.double().mean().item()
 
+    f_logit_cls = ref.logits.mean(1).argmax(-1)
     return Agreement(net.n_way, len(x), pct(f_cls == y), pct(host_cls == y), pct(hw_cls == y),
-                     pct(host_cls == f_cls), pct(hw_cls == f_cls), hidden,
+                     pct(host_cls == f_cls), pct(hw_cls == f_cls), pct(hw_cls == f_logit_cls),
+                     hidden,
                      float((logits - ref.logits.double()).abs().max()))

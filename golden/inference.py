@@ -11,9 +11,9 @@ generator, or given by the caller (later: the RTL's arbiter trace). The same cho
 give the same output, bit for bit.
 
 The T passes are vectorised: the B*T (image, pass) rows of a layer are grouped by crossbar,
-so a layer costs N matrix products whatever B and T are. The first layer's input is the
-same for every pass, so its N outputs are computed once per image and gathered (with n = 1,
-after BatchNorm and the comparators, which then also run once per crossbar, not per pass).
+so a layer costs N matrix products whatever B and T are. With n = 1, passes that share
+their crossbars up to a layer share its output, so the first layer runs once per crossbar
+and image (B*N rows, whatever T is) and later convolutions only on distinct prefixes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def sample_choices(L: int, B: int, T: int, N: int, n: int,
     """Uniform n-of-N crossbar choices, int64 (L, B, T, n), each row sorted ascending."""
     if not 1 <= n <= N:
         raise ValueError(f"n_way must lie in 1..N={N}, not {n!r}")
+    if n == 1:
+        return torch.randint(N, (L, B, T, 1), generator=generator)
     keys = torch.rand((L, B, T, N), generator=generator)
     return keys.argsort(dim=-1)[..., :n].sort(dim=-1).values
 
@@ -81,6 +83,9 @@ class _CrossbarOp(nn.Module):
         super().__init__()
         self.kind, self.stride, self.padding = layer.kind, layer.stride, layer.padding
         self.register_buffer("weight", layer.dequantized())
+        if self.kind == "linear":  # all N crossbars as one (in, N*out) matrix
+            n, out, inp = self.weight.shape
+            self.register_buffer("weight_all", self.weight.reshape(n * out, inp).T.contiguous())
 
     @property
     def N(self) -> int:
@@ -95,7 +100,7 @@ class _CrossbarOp(nn.Module):
     def all_crossbars(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs of every crossbar for every row: (R, ...) -> (R, N, ...)."""
         if self.kind == "linear":
-            return torch.einsum("ri,koi->rko", x, self.weight)
+            return (x @ self.weight_all).reshape(x.shape[0], *self.weight.shape[:2])
         n, c_out = self.weight.shape[:2]
         w = self.weight.reshape(n * c_out, *self.weight.shape[2:])
         z = F.conv2d(x, w, stride=self.stride, padding=self.padding)
@@ -110,23 +115,28 @@ class _CrossbarOp(nn.Module):
         picked = picked[:, :, 0] if n == 1 else picked.mean(dim=2)
         return picked.reshape(B * T, *z.shape[2:])
 
-    def grouped(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-        """x (R, ...) one row per (image, pass), choice (R, n) -> n-way mean (R, ...).
+    def grouped(self, x: torch.Tensor, choice: torch.Tensor,
+                src: torch.Tensor | None = None) -> torch.Tensor:
+        """choice (R, n), one row per (image, pass) -> n-way mean (R, ...).
 
-        Small dense layers compute all N crossbars for every row and gather (a few large
-        kernels beat N small ones); otherwise rows are grouped by crossbar (no wasted work).
+        Row r's input is x[r], or x[src[r]] when ``src`` is given (x then holds only the
+        distinct inputs). Small dense layers compute all N crossbars for every distinct input
+        and gather (a few large kernels beat N small ones); otherwise rows are grouped by
+        crossbar (no wasted work).
         """
         R, n = choice.shape
-        if self.kind == "linear" and R * self.weight.numel() <= _ALL_CROSSBARS_MACS:
-            z = self.all_crossbars(x)                                   # (R, N, out)
-            picked = z[torch.arange(R).reshape(R, 1), choice]           # (R, n, out)
+        if src is None:
+            src = torch.arange(R)
+        if self.kind == "linear" and x.shape[0] * self.weight.numel() <= _ALL_CROSSBARS_MACS:
+            z = self.all_crossbars(x)                                   # (R', N, out)
+            picked = z[src.reshape(R, 1), choice]                       # (R, n, out)
             return picked[:, 0] if n == 1 else picked.mean(dim=1)
         out = None
         for k in range(self.N):
             rows, slots = (choice == k).nonzero(as_tuple=True)
             if rows.numel() == 0:
                 continue
-            z = self._apply(x[rows], k)
+            z = self._apply(x[src[rows]], k)
             if out is None:
                 out = z.new_empty((R, n, *z.shape[1:]))
             out[rows, slots] = z
@@ -209,22 +219,49 @@ class SpinBayesNet(nn.Module):
         T = choices.shape[2]
         h = self.prepare_input(x)
         kept = [] if keep_layers else None
-        for i, (xbar, stage) in enumerate(zip(self.crossbars, self.stages)):
-            if i == 0 and choices.shape[3] == 1 and self.N < T:
-                # 1-way: an image's first layer has only N distinct outputs, so BatchNorm,
-                # comparators and pooling run on B*N rows, not B*T, before the gather.
-                a = stage.post(xbar.all_crossbars(h).flatten(0, 1))
-                a = a.reshape(B, self.N, *a.shape[1:])
-                h = a[torch.arange(B).reshape(B, 1), choices[0, :, :, 0]].flatten(0, 1)
-            else:
+        if choices.shape[3] == 1:
+            h, src = self._one_way(h, choices[..., 0].reshape(len(self.crossbars), B * T),
+                                   B, T, kept)
+            if src is not None:
+                h = h[src]
+        else:
+            for i, (xbar, stage) in enumerate(zip(self.crossbars, self.stages)):
                 if i == 0:
                     z = xbar.shared_input(h, choices[0])
                 else:
                     z = xbar.grouped(h, choices[i].reshape(B * T, -1))
                 h = stage.post(z)
-            if keep_layers:
-                kept.append(h.reshape(B, T, *h.shape[1:]))
+                if keep_layers:
+                    kept.append(h.reshape(B, T, *h.shape[1:]))
         return SpinBayesOutput(h.reshape(B, T, -1), choices, kept)
+
+    def _one_way(self, h: torch.Tensor, choice: torch.Tensor, B: int, T: int,
+                 kept: list | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """1-way passes, computing shared (image, crossbars so far) prefixes once.
+
+        Row (b, t)'s output at layer i depends only on image b and the crossbars chosen in
+        layers 0..i. The first layer therefore has only N distinct outputs per image: its
+        crossbars, BatchNorm, comparators and pooling run on B*N rows, not B*T. Convolutional
+        layers after it run on the distinct prefixes only (``torch.unique``); dense layers
+        compute every crossbar for each distinct input and gather. ``src`` maps the B*T rows
+        onto the rows of h (None: one row each). Returns (h, src).
+        """
+        first = zip(self.crossbars, self.stages)
+        xbar, stage = next(first)
+        h = stage.post(xbar.all_crossbars(h).flatten(0, 1))               # (B*N, ...)
+        src = (torch.arange(B).reshape(B, 1) * self.N + choice[0].reshape(B, T)).flatten()
+        if kept is not None:
+            kept.append(h[src].reshape(B, T, *h.shape[1:]))
+        for i, (xbar, stage) in enumerate(first, start=1):
+            if xbar.kind == "conv2d":
+                keys, src = torch.unique(src * self.N + choice[i], return_inverse=True)
+                h = stage.post(xbar.grouped(h, (keys % self.N).unsqueeze(1), keys // self.N))
+            else:
+                h = stage.post(xbar.grouped(h, choice[i].unsqueeze(1), src))
+                src = None
+            if kept is not None:
+                kept.append((h if src is None else h[src]).reshape(B, T, *h.shape[1:]))
+        return h, src
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, T: int, *, generator: torch.Generator | None = None,

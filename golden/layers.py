@@ -164,17 +164,30 @@ def input_codes(x: torch.Tensor, bits: int) -> torch.Tensor:
     they always see the same code. Raises on NaN or values outside [0, 1] (a sign of a wrong
     normalisation).
     """
-    if torch.isnan(x).any():
-        raise ValueError("input contains NaN")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"inputs must lie in [0, 1], got range [{x.min().item():.4g}, "
-                         f"{x.max().item():.4g}]")
+    _check_range(x)
     return torch.round(x * (2 ** bits - 1)).to(torch.int64)
 
 
 def quantize_input(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Inputs rounded to the A_in-bit code and de-quantised: code / (2^bits - 1)."""
-    return input_codes(x, bits).to(x.dtype) / (2 ** bits - 1)
+    """Inputs rounded to the A_in-bit code and de-quantised: code / (2^bits - 1).
+
+    The same value as ``input_codes(x, bits) / (2^bits - 1)``: the rounded product is an
+    exactly representable integer in float.
+    """
+    _check_range(x)
+    levels = 2 ** bits - 1
+    return torch.round(x * levels) / levels
+
+
+def _check_range(x: torch.Tensor) -> None:
+    if not x.numel():
+        return
+    lo, hi = torch.aminmax(x)
+    if not (lo >= 0 and hi <= 1):  # also false for NaN
+        if torch.isnan(x).any():
+            raise ValueError("input contains NaN")
+        raise ValueError(f"inputs must lie in [0, 1], got range [{lo.item():.4g}, "
+                         f"{hi.item():.4g}]")
 
 
 def bayes_layers(module: nn.Module) -> list[_BayesWeight]:

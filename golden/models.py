@@ -35,7 +35,19 @@ class Stage(nn.Module):
         self.flatten = flatten
 
     def post(self, z: torch.Tensor) -> torch.Tensor:
-        a = self.pool(self.act(self.bn(z)))
+        a = self.act(self.bn(z))
+        k = self.pool.kernel_size if isinstance(self.pool, nn.MaxPool2d) else 0
+        if k and not torch.is_grad_enabled() and a.shape[-1] % k == 0 and a.shape[-2] % k == 0:
+            # Inference: a k x k, stride-k max-pool as elementwise maxima of strided slices
+            # gives the same values, without the argmax indices F.max_pool2d computes.
+            cols = a[..., 0::k]
+            for j in range(1, k):
+                cols = torch.maximum(cols, a[..., j::k])
+            a = cols[..., 0::k, :]
+            for j in range(1, k):
+                a = torch.maximum(a, cols[..., j::k, :])
+        else:
+            a = self.pool(a)
         return a.flatten(1) if self.flatten else a
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -128,7 +128,11 @@ def test_hardware_mode_agrees_with_float_on_digits(small_model, digits, n_way):
     agr = compare_with_float(net, hw, digits.x_test, digits.y_test, 10,
                              torch.Generator().manual_seed(0))
     assert all(h >= 99.9 for h in agr.hidden_agreement)   # comparator outputs
-    assert agr.host_agreement >= 99.0 and agr.hw_agreement >= 97.0
+    # host eq. 4 from the integer outputs, and the hardware's class against the same
+    # quantity in float (the mean of logits), agree but for rounding of M_c, B_c to 2^-F;
+    # the hardware class against eq. 4 (mean of probabilities) is a different statistic.
+    assert agr.host_agreement >= 99.0 and agr.logit_agreement >= 99.0
+    assert agr.hw_agreement >= 90.0
     assert agr.max_logit_error < 1e-2
     assert abs(agr.host_accuracy - agr.float_accuracy) <= 1.0
 

@@ -63,11 +63,12 @@ def test_vectorised_passes_equal_one_pass_at_a_time(small_model, digits):
 
 def test_each_pass_uses_only_the_chosen_crossbars(small_model, digits):
     """Setting crossbar 4 to zero changes exactly the passes that chose it in layer 0."""
-    net = _net(small_model, 1)
+    images = approximate(small_model, 5, 4, seed=0)
+    net = SpinBayesNet(images, small_model, 1)
     x = digits.x_test[:20]
     out = net(x, 10, generator=torch.Generator().manual_seed(2))
-    net.crossbars[0].weight[4].zero_()
-    after = net(x, choices=out.choices)
+    images.layers[0].weights[4].zero_()
+    after = SpinBayesNet(images, small_model, 1)(x, choices=out.choices)
     used4 = out.choices[0, :, :, 0] == 4
     changed = (after.logits != out.logits).any(-1)
     assert used4.any() and torch.equal(changed, used4)
