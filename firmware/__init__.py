@@ -1,1 +1,1 @@
-"""Placeholder: filled by a later issue (see docs/ARCHITECTURE.md)."""
+"""Host side: the crossbar-image compiler and the driver of the RTL core."""

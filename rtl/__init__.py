@@ -1,1 +1,1 @@
-"""Placeholder: filled by a later issue (see docs/ARCHITECTURE.md)."""
+"""Amaranth RTL of the SpinBayes digital periphery (docs/HARDWARE.md, docs/ARCHITECTURE.md)."""

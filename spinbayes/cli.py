@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "runs/compare")
     add_config_arguments(p)
 
+    p = sub.add_parser("rtl", help="the Amaranth RTL: export Verilog",
+                       description="Hardware generation. `spinbayes rtl export` writes one "
+                       "Verilog file per top (every block and the whole core) with "
+                       "emit_src=False, so the output is reproducible, plus params.json.")
+    rtl_sub = p.add_subparsers(dest="rtl_command", required=True, metavar="ACTION")
+    e = rtl_sub.add_parser("export", help="write Verilog for the design parameters",
+                           description="Write OUT/<top>.v for every top and OUT/params.json. "
+                           "--config is a JSON object of RtlParams fields (N, n_max, Q, R, "
+                           "A_in, A, rows_max, outputs_max, layers_max, groups_total, T_max, "
+                           "rng_bits, scale_bits, offset_bits); missing fields keep their "
+                           "defaults (the digits MLP 64-64-10, N=5).")
+    e.add_argument("--config", help="JSON file of RtlParams fields (default: the defaults)")
+    e.add_argument("--out", default="runs/rtl", help="output directory (default: runs/rtl)")
+    e.add_argument("--top", action="append", help="export only this top (repeatable)")
+
     p = sub.add_parser("plot", help="figures of the behavioural device models",
                        description="Write a figure as PNG. mtj: the SOT-MTJ switching "
                        "probability of eq. 5 against the SET current (the paper's Fig. 4), "
@@ -209,6 +224,35 @@ def _compare(args, out: Path, progress: bool) -> None:
     print(f"wrote {out / COMPARE_MARKDOWN}, {out / COMPARE_JSON} and {figure}")
 
 
+def _rtl(args) -> int:
+    try:
+        from .rtl.export import TOPS, export
+        from .rtl.params import RtlParams
+
+        fields_ = {}
+        if args.config:
+            try:
+                fields_ = json.loads(Path(args.config).read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{args.config}: not valid JSON ({e})") from None
+            if not isinstance(fields_, dict):
+                raise ValueError(f"{args.config}: expected a JSON object of RtlParams fields")
+            unknown = set(fields_) - set(RtlParams.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"{args.config}: unknown RtlParams fields {sorted(unknown)}")
+        params = RtlParams(**fields_)
+        tops = tuple(args.top) if args.top else TOPS
+        bad = [t for t in tops if t not in TOPS]
+        if bad:
+            raise ValueError(f"unknown top(s) {bad}; choose from {list(TOPS)}")
+        for path in export(params, args.out, tops):
+            print(f"wrote {path}")
+    except (ValueError, OSError) as e:
+        print(f"spinbayes rtl export: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _plot(args) -> int:
     from .golden.mtj import DEFAULT, p_sw, plot_mtj
 
@@ -229,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "plot":
         return _plot(args)
+    if args.command == "rtl":
+        return _rtl(args)
     try:
         progress = _setup(args)
         out = Path(args.out)

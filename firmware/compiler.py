@@ -1,0 +1,141 @@
+"""Compile an integer SpinBayes network into what the RTL core is programmed with.
+
+Input: the integer network of the contract (:func:`spinbayes.golden.hardware.fold_network`)
+and the design's :class:`~spinbayes.rtl.params.RtlParams`. Output: a :class:`Program`, the
+ordered register writes of the programming port (:class:`~spinbayes.rtl.regs.Reg`) plus the
+cell levels of every crossbar as an array (for simulators' back-door loading and for
+read-back verification). Every size is checked against the design, with a message that names
+the layer and the limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..golden.arbiter import device_seed
+from ..golden.cells import encode_weights
+from ..golden.hardware import HwNetwork
+from ..golden.mtj import EmulatedRng
+from ..rtl.params import RtlParams
+from ..rtl.regs import Reg
+
+__all__ = ["Write", "Program", "compile_network"]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One programming-port write: ``prog_sel``, index fields a, b, c and signed data."""
+
+    sel: Reg
+    a: int = 0
+    b: int = 0
+    c: int = 0
+    data: int = 0
+
+
+@dataclass
+class Program:
+    """Everything the core needs for one network.
+
+    descriptor: the register writes except crossbar cells, in order.
+    cells: int8 (N, groups_total * R, cols_max) signed levels -4..4 of every crossbar.
+    group_base: first R-row group of each layer.
+    """
+
+    descriptor: list[Write]
+    cells: np.ndarray
+    group_base: list[int]
+    n_outputs: int
+    T: int
+    extra: dict = field(default_factory=dict)
+
+    def cell_writes(self, nonzero_only: bool = True) -> list[Write]:
+        """XBAR_CELL writes; after a reset every cell is 0, so zeros can be skipped."""
+        k, r, c = np.nonzero(self.cells) if nonzero_only else np.indices(self.cells.shape
+                                                                        ).reshape(3, -1)
+        return [Write(Reg.XBAR_CELL, int(ri), int(ci), int(ki), int(self.cells[ki, ri, ci]))
+                for ki, ri, ci in zip(k, r, c)]
+
+
+def _fits(value: int, bits: int) -> bool:
+    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
+
+def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
+                    rng_current: float = 230e-6) -> Program:
+    """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``."""
+    p = params
+    L = len(hw.layers)
+    problems = []
+    if L > p.layers_max:
+        problems.append(f"{L} layers, the design holds at most layers_max={p.layers_max}")
+    if hw.N != p.N:
+        problems.append(f"N={hw.N} crossbars per layer, the design has N={p.N}")
+    if hw.n_way > p.n_max:
+        problems.append(f"n_way={hw.n_way}, the design supports at most n_max={p.n_max}")
+    if hw.Q != p.Q or hw.R != p.R:
+        problems.append(f"Q={hw.Q}, R={hw.R}; the design has Q={p.Q}, R={p.R}")
+    if not 1 <= T <= p.T_max:
+        problems.append(f"T={T} outside 1..T_max={p.T_max}")
+    if hw.input_bits > p.A_in:
+        problems.append(f"input codes of {hw.input_bits} bits, the design reads A_in={p.A_in}")
+    base, group_base = 0, []
+    for i, layer in enumerate(hw.layers):
+        if layer.kind != "linear":
+            problems.append(f"layer {i}: {layer.kind} layers are not supported by this core yet")
+            continue
+        out, rows = layer.codes.shape[1:3]
+        if rows > p.rows_max or out > p.outputs_max:
+            problems.append(f"layer {i}: {out} x {rows} exceeds outputs_max={p.outputs_max}, "
+                            f"rows_max={p.rows_max}")
+        if not layer.is_output and layer.out_bits != p.A:
+            problems.append(f"layer {i}: {layer.out_bits}-bit comparators, the design has A={p.A}")
+        group_base.append(base)
+        base += -(-rows // p.R)
+    if base > p.groups_total:
+        problems.append(f"the layers need {base} row groups, groups_total={p.groups_total}")
+    if problems:
+        raise ValueError("network does not fit the design: " + "; ".join(problems))
+
+    cells = np.zeros((p.N, p.groups_total * p.R, p.cols_max), dtype=np.int8)
+    writes: list[Write] = []
+    for i, (layer, gb) in enumerate(zip(hw.layers, group_base)):
+        out, rows = layer.codes.shape[1:3]
+        levels = encode_weights(layer.codes.numpy(), p.Q)          # (N, out, rows, k)
+        block = levels.transpose(0, 2, 1, 3).reshape(p.N, rows, out * p.k_cells)
+        cells[:, gb * p.R:gb * p.R + rows, :out * p.k_cells] = block
+        writes += [Write(Reg.LAYER_ROWS, c=i, data=rows), Write(Reg.LAYER_OUTS, c=i, data=out),
+                   Write(Reg.LAYER_GROUP_BASE, c=i, data=gb),
+                   Write(Reg.LAYER_IN_BITS, c=i, data=layer.in_bits)]
+        if layer.is_output:
+            for j in range(out):
+                m_c, b_c = int(layer.scale[j]), int(layer.offset[j])
+                if not (_fits(m_c, p.scale_bits) and _fits(b_c, p.offset_bits)):
+                    raise ValueError(f"layer {i}, class {j}: M={m_c} or B={b_c} does not fit "
+                                     f"scale_bits={p.scale_bits} / offset_bits={p.offset_bits}")
+                writes += [Write(Reg.SCALE, a=j, data=m_c), Write(Reg.OFFSET, a=j, data=b_c)]
+        else:
+            for j in range(out):
+                writes.append(Write(Reg.SIGN, a=j, c=i, data=int(layer.sign[j] < 0)))
+                for mm in range(layer.thresholds.shape[1]):
+                    th = int(layer.thresholds[j, mm])
+                    if not _fits(th, p.threshold_bits):
+                        raise ValueError(f"layer {i}, output {j}: threshold {th} does not fit "
+                                         f"threshold_bits={p.threshold_bits}")
+                    writes.append(Write(Reg.THRESHOLD, a=j, b=mm, c=i, data=th))
+    thr = EmulatedRng.from_current(1, rng_current, threshold_bits=p.rng_bits).threshold
+    writes += [Write(Reg.N_LAYERS, data=L), Write(Reg.PASSES, data=T),
+               Write(Reg.N_WAY, data=hw.n_way), Write(Reg.RNG_THRESHOLD, data=thr)]
+    for i in range(L):
+        for dev in range(p.code_bits):
+            writes.append(Write(Reg.RNG_SEED, a=dev, c=i,
+                                data=_signed32(device_seed(seed, i, dev, p.code_bits))))
+    n_out = hw.layers[-1].codes.shape[1]
+    return Program(writes, cells, group_base, n_out, T, {"seed": seed, "rng_threshold": thr})
+
+
+def _signed32(v: int) -> int:
+    """A 32-bit unsigned seed as the signed value of the 32-bit data field."""
+    return v - 2 ** 32 if v >= 2 ** 31 else v

@@ -1,0 +1,87 @@
+"""Comparator activations of a hidden layer, BatchNorm folded into the thresholds.
+
+docs/HARDWARE.md, "BatchNorm folded into the comparators": for every output j and comparator
+m = 1 .. 2^A - 1 the firmware stores an integer threshold theta_jm (clamped to
+-sum_max .. sum_max + 1) and a sign sigma_j = sign(gamma_j); the activation is the
+thermometer count ``a'_j = sum_m [sigma_j * S_j >= theta_jm]``, the golden
+:meth:`spinbayes.golden.hardware.HwLayer.activate`. The clamp values give an always-on
+(theta = -sum_max) or always-off (theta = sum_max + 1) comparator; nothing else saturates.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import RtlParams
+
+__all__ = ["ComparatorBank"]
+
+
+class ComparatorBank(wiring.Component):
+    """outputs_max x (2^A - 1) signed comparators: the thermometer activations of a layer.
+
+    ``act_j = sum over m < levels of [sigma_j * S_j >= theta[j][m]]`` with sigma_j = -1 when
+    ``sign[j]`` is 1, else +1. The product sigma_j * S_j is formed one bit wider than S
+    (sum_bits + 1), so negating the most negative S never overflows; the comparison is then
+    at the wider of that and threshold_bits, so every theta in its signed range is exact. The
+    count is not gated by ``n_out``: outputs j >= n_out compute from whatever is on their
+    ports (the network controller masks them).
+
+    Parameters
+    ----------
+    params : RtlParams
+        outputs_max, levels (= 2^A - 1), A, sum_bits, threshold_bits, output_bits_index.
+
+    Ports
+    -----
+    S : In(ArrayLayout(signed(sum_bits), outputs_max))
+        The n-way sums of the layer.
+    theta : In(ArrayLayout(ArrayLayout(signed(threshold_bits), levels), outputs_max))
+        Folded thresholds; ``theta[j][m - 1]`` is comparator m of output j.
+    sign : In(outputs_max)
+        Bit j is 1 when sigma_j = -1 (BatchNorm gamma_j < 0), 0 when sigma_j = +1.
+    n_out : In(output_bits_index + 1)
+        Outputs in use; only counts operations (values above outputs_max count as
+        outputs_max).
+    valid : In(1)
+        The activations are taken this cycle: ``ops += min(n_out, outputs_max) * levels``.
+    act : Out(ArrayLayout(unsigned(A), outputs_max))
+        Thermometer counts 0 .. 2^A - 1.
+    ops : Out(32)
+        Comparisons performed since reset (wraps at 2^32).
+
+    Latency: 0 cycles for ``act`` (combinational); ``ops`` is registered (counts a ``valid``
+    of cycle t from cycle t + 1).
+    """
+
+    def __init__(self, params: RtlParams):
+        if not isinstance(params, RtlParams):
+            self._MustUse__silence = True
+            raise ValueError(f"params must be an RtlParams, not {params!r}")
+        self.params = p = params
+        super().__init__({
+            "S": In(data.ArrayLayout(signed(p.sum_bits), p.outputs_max)),
+            "theta": In(data.ArrayLayout(data.ArrayLayout(signed(p.threshold_bits), p.levels),
+                                         p.outputs_max)),
+            "sign": In(p.outputs_max),
+            "n_out": In(p.output_bits_index + 1),
+            "valid": In(1),
+            "act": Out(data.ArrayLayout(unsigned(p.A), p.outputs_max)),
+            "ops": Out(32),
+        })
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        for j in range(p.outputs_max):
+            s = Signal(signed(p.sum_bits + 1), name=f"signed_sum{j}")
+            m.d.comb += s.eq(Mux(self.sign[j], -self.S[j], self.S[j]))
+            hits = [s >= self.theta[j][k] for k in range(p.levels)]
+            m.d.comb += self.act[j].eq(sum(hits[1:], hits[0]))
+        n_used = Signal(range(p.outputs_max + 1))
+        m.d.comb += n_used.eq(Mux(self.n_out > p.outputs_max, p.outputs_max, self.n_out))
+        with m.If(self.valid):
+            m.d.sync += self.ops.eq(self.ops + n_used * p.levels)
+        return m

@@ -1,0 +1,353 @@
+"""The SpinBayes network core: controller, descriptor table, streams and activity counters.
+
+One generated design runs any network within its :class:`~spinbayes.rtl.params.RtlParams`:
+the shape (rows, outputs, group base, input bits per layer), the comparator thresholds, the
+output scaling, T, n-way and the RNG seeds are data written through the programming port
+(:class:`~spinbayes.rtl.regs.Reg`). Per image (docs/HARDWARE.md, block diagram):
+
+    LOAD      accept the first layer's input codes on the input stream (rows of layer 0)
+    per pass t = 0 .. T-1, per layer l:
+      ARB     the layer's arbiter chooses n of N crossbars (DEMUX mask, trace port)
+      READ    for each bit-plane b (LSB first) and R-row group g: read the chosen crossbars
+              (1 read per cycle), the adder-accumulator adds the n ADC vectors << b
+      DRAIN   2 cycles for the read and accumulate pipeline
+      ACT     hidden: comparators write the activation buffer (next layer's input)
+              last: output scaling y = M S + B; y_c streamed out (OutKind.PASS)
+    FINISH    the averaging block divides the T-sums; averaged_c (OutKind.AVERAGE) and the
+              class (OutKind.CLASS) are streamed out
+
+Crossbar k of the design holds sample k of every layer, stacked by group base address: the
+N physical arrays of each layer are folded into N memories (a digital emulation; on silicon
+they are separate analog arrays with their own decoders).
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .aac import AdderAccumulator
+from .arbiter import Arbiter
+from .averaging import AveragingBlock
+from .comparator import ComparatorBank
+from .crossbar import CrossbarMemory
+from .decoders import ReadDecoder
+from .params import RtlParams
+from .regs import OutKind, Reg
+
+__all__ = ["SpinBayesCore"]
+
+
+class SpinBayesCore(wiring.Component):
+    """The whole periphery around N behavioural crossbars.
+
+    Ports
+    -----
+    prog_en, prog_sel (4), prog_a (16), prog_b (16), prog_c (8), prog_data (signed 32) : In
+        Programming port (Reg); a write happens in a cycle with prog_en and prog_ready.
+    prog_ready : Out(1)
+    vfy_k, vfy_row, vfy_col : In; vfy_level : Out(signed 4)
+        Read-back of a crossbar cell (valid the cycle after the address).
+    in_data (A_in), in_valid : In; in_ready : Out(1)
+        Input stream: the first layer's codes, one per beat, rows of layer 0 per image.
+    out_data (signed out_bits... total_bits), out_kind (2), out_index, out_pass, out_valid :
+        Out; out_ready : In. Result stream (OutKind).
+    trace_valid, trace_layer, trace_pass, trace_indices : Out
+        One cycle per arbiter selection: the chosen crossbars, ascending.
+    busy, stuck : Out(1)
+    cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
+
+    Latency: per pass, for each layer about arbiter draws + ceil(rows/R) * A reads + 3
+    cycles (+ n_out stream beats for the last layer); per image, T passes plus the division.
+    """
+
+    def __init__(self, params: RtlParams, cell_init=None):
+        if not isinstance(params, RtlParams):
+            raise ValueError(f"params must be an RtlParams, not {params!r}")
+        self.params = p = params
+        #: Simulator back door: int (N, groups_total * R, cols_max) initial cell levels
+        #: (firmware.compiler.Program.cells); None: every cell starts at 0.
+        self._cell_init = cell_init
+        self._layer_bits = max(1, (p.layers_max - 1).bit_length())
+        super().__init__({
+            "prog_en": In(1), "prog_sel": In(4), "prog_a": In(16), "prog_b": In(16),
+            "prog_c": In(8), "prog_data": In(signed(32)), "prog_ready": Out(1),
+            "vfy_k": In(p.index_bits), "vfy_row": In(p.row_bits), "vfy_col": In(p.col_bits),
+            "vfy_level": Out(signed(4)),
+            "in_data": In(p.A_in), "in_valid": In(1), "in_ready": Out(1),
+            "out_data": Out(signed(p.total_bits)), "out_kind": Out(2),
+            "out_index": Out(p.output_bits_index), "out_pass": Out(p.t_bits),
+            "out_valid": Out(1), "out_ready": In(1),
+            "trace_valid": Out(1), "trace_layer": Out(self._layer_bits),
+            "trace_pass": Out(p.t_bits),
+            "trace_indices": Out(data.ArrayLayout(unsigned(p.index_bits), p.n_max)),
+            "busy": Out(1), "stuck": Out(1),
+            "cnt_xbar_reads": Out(32), "cnt_rng_draws": Out(32), "cnt_aac_ops": Out(32),
+            "cnt_cmp_ops": Out(32), "cnt_avg_ops": Out(32), "cnt_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        L = p.layers_max
+
+        # --- blocks ------------------------------------------------------------------
+        xbars = []
+        decs = []
+        for k in range(p.N):
+            xb = CrossbarMemory(p, None if self._cell_init is None else self._cell_init[k])
+            dec = ReadDecoder(p)
+            m.submodules[f"xbar{k}"] = xb
+            m.submodules[f"rdec{k}"] = dec
+            xbars.append(xb)
+            decs.append(dec)
+        arbs = []
+        for i in range(L):
+            arb = Arbiter(p.N, p.n_max, p.rng_bits)
+            m.submodules[f"arbiter{i}"] = arb
+            arbs.append(arb)
+        m.submodules.aac = aac = AdderAccumulator(p)
+        m.submodules.comparators = cmp = ComparatorBank(p)
+        m.submodules.averaging = avg = AveragingBlock(p)
+
+        # --- descriptor table and configuration registers ------------------------------
+        rows = Array(Signal(range(p.rows_max + 1), name=f"rows{i}") for i in range(L))
+        outs = Array(Signal(range(p.outputs_max + 1), name=f"outs{i}") for i in range(L))
+        gbase = Array(Signal(p.group_bits, name=f"gbase{i}") for i in range(L))
+        in_bits = Array(Signal(range(p.A_max + 1), name=f"inbits{i}", init=p.A)
+                        for i in range(L))
+        theta = Array(Signal(data.ArrayLayout(data.ArrayLayout(signed(p.threshold_bits),
+                                                               p.levels), p.outputs_max),
+                             name=f"theta{i}") for i in range(L))
+        sign = Array(Signal(p.outputs_max, name=f"sign{i}") for i in range(L))
+        scale = Signal(data.ArrayLayout(signed(p.scale_bits), p.outputs_max))
+        offset = Signal(data.ArrayLayout(signed(p.offset_bits), p.outputs_max))
+        n_layers = Signal(range(L + 1), init=L)
+        passes = Signal(p.t_bits, init=1)
+        n_way = Signal(range(p.n_max + 1), init=1)
+        rng_thr = Signal(p.rng_bits + 1, init=2 ** (p.rng_bits - 1))
+
+        # --- programming port --------------------------------------------------------
+        sel, a, b, c, d = (self.prog_sel, self.prog_a, self.prog_b, self.prog_c,
+                           self.prog_data)
+        # the full 16-bit index fields are range-checked before being cut to the ports' widths
+        cell_ok = Signal()
+        m.d.comb += cell_ok.eq((a < p.groups_total * p.R) & (b < p.cols_max))
+        for k, xb in enumerate(xbars):
+            m.d.comb += [xb.w_row.eq(a), xb.w_col.eq(b), xb.w_level.eq(d),
+                         xb.w_en.eq(self.prog_en & (sel == Reg.XBAR_CELL) & (c == k) & cell_ok)]
+        with m.If(self.prog_en & (sel == Reg.XBAR_CELL)):
+            m.d.comb += self.prog_ready.eq(Array(xb.w_ready for xb in xbars)[c[:p.index_bits]])
+        with m.Else():
+            m.d.comb += self.prog_ready.eq(1)
+        for i, arb in enumerate(arbs):
+            m.d.comb += [arb.seed.eq(d), arb.seed_dev.eq(a), arb.threshold.eq(rng_thr),
+                         arb.seed_load.eq(self.prog_en & (sel == Reg.RNG_SEED) & (c == i)),
+                         arb.n_way.eq(n_way)]
+        li = c[:self._layer_bits]
+        with m.If(self.prog_en):
+            with m.Switch(sel):
+                with m.Case(Reg.LAYER_ROWS):
+                    m.d.sync += rows[li].eq(d)
+                with m.Case(Reg.LAYER_OUTS):
+                    m.d.sync += outs[li].eq(d)
+                with m.Case(Reg.LAYER_GROUP_BASE):
+                    m.d.sync += gbase[li].eq(d)
+                with m.Case(Reg.LAYER_IN_BITS):
+                    m.d.sync += in_bits[li].eq(d)
+                with m.Case(Reg.THRESHOLD):
+                    for i in range(L):
+                        with m.If(li == i):
+                            m.d.sync += theta[i][a][b].eq(d)
+                with m.Case(Reg.SIGN):
+                    for i in range(L):
+                        with m.If(li == i):
+                            m.d.sync += sign[i].bit_select(a, 1).eq(d[0])
+                with m.Case(Reg.SCALE):
+                    m.d.sync += scale[a].eq(d)
+                with m.Case(Reg.OFFSET):
+                    m.d.sync += offset[a].eq(d)
+                with m.Case(Reg.N_LAYERS):
+                    m.d.sync += n_layers.eq(d)
+                with m.Case(Reg.PASSES):
+                    m.d.sync += passes.eq(d)
+                with m.Case(Reg.N_WAY):
+                    m.d.sync += n_way.eq(d)
+                with m.Case(Reg.RNG_THRESHOLD):
+                    m.d.sync += rng_thr.eq(d)
+
+        # cell read-back
+        for xb in xbars:
+            m.d.comb += [xb.v_row.eq(self.vfy_row), xb.v_col.eq(self.vfy_col)]
+        vk = Signal.like(self.vfy_k)
+        m.d.sync += vk.eq(self.vfy_k)
+        m.d.comb += self.vfy_level.eq(Array(xb.v_level for xb in xbars)[vk])
+
+        # --- datapath state ----------------------------------------------------------
+        img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # layer 0 input
+        act = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # hidden activations
+        layer = Signal(range(L))
+        t = Signal(p.t_bits)
+        plane = Signal(range(p.A_max))
+        group = Signal(range(p.groups_total))
+        idx = Signal(range(p.rows_max + 1))
+        ngroups = Signal(range(p.groups_total + 1))
+        last = Signal()
+        n_cls = Signal(range(p.outputs_max + 1))   # outputs of the last layer (classes)
+        m.d.comb += [
+            ngroups.eq((rows[layer] + p.R - 1) // p.R),
+            last.eq(layer == n_layers - 1),
+            n_cls.eq(outs[n_layers - 1]),
+        ]
+        arb_mask = Signal(p.N)
+        arb_idx = Signal(data.ArrayLayout(unsigned(p.index_bits), p.n_max))
+        m.d.comb += [arb_mask.eq(Array(x.mask for x in arbs)[layer]),
+                     arb_idx.eq(Array(x.indices for x in arbs)[layer])]
+
+        # read issue: bits of rows group*R .. group*R+R-1, bit-plane `plane`
+        issue = Signal()
+        rd_bits = Signal(p.R)
+        for r in range(p.R):
+            row = Signal(range(p.groups_total * p.R + 1), name=f"row{r}")
+            m.d.comb += row.eq(group * p.R + r)
+            src = Mux(layer == 0, img.as_value().word_select(row[:p.row_bits], p.A_max),
+                      act.as_value().word_select(row[:p.row_bits], p.A_max))
+            m.d.comb += rd_bits[r].eq((row < rows[layer]) & src.bit_select(plane, 1))
+        for k, (xb, dec) in enumerate(zip(xbars, decs)):
+            m.d.comb += [dec.en.eq(issue & arb_mask[k]), dec.group.eq(gbase[layer] + group),
+                         xb.rd_en.eq(dec.active), xb.rd_group.eq(dec.group),
+                         xb.rd_bits.eq(rd_bits)]
+        # one cycle later: the n chosen crossbars' ADC codes into the AAC
+        p_valid = Signal()
+        p_plane = Signal.like(plane)
+        m.d.sync += [p_valid.eq(issue), p_plane.eq(plane)]
+        aac_clear = Signal()
+        m.d.comb += [aac.valid.eq(p_valid), aac.plane.eq(p_plane), aac.clear.eq(aac_clear)]
+        for s in range(p.n_max):
+            m.d.comb += [aac.p[s].eq(Array(xb.p for xb in xbars)[arb_idx[s]]),
+                         aac.p_mask[s].eq(s < n_way)]
+
+        # comparators and averaging see the AAC's sums
+        m.d.comb += [cmp.S.eq(aac.S), cmp.theta.eq(theta[layer]), cmp.sign.eq(sign[layer]),
+                     cmp.n_out.eq(outs[layer]),
+                     avg.S.eq(aac.S), avg.M.eq(scale), avg.B.eq(offset),
+                     avg.n_out.eq(n_cls), avg.T.eq(passes)]
+
+        # --- controller --------------------------------------------------------------
+        arb_start = Signal()
+        for i, arb in enumerate(arbs):
+            m.d.comb += arb.start.eq(arb_start & (layer == i))
+        arb_done = Signal()
+        m.d.comb += arb_done.eq(Array(x.done for x in arbs)[layer])
+        m.d.comb += [self.trace_layer.eq(layer), self.trace_pass.eq(t),
+                     self.trace_indices.eq(arb_idx), self.trace_valid.eq(arb_done)]
+        out_c = Signal(range(p.outputs_max + 1))
+        drain = Signal(2)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.in_ready.eq(1)
+                with m.If(self.in_valid):
+                    m.d.sync += [img[0].eq(self.in_data), idx.eq(1)]
+                    with m.If(rows[0] == 1):
+                        m.d.sync += [t.eq(0), layer.eq(0)]
+                        m.d.comb += avg.clear.eq(1)
+                        m.next = "ARB"
+                    with m.Else():
+                        m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [self.in_ready.eq(1), self.busy.eq(1)]
+                with m.If(self.in_valid):
+                    m.d.sync += [img.as_value().word_select(idx[:p.row_bits], p.A_max)
+                                 .eq(self.in_data), idx.eq(idx + 1)]
+                    with m.If(idx + 1 == rows[0]):
+                        m.d.sync += [t.eq(0), layer.eq(0)]
+                        m.d.comb += avg.clear.eq(1)
+                        m.next = "ARB"
+            with m.State("ARB"):
+                m.d.comb += [self.busy.eq(1), arb_start.eq(1)]
+                m.next = "ARB_WAIT"
+            with m.State("ARB_WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(arb_done):
+                    m.d.sync += [plane.eq(0), group.eq(0)]
+                    m.d.comb += aac_clear.eq(1)
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [self.busy.eq(1), issue.eq(1)]
+                with m.If(group + 1 == ngroups):
+                    m.d.sync += group.eq(0)
+                    with m.If(plane + 1 == in_bits[layer]):
+                        m.d.sync += drain.eq(0)
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += plane.eq(plane + 1)
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == 1):
+                    m.next = "ACT"
+            with m.State("ACT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(last):
+                    m.d.comb += avg.pass_valid.eq(1)
+                    m.d.sync += out_c.eq(0)
+                    m.next = "EMIT_Y_WAIT"
+                with m.Else():
+                    m.d.comb += cmp.valid.eq(1)
+                    for j in range(p.outputs_max):
+                        m.d.sync += act[j].eq(Mux(j < outs[layer], cmp.act[j], 0))
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "ARB"
+            with m.State("EMIT_Y_WAIT"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "EMIT_Y"
+            with m.State("EMIT_Y"):
+                m.d.comb += [self.busy.eq(1), self.out_valid.eq(1),
+                             self.out_kind.eq(OutKind.PASS), self.out_index.eq(out_c),
+                             self.out_pass.eq(t), self.out_data.eq(avg.y[out_c])]
+                with m.If(self.out_ready):
+                    m.d.sync += out_c.eq(out_c + 1)
+                    with m.If(out_c + 1 == n_cls):
+                        m.d.sync += layer.eq(0)
+                        with m.If(t + 1 == passes):
+                            m.next = "FINISH"
+                        with m.Else():
+                            m.d.sync += t.eq(t + 1)
+                            m.next = "ARB"
+            with m.State("FINISH"):
+                m.d.comb += [self.busy.eq(1), avg.finish.eq(1)]
+                m.next = "DIVIDE"
+            with m.State("DIVIDE"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(avg.done):
+                    m.d.sync += out_c.eq(0)
+                    m.next = "EMIT_AVG"
+            with m.State("EMIT_AVG"):
+                m.d.comb += [self.busy.eq(1), self.out_valid.eq(1),
+                             self.out_kind.eq(OutKind.AVERAGE), self.out_index.eq(out_c),
+                             self.out_data.eq(avg.averaged[out_c])]
+                with m.If(self.out_ready):
+                    m.d.sync += out_c.eq(out_c + 1)
+                    with m.If(out_c + 1 == n_cls):
+                        m.next = "EMIT_CLASS"
+            with m.State("EMIT_CLASS"):
+                m.d.comb += [self.busy.eq(1), self.out_valid.eq(1),
+                             self.out_kind.eq(OutKind.CLASS), self.out_data.eq(avg.cls)]
+                with m.If(self.out_ready):
+                    m.next = "IDLE"
+
+        # --- activity counters ---------------------------------------------------------
+        popcount = sum(arb_mask[k] for k in range(p.N))
+        m.d.sync += self.cnt_cycles.eq(self.cnt_cycles + self.busy)
+        with m.If(issue):
+            m.d.sync += self.cnt_xbar_reads.eq(self.cnt_xbar_reads + popcount)
+        m.d.comb += [
+            self.cnt_rng_draws.eq(sum(x.draws for x in arbs)),
+            self.cnt_aac_ops.eq(aac.ops), self.cnt_cmp_ops.eq(cmp.ops),
+            self.cnt_avg_ops.eq(avg.mult_ops + avg.avg_ops),
+            self.stuck.eq(Cat(x.stuck for x in arbs).any()),
+        ]
+        return m

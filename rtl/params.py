@@ -1,0 +1,184 @@
+"""Generation parameters of the SpinBayes periphery and every width derived from them.
+
+One frozen :class:`RtlParams` sizes the whole design; the widths follow the bounds of
+docs/HARDWARE.md ("Numeric formats"), computed by the golden model's own
+:func:`spinbayes.golden.hardware.layer_widths`, so the RTL and the integer reference cannot
+disagree on a width. The network's shape is data (a descriptor table written by firmware);
+these parameters only bound it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..golden.cells import cells_per_weight
+from ..golden.hardware import layer_widths
+
+__all__ = ["RtlParams"]
+
+
+def _bits_for(n: int) -> int:
+    """Unsigned bits that index 0 .. n-1 (at least 1)."""
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+@dataclass(frozen=True)
+class RtlParams:
+    """Upper bounds of the networks one generated design can run.
+
+    Parameters
+    ----------
+    N : crossbars per layer (paper: 5).
+    n_max : largest n-way the design supports (1 .. N).
+    Q : weight bits (eq. 3).
+    R : rows sensed in parallel (paper: 4).
+    A_in : bits of the first layer's input code.
+    A : bits of a comparator activation (2^A - 1 comparators per neuron).
+    rows_max : most crossbar rows (inputs) of any layer.
+    outputs_max : most outputs (neurons / classes) of any layer.
+    layers_max : most layers.
+    groups_total : R-row groups stored per crossbar over all layers (the crossbar memory depth).
+    T_max : most forward passes per image.
+    rng_bits : W, bits of the emulated RNG word compared against the p_sw threshold.
+    scale_bits, offset_bits : widths of the last layer's output scale M_c and offset B_c.
+    """
+
+    N: int = 5
+    n_max: int = 2
+    Q: int = 4
+    R: int = 4
+    A_in: int = 4
+    A: int = 1
+    rows_max: int = 64
+    outputs_max: int = 64
+    layers_max: int = 2
+    groups_total: int = 32
+    T_max: int = 16
+    rng_bits: int = 16
+    scale_bits: int = 16
+    offset_bits: int = 24
+
+    def __post_init__(self):
+        for name in ("N", "n_max", "Q", "R", "A_in", "A", "rows_max", "outputs_max",
+                     "layers_max", "groups_total", "T_max", "rng_bits", "scale_bits",
+                     "offset_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if self.n_max > self.N:
+            raise ValueError(f"n_max must not exceed N ({self.N}), not {self.n_max!r}")
+        if self.Q < 2 or self.Q > 8:
+            raise ValueError(f"Q must be an integer in 2..8, not {self.Q!r}")
+        if self.rng_bits > 32:
+            raise ValueError(f"rng_bits must be at most 32 (the xorshift32 state), "
+                             f"not {self.rng_bits!r}")
+        if self.groups_total < self.groups_max:
+            raise ValueError(f"groups_total ({self.groups_total}) must hold at least one "
+                             f"layer of rows_max rows ({self.groups_max} groups)")
+        if self.scale_bits < 2 or self.offset_bits < 2:
+            raise ValueError("scale_bits and offset_bits must be at least 2")
+
+    # --- derived sizes -------------------------------------------------------------------
+    @property
+    def k_cells(self) -> int:
+        """Differential cells per weight (golden/cells.py)."""
+        return cells_per_weight(self.Q)
+
+    @property
+    def cols_max(self) -> int:
+        """Cell columns of a crossbar: outputs_max * k_cells."""
+        return self.outputs_max * self.k_cells
+
+    @property
+    def groups_max(self) -> int:
+        """R-row groups of the largest layer."""
+        return math.ceil(self.rows_max / self.R)
+
+    @property
+    def code_bits(self) -> int:
+        """k = ceil(log2 N): RNG devices per arbiter (0 for N = 1)."""
+        return (self.N - 1).bit_length()
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of a crossbar index 0 .. N-1."""
+        return _bits_for(self.N)
+
+    @property
+    def A_max(self) -> int:
+        return max(self.A_in, self.A)
+
+    @property
+    def levels(self) -> int:
+        """Comparators per neuron, 2^A - 1."""
+        return 2 ** self.A - 1
+
+    # --- derived widths (docs/HARDWARE.md) -----------------------------------------------
+    @property
+    def widths(self):
+        """Worst-case widths of any layer: rows_max inputs at A_max bits, n_max-way."""
+        return layer_widths(self.rows_max, self.outputs_max, self.A_max, self.Q, self.R,
+                            self.n_max, T=self.T_max,
+                            m_max=2 ** (self.scale_bits - 1) - 1,
+                            b_max=2 ** (self.offset_bits - 1))
+
+    @property
+    def level_bits(self) -> int:
+        """A stored signed cell level -4..4."""
+        return 4
+
+    @property
+    def adc_bits(self) -> int:
+        return self.widths.adc_bits
+
+    @property
+    def sum_bits(self) -> int:
+        """The n-way sum S (and every partial sum of the adder-accumulator)."""
+        return self.widths.sum_bits
+
+    @property
+    def threshold_bits(self) -> int:
+        return self.widths.threshold_bits
+
+    @property
+    def out_bits(self) -> int:
+        """Per-pass output y = M S + B."""
+        return self.widths.out_bits
+
+    @property
+    def total_bits(self) -> int:
+        """T-sum Y."""
+        return self.widths.total_bits
+
+    @property
+    def group_bits(self) -> int:
+        return _bits_for(self.groups_total)
+
+    @property
+    def row_bits(self) -> int:
+        return _bits_for(self.groups_total * self.R)
+
+    @property
+    def col_bits(self) -> int:
+        return _bits_for(self.cols_max)
+
+    @property
+    def output_bits_index(self) -> int:
+        return _bits_for(self.outputs_max)
+
+    @property
+    def t_bits(self) -> int:
+        """Bits of a pass count 0 .. T_max."""
+        return (self.T_max).bit_length()
+
+    def describe(self) -> dict:
+        """Every parameter and derived width, for reports and the exported Verilog's header."""
+        names = ("k_cells", "cols_max", "groups_max", "code_bits", "index_bits", "levels",
+                 "adc_bits", "sum_bits", "threshold_bits", "out_bits", "total_bits")
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d.update({n: getattr(self, n) for n in names})
+        return d
+
+
+
