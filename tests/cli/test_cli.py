@@ -103,3 +103,12 @@ def test_compare_tiny_budget(tmp_path, capsys):
     assert any(r["topology"].startswith("ResNet-34") for r in report["memory"])
     assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
     assert "n-way study" in (out / "compare.md").read_text()
+
+
+def test_rtl_export_is_reproducible(tmp_path):
+    for d in ("a", "b"):
+        assert main(["rtl", "export", "--out", str(tmp_path / d), "--top", "aac"]) == 0
+    assert (tmp_path / "a" / "aac.v").read_text() == (tmp_path / "b" / "aac.v").read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"bogus": 1}')
+    assert main(["rtl", "export", "--config", str(bad), "--out", str(tmp_path / "c")]) == 2
