@@ -12,8 +12,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoders import _bits_for, _check_params
-from .params import RtlParams
+from .params import RtlParams, bits_for, check_params
 
 __all__ = ["AdderAccumulator"]
 
@@ -61,11 +60,11 @@ class AdderAccumulator(wiring.Component):
     """
 
     def __init__(self, params: RtlParams):
-        self.params = p = _check_params(self, params)
+        self.params = p = check_params(self, params)
         super().__init__({
             "clear": In(1),
             "valid": In(1),
-            "plane": In(unsigned(_bits_for(p.A_max))),
+            "plane": In(unsigned(bits_for(p.A_max))),
             "p": In(data.ArrayLayout(data.ArrayLayout(signed(p.adc_bits), p.cols_max),
                                      p.n_max)),
             "p_mask": In(p.n_max),

@@ -16,14 +16,10 @@ from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import bits_for
 from .rng import SotMtjRng
 
 __all__ = ["Arbiter"]
-
-
-def _bits_for(n: int) -> int:
-    """Unsigned bits that index 0 .. n-1 (at least 1, so no port is zero-width)."""
-    return max(1, (n - 1).bit_length())
 
 
 def _positive_int(v) -> bool:
@@ -117,7 +113,7 @@ class Arbiter(wiring.Component):
                              f"not {rng_bits!r}")
         self.N, self.n_max, self.rng_bits = N, n_max, rng_bits
         self.k = k = (N - 1).bit_length()
-        self.index_bits = _bits_for(N)
+        self.index_bits = bits_for(N)
         #: consecutive rejections tolerated before ``stuck`` (golden ``max_redraws``)
         self.max_redraws = 64 << k
         super().__init__({
@@ -125,7 +121,7 @@ class Arbiter(wiring.Component):
             "n_way": In(unsigned(n_max.bit_length())),
             "threshold": In(unsigned(rng_bits + 1)),
             "seed": In(32),
-            "seed_dev": In(unsigned(_bits_for(k))),
+            "seed_dev": In(unsigned(bits_for(k))),
             "seed_load": In(1),
             "ext_en": In(1),
             "ext_bits": In(max(k, 1)),

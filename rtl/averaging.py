@@ -14,7 +14,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import RtlParams
+from .params import RtlParams, check_params
 
 __all__ = ["AveragingBlock"]
 
@@ -97,10 +97,7 @@ class AveragingBlock(wiring.Component):
     """
 
     def __init__(self, params: RtlParams):
-        if not isinstance(params, RtlParams):
-            self._MustUse__silence = True
-            raise ValueError(f"params must be an RtlParams, not {params!r}")
-        self.params = p = params
+        self.params = p = check_params(self, params)
         super().__init__({
             "clear": In(1),
             "pass_valid": In(1),

@@ -14,7 +14,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import RtlParams
+from .params import RtlParams, check_params
 
 __all__ = ["ComparatorBank"]
 
@@ -57,10 +57,7 @@ class ComparatorBank(wiring.Component):
     """
 
     def __init__(self, params: RtlParams):
-        if not isinstance(params, RtlParams):
-            self._MustUse__silence = True
-            raise ValueError(f"params must be an RtlParams, not {params!r}")
-        self.params = p = params
+        self.params = p = check_params(self, params)
         super().__init__({
             "S": In(data.ArrayLayout(signed(p.sum_bits), p.outputs_max)),
             "theta": In(data.ArrayLayout(data.ArrayLayout(signed(p.threshold_bits), p.levels),

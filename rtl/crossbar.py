@@ -24,8 +24,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .decoders import WriteDecoder, _check_params
-from .params import RtlParams
+from .decoders import WriteDecoder
+from .params import RtlParams, check_params
 
 __all__ = ["CrossbarMemory"]
 
@@ -90,7 +90,7 @@ class CrossbarMemory(wiring.Component):
     """
 
     def __init__(self, params: RtlParams, init=None):
-        self.params = p = _check_params(self, params)
+        self.params = p = check_params(self, params)
         self._init = None
         if init is not None:
             # Simulator back door (like $readmemh): the levels the array starts with, int

@@ -15,23 +15,9 @@ from amaranth import Cat, Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import RtlParams
+from .params import RtlParams, bits_for, check_params
 
 __all__ = ["ReadDecoder", "WriteDecoder"]
-
-
-def _bits_for(n: int) -> int:
-    """Unsigned bits that index 0 .. n-1 (at least 1, so no port is zero-width)."""
-    return max(1, (n - 1).bit_length())
-
-
-def _check_params(component, params) -> RtlParams:
-    """The params of a block's ``__init__``, or ValueError (the half-built block is silenced,
-    so it does not also warn "created but never used")."""
-    if not isinstance(params, RtlParams):
-        component._MustUse__silence = True
-        raise ValueError(f"params must be an RtlParams, not {params!r}")
-    return params
 
 
 class ReadDecoder(wiring.Component):
@@ -65,7 +51,7 @@ class ReadDecoder(wiring.Component):
     """
 
     def __init__(self, params: RtlParams):
-        self.params = p = _check_params(self, params)
+        self.params = p = check_params(self, params)
         super().__init__({
             "en": In(1),
             "group": In(p.group_bits),
@@ -117,13 +103,13 @@ class WriteDecoder(wiring.Component):
     """
 
     def __init__(self, params: RtlParams):
-        self.params = p = _check_params(self, params)
+        self.params = p = check_params(self, params)
         super().__init__({
             "en": In(1),
             "row": In(p.row_bits),
             "col": In(p.col_bits),
             "group": Out(p.group_bits),
-            "lane": Out(unsigned(_bits_for(p.R))),
+            "lane": Out(unsigned(bits_for(p.R))),
             "col_sel": Out(p.col_bits),
             "we": Out(1),
             "error": Out(1),

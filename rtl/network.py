@@ -33,7 +33,7 @@ from .averaging import AveragingBlock
 from .comparator import ComparatorBank
 from .crossbar import CrossbarMemory
 from .decoders import ReadDecoder
-from .params import RtlParams
+from .params import RtlParams, check_params
 from .regs import OutKind, Reg
 
 __all__ = ["SpinBayesCore"]
@@ -63,9 +63,7 @@ class SpinBayesCore(wiring.Component):
     """
 
     def __init__(self, params: RtlParams, cell_init=None):
-        if not isinstance(params, RtlParams):
-            raise ValueError(f"params must be an RtlParams, not {params!r}")
-        self.params = p = params
+        self.params = p = check_params(self, params)
         #: Simulator back door: int (N, groups_total * R, cols_max) initial cell levels
         #: (firmware.compiler.Program.cells); None: every cell starts at 0.
         self._cell_init = cell_init

@@ -15,12 +15,21 @@ from dataclasses import dataclass
 from ..golden.cells import cells_per_weight
 from ..golden.hardware import layer_widths
 
-__all__ = ["RtlParams"]
+__all__ = ["RtlParams", "bits_for", "check_params"]
 
 
-def _bits_for(n: int) -> int:
-    """Unsigned bits that index 0 .. n-1 (at least 1)."""
-    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+def bits_for(n: int) -> int:
+    """Unsigned bits that index 0 .. n-1 (at least 1, so no port is zero-width)."""
+    return max(1, (n - 1).bit_length())
+
+
+def check_params(component, params) -> RtlParams:
+    """The params of a block's ``__init__``, or ValueError (the half-built block is silenced,
+    so it does not also warn "created but never used")."""
+    if not isinstance(params, RtlParams):
+        component._MustUse__silence = True
+        raise ValueError(f"params must be an RtlParams, not {params!r}")
+    return params
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class RtlParams:
     @property
     def index_bits(self) -> int:
         """Bits of a crossbar index 0 .. N-1."""
-        return _bits_for(self.N)
+        return bits_for(self.N)
 
     @property
     def A_max(self) -> int:
@@ -153,19 +162,19 @@ class RtlParams:
 
     @property
     def group_bits(self) -> int:
-        return _bits_for(self.groups_total)
+        return bits_for(self.groups_total)
 
     @property
     def row_bits(self) -> int:
-        return _bits_for(self.groups_total * self.R)
+        return bits_for(self.groups_total * self.R)
 
     @property
     def col_bits(self) -> int:
-        return _bits_for(self.cols_max)
+        return bits_for(self.cols_max)
 
     @property
     def output_bits_index(self) -> int:
-        return _bits_for(self.outputs_max)
+        return bits_for(self.outputs_max)
 
     @property
     def t_bits(self) -> int:
