@@ -1,10 +1,16 @@
 """Host driver of the SpinBayes core: programs it, streams images, collects results.
 
 The driver talks to the core through a *bus*: anything with ``set(port, value)``,
-``get(port)`` and ``async tick()``, where ``port`` is a port name of
+``get(port)``, ``async settle()`` and ``async tick()``, where ``port`` is a port name of
 :class:`~spinbayes.rtl.network.SpinBayesCore`. :class:`AmaranthBus` adapts Amaranth's
-simulator; a cocotb adapter (issue 6) only has to provide the same three methods, so the
-same driver runs unchanged against both. Cycle counts are measured, not assumed.
+simulator, :class:`CocotbBus` a cocotb handle of the exported Verilog, so the same driver
+runs unchanged against both. Cycle counts are measured, not assumed.
+
+Timing contract of a bus: after ``await tick()`` the clock edge has happened and ``get``
+returns the settled values after it. ``set`` drives an input for the coming edge. A ``get``
+of a combinational output that depends on inputs ``set`` in the same cycle must be preceded
+by ``await settle()`` (a no-op in Amaranth, whose ``ctx.set`` settles at once; in cocotb,
+writes are applied at the end of the time step, so ``settle`` waits 1 ps).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import numpy as np
 from ..rtl.regs import OutKind
 from .compiler import Program, Write
 
-__all__ = ["AmaranthBus", "CoreDriver", "ImageResult"]
+__all__ = ["AmaranthBus", "CocotbBus", "CoreDriver", "ImageResult"]
 
 
 class AmaranthBus:
@@ -31,8 +37,56 @@ class AmaranthBus:
     def get(self, port: str):
         return self.ctx.get(getattr(self.dut, port))
 
+    async def settle(self) -> None:
+        """Amaranth settles combinational logic on every ``ctx.set``: nothing to wait for."""
+
     async def tick(self) -> None:
         await self.ctx.tick()
+
+
+class CocotbBus:
+    """Bus adapter for a cocotb handle of the exported core (``spinbayes_core``).
+
+    ``tick`` waits for the rising edge of ``clk`` and then 1 ps, so that every register
+    update of the edge is visible to ``get``; ``settle`` waits 1 ps so that writes made in
+    this cycle have been applied and combinational outputs have settled. Array ports
+    (``trace_indices``) are returned as one integer; :meth:`get` splits those of a
+    :class:`~amaranth.lib.data.ArrayLayout` when ``fields`` names their element width.
+    """
+
+    def __init__(self, dut, *, clock: str = "clk",
+                 fields: dict[str, tuple[int, int]] | None = None):
+        self.dut = dut
+        self._clk = getattr(dut, clock)
+        #: port -> (element width, count) for ports to be returned as a list of elements
+        self.fields = dict(fields or {})
+        self._handles: dict = {}
+
+    def _h(self, port: str):
+        h = self._handles.get(port)
+        if h is None:
+            h = self._handles[port] = getattr(self.dut, port)
+        return h
+
+    def set(self, port: str, value) -> None:
+        self._h(port).value = int(value)
+
+    def get(self, port: str):
+        v = self._h(port).value
+        if port in self.fields:
+            width, count = self.fields[port]
+            raw = int(v)
+            return [(raw >> (width * i)) & ((1 << width) - 1) for i in range(count)]
+        return v.to_signed() if port in ("out_data", "vfy_level") else int(v)
+
+    async def settle(self) -> None:
+        from cocotb.triggers import Timer
+        await Timer(1, unit="ps")
+
+    async def tick(self) -> None:
+        from cocotb.triggers import RisingEdge, Timer
+        await RisingEdge(self._clk)
+        await Timer(1, unit="ps")
 
 
 @dataclass
@@ -65,6 +119,7 @@ class CoreDriver:
         b.set("prog_c", w.c)
         b.set("prog_data", w.data)
         b.set("prog_en", 1)
+        await b.settle()
         for _ in range(self.max_wait):
             ready = b.get("prog_ready")
             await b.tick()
@@ -91,6 +146,7 @@ class CoreDriver:
             self.bus.set("vfy_k", ki)
             self.bus.set("vfy_row", ri)
             self.bus.set("vfy_col", ci)
+            await self.bus.settle()
             await self.bus.tick()
             if self.bus.get("vfy_level") != program.cells[ki, ri, ci]:
                 bad.append((ki, ri, ci))
@@ -111,13 +167,12 @@ class CoreDriver:
         while prediction is None:
             if cycles > self.max_wait:
                 raise TimeoutError(f"no result after {cycles} cycles")
+            b.set("in_valid", int(bool(pending)))
             if pending:
-                b.set("in_valid", 1)
                 b.set("in_data", pending[0])
-                if b.get("in_ready"):
-                    pending.pop(0)
-            else:
-                b.set("in_valid", 0)
+            await b.settle()
+            if pending and b.get("in_ready"):
+                pending.pop(0)
             if b.get("trace_valid"):
                 idx = b.get("trace_indices")
                 choices[b.get("trace_layer"), b.get("trace_pass")] = [int(idx[s])

@@ -89,8 +89,17 @@ class CrossbarMemory(wiring.Component):
     cycle t + 1 for an address in cycle t. Reads do not see a write of the same cycle.
     """
 
-    def __init__(self, params: RtlParams, init=None):
+    def __init__(self, params: RtlParams, init=None, *, stuck=()):
         self.params = p = check_params(self, params)
+        # Fault injection (simulation): cells (row, col) that refuse to switch; a write to
+        # one is accepted on the port but leaves the cell at its old level, as a cell whose
+        # MTJs do not switch would. Firmware's read-back verification must catch it.
+        self._stuck = sorted({(int(r), int(c)) for r, c in stuck})
+        for r, c in self._stuck:
+            if not (0 <= r < p.groups_total * p.R and 0 <= c < p.cols_max):
+                self._MustUse__silence = True
+                raise ValueError(f"stuck cell ({r}, {c}) is outside the "
+                                 f"{p.groups_total * p.R} x {p.cols_max} array")
         self._init = None
         if init is not None:
             # Simulator back door (like $readmemh): the levels the array starts with, int
@@ -142,8 +151,17 @@ class CrossbarMemory(wiring.Component):
             m.d.comb += lane_hot[r].eq(wdec.lane == r)
         for c in range(p.cols_max):
             m.d.comb += col_hot[c].eq(wdec.col_sel == c)
-        m.d.comb += wr.en.eq(Cat(lane_hot[r] & col_hot[c] & wdec.we
-                                 for r in range(p.R) for c in range(p.cols_max)))
+        stuck_groups = {}            # (lane r, column c) -> groups g whose cell is stuck
+        for row, c in self._stuck:
+            stuck_groups.setdefault((row % p.R, c), []).append(row // p.R)
+
+        def lane_en(r, c):
+            en = lane_hot[r] & col_hot[c] & wdec.we
+            for g in stuck_groups.get((r, c), []):
+                en = en & (wdec.group != g)
+            return en
+
+        m.d.comb += wr.en.eq(Cat(lane_en(r, c) for r in range(p.R) for c in range(p.cols_max)))
 
         # --- read-back: a second decoder, element selected one cycle later -------------
         m.submodules.vdec = vdec = WriteDecoder(p)

