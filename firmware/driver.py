@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rtl.regs import OutKind
+from ..rtl.regs import OutKind, Reg
 from .compiler import Program, Write
 
-__all__ = ["AmaranthBus", "CocotbBus", "CoreDriver", "ImageResult"]
+__all__ = ["AmaranthBus", "CellFault", "CocotbBus", "CoreDriver", "ImageResult",
+           "ProgramReport"]
 
 
 class AmaranthBus:
@@ -101,6 +102,54 @@ class ImageResult:
     counters: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CellFault:
+    """A crossbar cell that never read back its wanted level."""
+
+    k: int
+    row: int
+    col: int
+    wanted: int
+    read: int
+
+
+@dataclass
+class ProgramReport:
+    """What :meth:`CoreDriver.program_verified` did.
+
+    cell_writes: XBAR_CELL writes issued (first pass and retries); descriptor_writes: the
+    other register writes; read_backs: cells read through the vfy port; rounds: read-back
+    rounds (1 + the retry rounds that were needed); retried: cells written again at least
+    once; failed: cells still wrong after ``retries`` re-writes; cycles: clock cycles the
+    driver waited; seconds: wall-clock time.
+    """
+
+    cell_writes: int = 0
+    descriptor_writes: int = 0
+    read_backs: int = 0
+    rounds: int = 0
+    retried: list[tuple[int, int, int]] = field(default_factory=list)
+    failed: list[CellFault] = field(default_factory=list)
+    cycles: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        text = (f"{self.cell_writes} cell writes, {self.descriptor_writes} descriptor writes, "
+                f"{self.read_backs} read-backs in {self.rounds} round(s), "
+                f"{len(self.retried)} cell(s) retried, {len(self.failed)} never verified; "
+                f"{self.cycles} cycles, {self.seconds:.2f} s")
+        for f in self.failed[:10]:
+            text += (f"\n  crossbar {f.k} row {f.row} col {f.col}: wanted {f.wanted}, "
+                     f"read {f.read}")
+        if len(self.failed) > 10:
+            text += f"\n  ... and {len(self.failed) - 10} more"
+        return text
+
+
 COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
             "cnt_cycles")
 
@@ -110,47 +159,129 @@ class CoreDriver:
 
     def __init__(self, bus, *, max_wait: int = 1_000_000):
         self.bus, self.max_wait = bus, max_wait
+        #: clock cycles waited by write / program / read-back (not by ``infer``)
+        self.cycles = 0
+
+    async def _tick(self) -> None:
+        await self.bus.tick()
+        self.cycles += 1
 
     async def write(self, w: Write) -> None:
+        """One register write: present it with ``prog_en``, hold until ``prog_ready``."""
+        await self.write_all([w])
+
+    async def write_all(self, writes) -> int:
+        """Stream writes back to back, one per cycle while ``prog_ready`` stays high;
+        ``prog_en`` stays asserted between them and only changed fields are driven.
+        Returns the number of writes."""
         b = self.bus
-        b.set("prog_sel", int(w.sel))
-        b.set("prog_a", w.a)
-        b.set("prog_b", w.b)
-        b.set("prog_c", w.c)
-        b.set("prog_data", w.data)
-        b.set("prog_en", 1)
-        await b.settle()
-        for _ in range(self.max_wait):
-            ready = b.get("prog_ready")
-            await b.tick()
-            if ready:
-                break
-        else:
-            raise TimeoutError(f"programming port never ready for {w}")
-        b.set("prog_en", 0)
+        names = ("prog_sel", "prog_a", "prog_b", "prog_c", "prog_data")
+        last: list = [None] * 5
+        n = 0
+        try:
+            for w in writes:
+                for i, v in enumerate((int(w.sel), w.a, w.b, w.c, w.data)):
+                    if v != last[i]:
+                        b.set(names[i], v)
+                        last[i] = v
+                if n == 0:
+                    b.set("prog_en", 1)
+                await b.settle()
+                for _ in range(self.max_wait):
+                    ready = b.get("prog_ready")
+                    await self._tick()
+                    if ready:
+                        break
+                else:
+                    raise TimeoutError(f"programming port never ready for {w}")
+                n += 1
+        finally:
+            b.set("prog_en", 0)
+        return n
 
     async def program(self, program: Program, *, cells: bool = True) -> None:
-        """Write the descriptor table (and, with ``cells``, every non-zero crossbar cell)."""
-        for w in (program.cell_writes() if cells else []) + program.descriptor:
-            await self.write(w)
+        """Write the descriptor table (and, with ``cells``, every non-zero crossbar cell),
+        without read-back; :meth:`program_verified` verifies and retries."""
+        await self.write_all((program.cell_writes() if cells else []) + program.descriptor)
+
+    async def read_cells(self, k, row, col) -> np.ndarray:
+        """Levels of cells (k[i], row[i], col[i]) through the vfy port, one per cycle.
+
+        The port has one cycle of latency: the address presented before a clock edge is
+        read after it, while the next address is already being presented, so n cells take
+        n cycles."""
+        b = self.bus
+        out = np.empty(len(k), dtype=np.int64)
+        lk = lr = lc = None
+        for i, (ki, ri, ci) in enumerate(zip(k, row, col)):
+            if ki != lk:
+                b.set("vfy_k", ki)
+                lk = ki
+            if ri != lr:
+                b.set("vfy_row", ri)
+                lr = ri
+            if ci != lc:
+                b.set("vfy_col", ci)
+                lc = ci
+            await self._tick()
+            out[i] = b.get("vfy_level")
+        return out
 
     async def verify_cells(self, program: Program, sample: int | None = None,
                            seed: int = 0) -> list[tuple[int, int, int]]:
         """Read cells back; returns the (k, row, col) that differ. ``sample``: how many."""
         k, r, c = np.indices(program.cells.shape).reshape(3, -1)
         if sample is not None:
-            pick = np.random.default_rng(seed).choice(k.size, size=sample, replace=False)
+            pick = np.sort(np.random.default_rng(seed).choice(k.size, size=sample,
+                                                              replace=False))
             k, r, c = k[pick], r[pick], c[pick]
-        bad = []
-        for ki, ri, ci in zip(k.tolist(), r.tolist(), c.tolist()):
-            self.bus.set("vfy_k", ki)
-            self.bus.set("vfy_row", ri)
-            self.bus.set("vfy_col", ci)
-            await self.bus.settle()
-            await self.bus.tick()
-            if self.bus.get("vfy_level") != program.cells[ki, ri, ci]:
-                bad.append((ki, ri, ci))
-        return bad
+        got = await self.read_cells(k.tolist(), r.tolist(), c.tolist())
+        bad = np.nonzero(got != program.cells[k, r, c])[0]
+        return [(int(k[i]), int(r[i]), int(c[i])) for i in bad]
+
+    async def program_verified(self, program: Program, retries: int = 3, *,
+                               skip_zeros: bool = True, descriptor: bool = True
+                               ) -> ProgramReport:
+        """Program every crossbar through the write port, verify by read-back, retry.
+
+        1. Write the cells through ``prog_sel = Reg.XBAR_CELL`` (the write decoder). With
+           ``skip_zeros`` only non-zero levels are written (a reset array holds zeros; the
+           read-back below checks that assumption for every cell).
+        2. Read every cell of every crossbar back through the vfy port and compare.
+        3. Re-write the cells that differ and read them back again, at most ``retries``
+           times; cells still wrong are reported in ``failed`` with the level read.
+        4. Write the descriptor table (with ``descriptor``), also when cells failed: the
+           report says whether the core may be used.
+        """
+        import time
+
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
+        t0, c0 = time.perf_counter(), self.cycles
+        cells = np.asarray(program.cells)
+        rep = ProgramReport()
+        rep.cell_writes += await self.write_all(program.cell_writes(nonzero_only=skip_zeros))
+        k, r, c = (a.tolist() for a in np.indices(cells.shape).reshape(3, -1))
+        retried: set = set()
+        for attempt in range(retries + 1):
+            got = await self.read_cells(k, r, c)
+            rep.read_backs += len(k)
+            rep.rounds += 1
+            bad = np.nonzero(got != cells[k, r, c])[0]
+            k, r, c, got = ([a[i] for i in bad] for a in (k, r, c, got.tolist()))
+            if not k or attempt == retries:
+                break
+            retried.update(zip(k, r, c))
+            rep.cell_writes += await self.write_all(
+                Write(Reg.XBAR_CELL, ri, ci, ki, int(cells[ki, ri, ci]))
+                for ki, ri, ci in zip(k, r, c))
+        rep.failed = [CellFault(ki, ri, ci, int(cells[ki, ri, ci]), int(gi))
+                      for ki, ri, ci, gi in zip(k, r, c, got)]
+        rep.retried = sorted(retried)
+        if descriptor:
+            rep.descriptor_writes = await self.write_all(program.descriptor)
+        rep.cycles, rep.seconds = self.cycles - c0, time.perf_counter() - t0
+        return rep
 
     async def infer(self, codes: np.ndarray, program: Program, n_layers: int,
                     n_way: int) -> ImageResult:
