@@ -156,6 +156,11 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
     params_path.write_text(json.dumps(params, indent=2, sort_keys=True))
     config_path.write_text(json.dumps(config or {}, indent=2, sort_keys=True))
     module_dir = str(Path(__file__).resolve().parent)
+    # cocotb_tools' runner overwrites PYTHONPATH with this process's sys.path (extra_env's
+    # PYTHONPATH is lost), so sim/ must be on sys.path for the simulator to find tb_*.py;
+    # appended, so sim/'s module names never shadow an installed package.
+    if module_dir not in os.sys.path:
+        os.sys.path.append(module_dir)
     env = {
         PARAMS_ENV: str(params_path), CONFIG_ENV: str(config_path),
         RESULT_ENV: str(result_path),
