@@ -19,6 +19,8 @@ __all__ = ["TOPS", "build_top", "export"]
 
 #: Names of the exportable tops, in export order.
 TOPS = ("rng", "arbiter", "crossbar", "aac", "comparator", "averaging", "core")
+#: Tops that build_top also knows but export/synthesis skip by default (testbench wrappers).
+EXTRA_TOPS = ("decoders",)
 
 #: Written by :func:`export` beside the Verilog; read by testbenches and synthesis reports.
 PARAMS_JSON = "params.json"
@@ -47,7 +49,39 @@ def build_top(name: str, p: RtlParams):
     if name == "core":
         from .network import SpinBayesCore
         return SpinBayesCore(p)
-    raise ValueError(f"top must be one of {TOPS}, not {name!r}")
+    if name == "decoders":
+        return _decoders_top(p)
+    raise ValueError(f"top must be one of {TOPS + EXTRA_TOPS}, not {name!r}")
+
+
+def _decoders_top(p: RtlParams):
+    """Testbench top: a ReadDecoder (ports ``rd_*``) and a WriteDecoder (``wr_*``) side by
+    side, each port renamed with its prefix. Combinational, so the Verilog has no clk/rst."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+
+    from .decoders import ReadDecoder, WriteDecoder
+
+    class Decoders(wiring.Component):
+        def __init__(self):
+            self.rdec, self.wdec = ReadDecoder(p), WriteDecoder(p)
+            sig = {}
+            for prefix, sub in (("rd", self.rdec), ("wr", self.wdec)):
+                for pname, member in sub.signature.members.items():
+                    sig[f"{prefix}_{pname}"] = member
+            super().__init__(sig)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.rdec, m.submodules.wdec = self.rdec, self.wdec
+            for prefix, sub in (("rd", self.rdec), ("wr", self.wdec)):
+                for pname, member in sub.signature.members.items():
+                    mine, theirs = getattr(self, f"{prefix}_{pname}"), getattr(sub, pname)
+                    m.d.comb += (theirs.eq(mine) if member.flow == wiring.In
+                                 else mine.eq(theirs))
+            return m
+
+    return Decoders()
 
 
 def export(p: RtlParams, out_dir, tops=TOPS) -> list[Path]:
