@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "with the 230 uA / p = 0.5 operating point.")
     p.add_argument("what", choices=["mtj"], help="which figure")
     p.add_argument("--out", default=None, help="PNG path (default: runs/<what>.png)")
+    from . import cli_firmware
+    cli_firmware.add_parser(sub)
     return parser
 
 
@@ -275,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         return _plot(args)
     if args.command == "rtl":
         return _rtl(args)
+    if args.command == "firmware":
+        from . import cli_firmware
+        return cli_firmware.main(args)
     try:
         progress = _setup(args)
         out = Path(args.out)

@@ -1,0 +1,103 @@
+"""From a trained checkpoint to a firmware image on disk.
+
+checkpoint (:func:`spinbayes.golden.checkpoint.load_checkpoint`) + design parameters
+-> in-memory approximation (N samples per layer, eq. 3) -> SpinBayes network with BatchNorm
+re-calibrated on the training set -> integer network (:func:`fold_network`) ->
+:func:`~spinbayes.firmware.compiler.compile_network` ->
+:func:`~spinbayes.firmware.image.save_image`.
+
+The steps are the same calls, with the same seeds, as ``spinbayes eval``'s hardware mode, so
+an image compiled here runs the network that evaluation measured.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..rtl.params import RtlParams
+from .compiler import Program, compile_network
+from .image import save_image
+
+__all__ = ["CompiledCheckpoint", "build_image", "compile_checkpoint", "params_from_json"]
+
+
+def params_from_json(path) -> RtlParams:
+    """RtlParams from a JSON object of its fields (missing fields keep their defaults)."""
+    path = Path(path)
+    try:
+        fields_ = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(fields_, dict):
+        raise ValueError(f"{path}: expected a JSON object of RtlParams fields")
+    unknown = sorted(set(fields_) - set(RtlParams.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{path}: unknown RtlParams fields {unknown}")
+    return RtlParams(**fields_)
+
+
+@dataclass
+class CompiledCheckpoint:
+    """A compiled checkpoint: the program, the integer reference it implements, and the
+    provenance written into the image's manifest (``meta``)."""
+
+    program: Program
+    hw: object            # spinbayes.golden.hardware.HwNetwork
+    params: RtlParams
+    meta: dict
+
+
+def compile_checkpoint(checkpoint, params: RtlParams | None = None, *, T: int | None = None,
+                       seed: int | None = None, n_way: int | None = None,
+                       data=None, progress: bool = False) -> CompiledCheckpoint:
+    """Compile a checkpoint directory for a design of ``params`` (default: RtlParams()).
+
+    T, n_way: default the checkpoint's Config; seed: the RNG seed of the arbiters' emulated
+    devices (default the Config's seed). ``data``: the data set for BatchNorm
+    re-calibration (default: loaded from the Config, as ``spinbayes eval`` does).
+    """
+    from ..golden.approximation import approximate
+    from ..golden.checkpoint import load_checkpoint
+    from ..golden.datasets import load_dataset
+    from ..golden.evaluate import build_spinbayes
+    from ..golden.hardware import fold_network
+
+    params = params or RtlParams()
+    model, cfg, manifest = load_checkpoint(checkpoint)
+    T = cfg.T if T is None else T
+    seed = cfg.seed if seed is None else seed
+    n_way = cfg.n_way if n_way is None else n_way
+    if not isinstance(n_way, int) or not 1 <= n_way <= cfg.N:
+        raise ValueError(f"n_way must be an integer in 1..N={cfg.N}, not {n_way!r}")
+    if cfg.activation != "comparator":
+        raise ValueError(f"{checkpoint}: activation {cfg.activation!r}; the core implements "
+                         f"comparator activations only")
+    if cfg.N != params.N or cfg.Q != params.Q:
+        raise ValueError(f"the checkpoint maps onto N={cfg.N} crossbars of Q={cfg.Q} bits, "
+                         f"the design has N={params.N}, Q={params.Q}")
+    data = data if data is not None else load_dataset(cfg)
+    shape = tuple(manifest["image_shape"])
+    if tuple(data.x_train.shape[1:]) != shape:
+        raise ValueError(f"{checkpoint}: trained on images of shape {shape}, the data set has "
+                         f"{tuple(data.x_train.shape[1:])}")
+    images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
+    net = build_spinbayes(images, model, data.x_train, n_way, cfg.recal_batches, seed=cfg.seed,
+                          progress=progress)
+    hw = fold_network(net, images, R=params.R)
+    program = compile_network(hw, params, T=T, seed=seed)
+    meta = {"checkpoint": str(Path(checkpoint).resolve()),
+            "checkpoint_sha256": manifest.get("sha256"), "config": cfg.to_dict(),
+            "image_shape": list(shape), "n_way": n_way, "input_bits": hw.input_bits,
+            "recal_batches": cfg.recal_batches, "approximation_seed": cfg.seed,
+            "rng_seed": seed}
+    return CompiledCheckpoint(program, hw, params, meta)
+
+
+def build_image(checkpoint, out_dir, params: RtlParams | None = None, **kw
+                ) -> tuple[Path, CompiledCheckpoint]:
+    """:func:`compile_checkpoint`, then :func:`save_image` into ``out_dir`` (atomically)."""
+    compiled = compile_checkpoint(checkpoint, params, **kw)
+    path = save_image(compiled.program, compiled.params, out_dir, meta=compiled.meta)
+    return path, compiled
