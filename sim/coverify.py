@@ -1,0 +1,370 @@
+"""Network co-verification: the exported RTL under cocotb against the integer reference.
+
+:func:`run_images` compiles the network (firmware/compiler.py), exports
+:class:`~spinbayes.sim.harness.CoverifyHarness` around the core, runs ``sim/tb_network.py`` on
+Icarus or Verilator (the harness plays the write list into the programming port, reads every
+cell back, streams each image with random stalls and logs every result beat and arbiter
+selection), then decodes the logs and checks every per-pass output, average and class against
+``hw.run(x, choices)`` on the RTL's own arbiter trace, all images in one batch.
+docs/COVERIFICATION.md describes the flow and the measured speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..firmware.compiler import Program, compile_network
+from ..golden.checkpoint import atomic_write
+from ..golden.hardware import HwNetwork
+from ..golden.layers import input_codes
+from ..rtl.params import RtlParams
+from ..rtl.regs import OutKind
+from .runner import _cache_root, run_cocotb
+
+__all__ = ["CoverifyResult", "Mismatch", "decode_logs", "harness_verilog", "run_images",
+           "write_list"]
+
+TOPLEVEL = "spinbayes_harness"
+TB_MODULE = "tb_network"
+COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
+            "cnt_cycles")
+#: Files whose text decides the generated Verilog (the cache key of :func:`harness_verilog`).
+_SOURCES = [*sorted((Path(__file__).resolve().parents[1] / "rtl").glob("*.py")),
+            Path(__file__).resolve().parent / "harness.py"]
+
+
+@dataclass
+class Mismatch:
+    """One difference: image, what (per_pass, averaged, class, stream, trace), where, values."""
+
+    image: int
+    output: str
+    where: str
+    rtl: int | str
+    reference: int | str
+
+
+@dataclass
+class CoverifyResult:
+    """What :func:`run_images` measured. ``mismatches == 0`` is the only pass."""
+
+    images: int
+    mismatches: int
+    details: list[Mismatch]
+    cycles: np.ndarray                   # (B,) cycles from start to the class beat
+    counters: dict[str, np.ndarray]      # name -> (B,) activity per image
+    counter_totals: dict[str, int]
+    per_pass: np.ndarray                 # (B, T, C) the RTL's outputs
+    averaged: np.ndarray                 # (B, C)
+    prediction: np.ndarray               # (B,)
+    choices: np.ndarray                  # (L, B, T, n) the RTL's arbiter trace
+    vfy_errors: int                      # crossbar cells that read back wrong
+    vfy_checked: int
+    accuracy: float | None = None        # % of the RTL's classes equal to the labels
+    float_agreement: float | None = None  # % equal to the float model's eq. 4 class
+    simulator: str = ""
+    stall: float = 0.0
+    timings: dict = field(default_factory=dict)
+    driver: dict | None = None           # the CoreDriver-over-CocotbBus images, if asked
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0 and self.vfy_errors == 0
+
+    def summary(self) -> dict:
+        """JSON-ready: every figure except the per-image arrays."""
+        c = self.cycles
+        return {
+            "images": self.images, "mismatches": self.mismatches, "passed": self.passed,
+            "mismatch_details": [asdict(m) for m in self.details[:100]],
+            "vfy_errors": self.vfy_errors, "vfy_checked": self.vfy_checked,
+            "accuracy": self.accuracy, "float_agreement": self.float_agreement,
+            "simulator": self.simulator, "stall": self.stall,
+            "cycles": {"min": int(c.min()), "median": float(np.median(c)), "max": int(c.max()),
+                       "mean": float(c.mean())} if c.size else {},
+            "counter_totals": self.counter_totals,
+            "counters_per_image_mean": {k: float(v.mean()) for k, v in self.counters.items()},
+            "timings": self.timings, "driver": self.driver,
+        }
+
+
+def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=(),
+                    cache_dir=None) -> tuple[str, dict]:
+    """Verilog of the harness (``emit_src=False``) and its :meth:`describe`, cached on disk.
+
+    The key is the parameters, the harness options and the text of rtl/*.py and
+    sim/harness.py. The write list's all-zero ``initial`` block (one line per entry) is
+    removed: the testbench writes every entry the player reads.
+    """
+    from amaranth.back import verilog
+
+    from .harness import CoverifyHarness
+
+    key = hashlib.sha256(json.dumps([params.describe(), wlist_depth, sorted(stuck_cells)],
+                                    default=list).encode()
+                         + b"".join(s.read_bytes() for s in _SOURCES)).hexdigest()[:16]
+    path = _cache_root(cache_dir) / f"harness-{key}.v"
+    meta_path = path.with_suffix(".json")
+    h = CoverifyHarness(params, wlist_depth=wlist_depth, stuck_cells=stuck_cells)
+    if path.exists() and meta_path.exists():
+        return path.read_text(), json.loads(meta_path.read_text())
+    text = verilog.convert(h, name=TOPLEVEL, emit_src=False)
+    lines = text.splitlines(keepends=True)
+    out, i = [], 0
+    while i < len(lines):                     # drop "initial begin / wlist[k] = 0; ... end"
+        if lines[i].strip() == "initial begin" and i + 1 < len(lines) and \
+                lines[i + 1].lstrip().startswith("wlist["):
+            j = i + 1
+            while lines[j].lstrip().startswith("wlist["):
+                j += 1
+            i = j + 1                         # skip the closing "end"
+            continue
+        out.append(lines[i])
+        i += 1
+    text = "".join(out)
+    info = h.describe()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text)
+    atomic_write(meta_path, json.dumps(info))
+    return text, info
+
+
+_DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
+                       r"= 0;$", re.M)
+
+
+def icarus_time0_fix(text: str) -> str:
+    """Make Amaranth's time-0 trigger work under ``iverilog -g2012``.
+
+    Amaranth's Verilog starts every ``always @*`` block with a read of a register declared
+    ``reg $auto...dump_module$1 = 0;``, relying on Verilog-2005's time-0 event of that
+    initialisation. Under SystemVerilog rules (cocotb builds Icarus with -g2012) declaration
+    initialisers run before any process starts, so a block whose inputs never change (an FSM
+    output decoded from a state that stays at its reset value) is never evaluated and holds X
+    (seen: the core's ``busy``, hence ``cnt_cycles``, X on Icarus). An ``initial #0``
+    assignment instead happens after the ``always`` blocks wait, and wakes them.
+    """
+    return _DUMP_REG.sub(lambda m: f"{m[1]}reg {m[2]} ;\n{m[1]}initial #0 {m[2]} = 1'h0;", text)
+
+
+def write_list(program: Program) -> dict[str, np.ndarray]:
+    """The player's entries: every non-zero cell, then the descriptor table (driver order)."""
+    ws = program.cell_writes() + program.descriptor
+    return {"wl_sel": np.array([int(w.sel) for w in ws], dtype=np.int64),
+            "wl_a": np.array([w.a for w in ws], dtype=np.int64),
+            "wl_b": np.array([w.b for w in ws], dtype=np.int64),
+            "wl_c": np.array([w.c for w in ws], dtype=np.int64),
+            "wl_data": np.array([w.data for w in ws], dtype=np.int64)}
+
+
+def _fields(words: np.ndarray, layout) -> dict[str, np.ndarray]:
+    out, shift = {}, 0
+    for name, width in layout:
+        out[name] = (words >> shift) & ((1 << width) - 1)
+        shift += width
+    return out
+
+
+def decode_logs(raw, info: dict, *, T: int, C: int, L: int, n_way: int, index_bits: int,
+                total_bits: int):
+    """Raw harness logs -> (per_pass (B,T,C), averaged (B,C), prediction (B,), choices
+    (L,B,T,n), structural mismatches). Every beat's kind, pass and index must follow the
+    core's order (T*C PASS beats t-major, C AVERAGE, 1 CLASS); every trace entry its
+    (pass, layer)."""
+    beats, trace = raw["beats"], raw["trace"]
+    B = beats.shape[0]
+    nb = T * C + C + 1
+    bad: list[Mismatch] = []
+    for b in np.nonzero(raw["n_beats"] != nb)[0]:
+        bad.append(Mismatch(int(b), "stream", "beat count", int(raw["n_beats"][b]), nb))
+    for b in np.nonzero(raw["n_trace"] != L * T)[0]:
+        bad.append(Mismatch(int(b), "trace", "selection count", int(raw["n_trace"][b]), L * T))
+    f = _fields(beats[:, :nb], info["beat_fields"])
+    want_kind = np.array([OutKind.PASS] * (T * C) + [OutKind.AVERAGE] * C + [OutKind.CLASS])
+    want_pass = np.array([t for t in range(T) for _ in range(C)] + [0] * (C + 1))
+    want_index = np.array(list(range(C)) * T + list(range(C)) + [0])
+    for name, want in (("kind", want_kind), ("pass", want_pass), ("index", want_index)):
+        got = f[name]
+        if name == "pass":   # out_pass is only meaningful on PASS beats
+            got = np.where(want_kind == OutKind.PASS, got, 0)
+        if name == "index":
+            got = np.where(want_kind == OutKind.CLASS, 0, got)
+        for b, j in zip(*np.nonzero(got != want)):
+            bad.append(Mismatch(int(b), "stream", f"beat {j} {name}", int(got[b, j]),
+                                int(want[j])))
+    val = f["data"]
+    val = np.where(val >= 1 << (total_bits - 1), val - (1 << total_bits), val)
+    per_pass = val[:, :T * C].reshape(B, T, C)
+    averaged = val[:, T * C:T * C + C]
+    prediction = val[:, T * C + C]
+    tf = _fields(trace[:, :L * T], info["trace_fields"])
+    want_layer = np.array([i for _ in range(T) for i in range(L)])
+    want_tpass = np.array([t for t in range(T) for _ in range(L)])
+    for name, want in (("layer", want_layer), ("pass", want_tpass)):
+        for b, j in zip(*np.nonzero(tf[name] != want)):
+            bad.append(Mismatch(int(b), "trace", f"entry {j} {name}", int(tf[name][b, j]),
+                                int(want[j])))
+    idx = np.stack([(tf["indices"] >> (index_bits * s)) & ((1 << index_bits) - 1)
+                    for s in range(n_way)], axis=-1)                  # (B, T*L, n)
+    choices = idx.reshape(B, T, L, n_way).transpose(2, 0, 1, 3)
+    return per_pass, averaged, prediction, choices, bad
+
+
+def _compare(name: str, rtl: np.ndarray, ref: np.ndarray) -> list[Mismatch]:
+    out = []
+    for pos in zip(*np.nonzero(rtl != ref)):
+        out.append(Mismatch(int(pos[0]), name, str(tuple(int(p) for p in pos[1:])),
+                            int(rtl[pos]), int(ref[pos])))
+    return out
+
+
+def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, seed: int,
+               simulator: str = "icarus", waves: bool = False, stall: float = 0.0,
+               progress: bool = True, float_net=None, labels=None, stall_seed: int = 1,
+               driver_images: int = 0, load: str = "vpi", stuck_cells=(),
+               cache_dir=None) -> CoverifyResult:
+    """Run images ``x`` (B, 1, H, W) through the RTL under cocotb and check them in a batch.
+
+    ``stall``: probability that the harness drops ``in_valid`` / ``out_ready`` in a cycle.
+    ``float_net``: the float SpinBayes model (:class:`~spinbayes.golden.inference.
+    SpinBayesNet`); its eq. 4 class on the RTL's choices is compared with the RTL's class.
+    ``labels``: (B,) true classes, for the accuracy. ``driver_images``: also run that many of
+    the images with the unchanged CoreDriver over CocotbBus (per-cycle Python) and check
+    them. ``load``: ``"vpi"`` (write list by VPI memory writes) or ``"port"``.
+    Raises ValueError for bad arguments, AssertionError if the simulation itself fails.
+    """
+    if not 0.0 <= float(stall) < 1.0:
+        raise ValueError(f"stall must be a probability in [0, 1), not {stall!r}")
+    if load not in ("vpi", "port"):
+        raise ValueError(f"load must be 'vpi' or 'port', not {load!r}")
+    if x.dim() < 2 or x.shape[0] < 1:
+        raise ValueError(f"x must hold at least one image (B, ...), got {tuple(x.shape)}")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"labels has {len(labels)} entries for {len(x)} images")
+    if not 0 <= int(driver_images) <= len(x):
+        raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
+    p = params
+    program = compile_network(hw, p, T=T, seed=seed)
+    codes = input_codes(x, hw.input_bits).flatten(1).numpy().astype(np.int64)
+    if codes.shape[1] != hw.layers[0].rows:
+        raise ValueError(f"images give {codes.shape[1]} inputs, layer 0 has "
+                         f"{hw.layers[0].rows} rows")
+    L, C, n = len(hw.layers), program.n_outputs, hw.n_way
+    timings: dict = {}
+    t0 = time.perf_counter()
+    text, info = harness_verilog(p, stuck_cells=stuck_cells, cache_dir=cache_dir)
+    if simulator == "icarus":
+        text = icarus_time0_fix(text)
+    timings["export_s"] = time.perf_counter() - t0
+    wl = write_list(program)
+    if len(wl["wl_sel"]) > info["wlist_depth"]:
+        raise ValueError(f"{len(wl['wl_sel'])} programming writes exceed the harness's "
+                         f"write list ({info['wlist_depth']})")
+    work = Path(tempfile.mkdtemp(prefix="coverify-", dir=_cache_root(cache_dir)))
+    np.savez(work / "data.npz", codes=codes, T=T, C=C, L=L, n_way=n, **wl)
+    prog_file = work / "progress.txt"
+    prog_file.write_text("")
+    cfg = {"data": str(work / "data.npz"), "out": str(work / "raw.npz"),
+           "progress": str(prog_file), "stall_thr": round(float(stall) * 2 ** 16),
+           "stall_seed": int(stall_seed), "verify": True, "load": load, "A_in": p.A_in,
+           "beat_depth": info["beat_depth"], "trace_depth": info["trace_depth"],
+           "max_cycles": 2_000_000}
+    kw = dict(verilog=text, toplevel=TOPLEVEL, test_module=TB_MODULE, params=p.describe(),
+              simulator=simulator, cache_dir=cache_dir, waves=waves, seed=seed)
+    tb, err = {}, []
+
+    def _run():
+        try:
+            tb["r"] = run_cocotb(config=cfg, testcase="coverify", **kw)
+        except BaseException as e:    # re-raised in the caller's thread
+            err.append(e)
+
+    t0 = time.perf_counter()
+    th = threading.Thread(target=_run, daemon=True)
+    th.start()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(codes), desc=f"coverify ({simulator})", unit="img")
+    done = 0
+    while th.is_alive():
+        th.join(0.5)
+        if bar is not None:
+            now = len(prog_file.read_text().split())
+            bar.update(now - done)
+            done = now
+    if bar is not None:
+        bar.update(len(prog_file.read_text().split()) - done)
+        bar.close()
+    if err:
+        raise err[0]
+    timings["cocotb_total_s"] = time.perf_counter() - t0
+    res = tb["r"].data
+    prog_info = res["programming"]
+    timings.update(programming_s=prog_info["program_s"], write_list_load_s=prog_info["load_s"],
+                   programming_cycles=prog_info["prog_cycles"], writes=prog_info["writes"],
+                   images_s=res["images_s"], sim_wait_s=res["sim_wait_s"],
+                   tb_python_s=res["python_s"])
+    timings["build_and_start_s"] = (timings["cocotb_total_s"] - res["images_s"]
+                                    - prog_info["program_s"])
+    raw = dict(np.load(cfg["out"]))
+
+    t0 = time.perf_counter()
+    per_pass, averaged, prediction, choices, bad = decode_logs(
+        raw, info, T=T, C=C, L=L, n_way=n, index_bits=p.index_bits, total_bits=p.total_bits)
+    if not any(m.output == "trace" for m in bad) and choices.max() < hw.N:
+        ref = hw.run(x, torch.from_numpy(choices))
+        bad += _compare("per_pass", per_pass, ref.per_pass.numpy())
+        bad += _compare("averaged", averaged, ref.averaged.numpy())
+        bad += _compare("class", prediction[:, None], ref.prediction.numpy()[:, None])
+    else:
+        bad.append(Mismatch(-1, "trace", "unusable", "see above", "-"))
+    timings["check_s"] = time.perf_counter() - t0
+    timings["images_per_min"] = 60.0 * len(codes) / (res["images_s"] + timings["check_s"])
+    counters = {name: raw["counters"][:, i] for i, name in enumerate(COUNTERS)}
+    result = CoverifyResult(
+        images=len(codes), mismatches=len(bad), details=bad, cycles=raw["cycles"],
+        counters=counters, counter_totals={k: int(v.sum()) for k, v in counters.items()},
+        per_pass=per_pass, averaged=averaged, prediction=prediction, choices=choices,
+        vfy_errors=prog_info["vfy_errors"], vfy_checked=prog_info["vfy_checked"],
+        simulator=simulator, stall=float(stall), timings=timings)
+    result.timings["vfy_bad_entries"] = prog_info["vfy_bad_entries"]
+    if labels is not None:
+        lab = np.asarray(labels).reshape(-1)
+        result.accuracy = 100.0 * float((prediction == lab).mean())
+    if float_net is not None and not any(m.output == "trace" for m in bad):
+        with torch.no_grad():
+            f_cls = float_net(x, choices=torch.from_numpy(choices)).prediction.numpy()
+        result.float_agreement = 100.0 * float((prediction == f_cls).mean())
+    if driver_images:
+        result.driver = _run_driver(hw, x[:driver_images], cfg, kw, p, work, T, C, L, n)
+    return result
+
+
+def _run_driver(hw, x, cfg, kw, p, work, T, C, L, n) -> dict:
+    """CoreDriver.infer over CocotbBus (per-cycle Python) through the harness's bypass."""
+    cfg = dict(cfg, out=str(work / "driver.npz"), progress=None, driver_images=len(x),
+               index_bits=p.index_bits, n_max=p.n_max)
+    t0 = time.perf_counter()
+    r = run_cocotb(config=cfg, testcase="driver_infer", **kw)
+    wall = time.perf_counter() - t0
+    d = np.load(cfg["out"])
+    choices = d["choices"].transpose(1, 0, 2, 3)            # (B, L, T, n) -> (L, B, T, n)
+    ref = hw.run(x, torch.from_numpy(choices))
+    bad = (_compare("per_pass", d["per_pass"], ref.per_pass.numpy())
+           + _compare("averaged", d["averaged"], ref.averaged.numpy())
+           + _compare("class", d["prediction"][:, None], ref.prediction.numpy()[:, None]))
+    return {"images": len(x), "mismatches": len(bad), "details": [asdict(m) for m in bad[:20]],
+            "cycles": d["cycles"].tolist(), "images_s": r.data["images_s"],
+            "images_per_min": 60.0 * len(x) / r.data["images_s"], "total_s": wall,
+            "vfy_errors": r.data["programming"]["vfy_errors"]}

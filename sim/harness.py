@@ -1,0 +1,261 @@
+"""Co-verification harness: the SpinBayes core with everything a testbench would do per cycle.
+
+A Python testbench that touches the core in every cycle is limited by the simulator's
+callback rate (docs/COVERIFICATION.md). :class:`CoverifyHarness` moves the per-cycle work
+into the design, so Python only fills memories, pulses a start and waits for ``done``:
+
+* **Write-list player.** ``wlist`` is a memory of programming-port words (sel, a, b, c,
+  data) filled by the testbench (VPI writes of ``wlist[i]``, or the ``h_wl_*`` port one word
+  per cycle). On ``h_prog_start`` the player presents entries 0 .. ``h_wl_count`` - 1 on the
+  core's programming port, one per cycle in which ``prog_ready`` is high (the write decoder
+  path, no back door). Then a read-back pass reads every ``XBAR_CELL`` entry through the
+  core's ``vfy_*`` port and counts the cells whose level differs (``h_vfy_errors``; the
+  first ``ERRLOG`` failing entry numbers are kept in ``errlog``).
+* **Input stream.** The testbench writes one image's first-layer codes into the wide port
+  ``h_img`` (element i at bits ``[i*A_in +: A_in]``) and ``h_img_len``, then pulses
+  ``h_start``; the harness streams them on ``in_data``/``in_valid``.
+* **Random stalls.** A xorshift32 generator (seed ``h_stall_seed``, loaded with
+  ``h_stall_load``) drops ``in_valid`` and ``out_ready`` in a cycle with probability
+  ``h_stall_thr / 2^16`` each (independent bits of the same word), so back-pressure on both
+  streams is exercised without Python.
+* **Capture.** Every accepted result beat is logged in order into ``beats`` (word: data,
+  index, pass, kind; see :meth:`CoverifyHarness.beat_fields`) and every arbiter selection into
+  ``trace`` (indices, pass, layer). ``h_done`` rises with the class beat and stays high until
+  the next start; ``h_n_beats``, ``h_n_trace`` and ``h_cycles`` (cycles from start to the
+  class beat) are then valid.
+* **Bypass.** With ``h_bypass`` high the core's inputs come from ports named exactly like the
+  core's (``prog_en`` .. ``out_ready``), and the core's outputs are always visible under their
+  own names, so :class:`~spinbayes.firmware.driver.CoreDriver` over ``CocotbBus`` runs on the
+  same build unchanged.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spinbayes.rtl.network import SpinBayesCore
+from spinbayes.rtl.params import RtlParams, bits_for, check_params
+from spinbayes.rtl.regs import OutKind, Reg
+
+__all__ = ["CoverifyHarness", "ERRLOG", "WORD_FIELDS", "pack_write", "default_wlist_depth"]
+
+#: Fields of a write-list word, LSB first, with their widths (data is two's complement).
+WORD_FIELDS = (("data", 32), ("c", 8), ("b", 16), ("a", 16), ("sel", 4))
+WORD_BITS = sum(w for _, w in WORD_FIELDS)
+#: Failing read-back entries remembered (the count in ``h_vfy_errors`` is exact).
+ERRLOG = 64
+#: The core's inputs that ``h_bypass`` hands to the external ports of the same name.
+CORE_INPUTS = ("prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data", "vfy_k",
+               "vfy_row", "vfy_col", "in_data", "in_valid", "out_ready")
+
+
+def pack_write(sel: int, a: int, b: int, c: int, d: int) -> int:
+    """One write-list word (WORD_FIELDS) as an integer."""
+    v, shift = 0, 0
+    for (name, width), val in zip(WORD_FIELDS, (d, c, b, a, sel)):
+        if name != "data" and not 0 <= val < 2 ** width:
+            raise ValueError(f"write field {name}={val} does not fit {width} bits")
+        v |= (val & (2 ** width - 1)) << shift
+        shift += width
+    return v
+
+
+def default_wlist_depth(p: RtlParams) -> int:
+    """Every cell of every crossbar plus room for the descriptor table, a power of two."""
+    need = p.N * p.groups_total * p.R * p.cols_max + 64 + p.layers_max * (
+        4 + p.outputs_max * (1 + p.levels) + p.code_bits) + 2 * p.outputs_max
+    return 1 << (need - 1).bit_length()
+
+
+class CoverifyHarness(wiring.Component):
+    """The core plus write-list player, image streamer, stall generator and result logs.
+
+    Parameters
+    ----------
+    params : RtlParams of the wrapped :class:`~spinbayes.rtl.network.SpinBayesCore`.
+    wlist_depth : entries of the write list (default :func:`default_wlist_depth`).
+    stuck_cells : passed to the core (fault injection, read-back must report them).
+    """
+
+    def __init__(self, params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=()):
+        self.params = p = check_params(self, params)
+        self.wlist_depth = int(wlist_depth or default_wlist_depth(p))
+        if self.wlist_depth < 2:
+            self._MustUse__silence = True
+            raise ValueError(f"wlist_depth must be at least 2, not {wlist_depth!r}")
+        self.beat_depth = p.T_max * p.outputs_max + p.outputs_max + 1
+        self.trace_depth = p.layers_max * p.T_max
+        self.core = SpinBayesCore(p, stuck_cells=stuck_cells)
+        wb = bits_for(self.wlist_depth + 1)
+        ports = {
+            "h_bypass": In(1),
+            "h_wl_wen": In(1), "h_wl_waddr": In(bits_for(self.wlist_depth)),
+            "h_wl_wdata": In(WORD_BITS),
+            "h_wl_count": In(wb), "h_prog_start": In(1), "h_verify": In(1),
+            "h_prog_busy": Out(1), "h_prog_done": Out(1),
+            "h_prog_cycles": Out(32), "h_vfy_checked": Out(32), "h_vfy_errors": Out(32),
+            "h_img": In(p.rows_max * p.A_in), "h_img_len": In(range(p.rows_max + 1)),
+            "h_start": In(1), "h_done": Out(1), "h_running": Out(1),
+            "h_cycles": Out(32), "h_n_beats": Out(range(self.beat_depth + 1)),
+            "h_n_trace": Out(range(self.trace_depth + 1)),
+            "h_stall_thr": In(17), "h_stall_seed": In(32), "h_stall_load": In(1),
+        }
+        for name, member in self.core.signature.members.items():
+            ports[name] = member          # same direction: inputs in, outputs out
+        super().__init__(ports)
+
+    def beat_fields(self):
+        """(name, width) of a ``beats`` word, LSB first."""
+        p = self.params
+        return (("data", p.total_bits), ("index", p.output_bits_index),
+                ("pass", p.t_bits), ("kind", 2))
+
+    def trace_fields(self):
+        """(name, width) of a ``trace`` word, LSB first (``indices`` n_max x index_bits)."""
+        p = self.params
+        return (("indices", p.n_max * p.index_bits), ("pass", p.t_bits),
+                ("layer", max(1, (p.layers_max - 1).bit_length())))
+
+    def describe(self) -> dict:
+        return {"wlist_depth": self.wlist_depth, "beat_depth": self.beat_depth,
+                "trace_depth": self.trace_depth, "word_fields": list(WORD_FIELDS),
+                "beat_fields": list(self.beat_fields()),
+                "trace_fields": list(self.trace_fields()), "errlog": ERRLOG}
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        m.submodules.core = core = self.core
+
+        # --- memories ------------------------------------------------------------------
+        m.submodules.wlist = wlist = Memory(shape=unsigned(WORD_BITS), depth=self.wlist_depth,
+                                            init=[])
+        bw = sum(w for _, w in self.beat_fields())
+        tw = sum(w for _, w in self.trace_fields())
+        m.submodules.beats = beats = Memory(shape=unsigned(bw), depth=self.beat_depth, init=[])
+        m.submodules.trace = trace = Memory(shape=unsigned(tw), depth=self.trace_depth,
+                                            init=[])
+        m.submodules.errlog = errlog = Memory(shape=unsigned(32), depth=ERRLOG, init=[])
+        wl_w = wlist.write_port()
+        wl_r = wlist.read_port(domain="comb")
+        m.d.comb += [wl_w.en.eq(self.h_wl_wen), wl_w.addr.eq(self.h_wl_waddr),
+                     wl_w.data.eq(self.h_wl_wdata)]
+        word = Signal(data.StructLayout({"data": signed(32), "c": 8, "b": 16, "a": 16,
+                                         "sel": 4}))
+        m.d.comb += word.as_value().eq(wl_r.data)
+
+        # --- stall generator (xorshift32) ----------------------------------------------
+        rng = Signal(32, init=0x2545F491)
+        x1 = Signal(32)
+        x2 = Signal(32)
+        x3 = Signal(32)
+        m.d.comb += [x1.eq(rng ^ (rng << 13)[:32]), x2.eq(x1 ^ (x1 >> 17)),
+                     x3.eq(x2 ^ (x2 << 5)[:32])]
+        with m.If(self.h_stall_load):
+            m.d.sync += rng.eq(Mux(self.h_stall_seed == 0, 1, self.h_stall_seed))
+        with m.Else():
+            m.d.sync += rng.eq(x3)
+        stall_in = Signal()
+        stall_out = Signal()
+        m.d.comb += [stall_in.eq(rng[:16] < self.h_stall_thr),
+                     stall_out.eq(rng[16:] < self.h_stall_thr)]
+
+        # --- harness-driven values of the core's inputs ----------------------------------
+        own = {name: Signal.like(getattr(core, name), name=f"own_{name}") for name in CORE_INPUTS}
+        for name in CORE_INPUTS:
+            m.d.comb += getattr(core, name).eq(Mux(self.h_bypass, getattr(self, name),
+                                                   own[name]))
+        for name, member in core.signature.members.items():
+            if member.flow == wiring.Out:
+                m.d.comb += getattr(self, name).eq(getattr(core, name))
+
+        # --- write-list player and read-back verification --------------------------------
+        ptr = Signal(range(self.wlist_depth + 1))
+        chk = Signal()
+        chk_exp = Signal(signed(4))
+        chk_ptr = Signal.like(ptr)
+        m.d.comb += wl_r.addr.eq(ptr)
+        el_w = errlog.write_port()
+        m.d.comb += [el_w.addr.eq(self.h_vfy_errors[:bits_for(ERRLOG)]),
+                     el_w.data.eq(chk_ptr)]
+        m.d.sync += chk.eq(0)
+        with m.If(chk):
+            m.d.sync += self.h_vfy_checked.eq(self.h_vfy_checked + 1)
+            with m.If(core.vfy_level != chk_exp):
+                m.d.sync += self.h_vfy_errors.eq(self.h_vfy_errors + 1)
+                m.d.comb += el_w.en.eq(self.h_vfy_errors < ERRLOG)
+        with m.If(self.h_prog_busy):
+            m.d.sync += self.h_prog_cycles.eq(self.h_prog_cycles + 1)
+        with m.FSM(name="player"):
+            with m.State("IDLE"):
+                with m.If(self.h_prog_start):
+                    m.d.sync += [ptr.eq(0), self.h_prog_done.eq(0), self.h_prog_cycles.eq(0),
+                                 self.h_vfy_checked.eq(0), self.h_vfy_errors.eq(0)]
+                    m.next = "PLAY"
+            with m.State("PLAY"):
+                m.d.comb += self.h_prog_busy.eq(1)
+                with m.If(ptr == self.h_wl_count):
+                    m.d.sync += ptr.eq(0)
+                    m.next = "VERIFY"
+                    with m.If(~self.h_verify):
+                        m.d.sync += self.h_prog_done.eq(1)
+                        m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [own["prog_en"].eq(1), own["prog_sel"].eq(word.sel),
+                                 own["prog_a"].eq(word.a), own["prog_b"].eq(word.b),
+                                 own["prog_c"].eq(word.c), own["prog_data"].eq(word.data)]
+                    with m.If(core.prog_ready):
+                        m.d.sync += ptr.eq(ptr + 1)
+            with m.State("VERIFY"):
+                m.d.comb += self.h_prog_busy.eq(1)
+                with m.If(ptr == self.h_wl_count):
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.d.comb += [own["vfy_k"].eq(word.c), own["vfy_row"].eq(word.a),
+                                 own["vfy_col"].eq(word.b)]
+                    m.d.sync += [chk.eq(word.sel == Reg.XBAR_CELL),
+                                 chk_exp.eq(word.data[:4]), chk_ptr.eq(ptr), ptr.eq(ptr + 1)]
+            with m.State("FLUSH"):          # the last read-back compares in this cycle
+                m.d.comb += self.h_prog_busy.eq(1)
+                m.d.sync += self.h_prog_done.eq(1)
+                m.next = "IDLE"
+
+        # --- image streamer and result capture -----------------------------------------
+        idx = Signal(range(p.rows_max + 1))
+        running = self.h_running
+        m.d.comb += [own["in_data"].eq(self.h_img.word_select(idx[:bits_for(p.rows_max)],
+                                                               p.A_in)),
+                     own["in_valid"].eq(running & (idx < self.h_img_len) & ~stall_in),
+                     own["out_ready"].eq(running & ~stall_out)]
+        with m.If(own["in_valid"] & core.in_ready):
+            m.d.sync += idx.eq(idx + 1)
+        bt_w = beats.write_port()
+        tr_w = trace.write_port()
+        m.d.comb += [bt_w.addr.eq(self.h_n_beats), tr_w.addr.eq(self.h_n_trace),
+                     bt_w.data.eq(core.out_data.as_unsigned()
+                                   | (core.out_index << p.total_bits)
+                                   | (core.out_pass << (p.total_bits + p.output_bits_index))
+                                   | (core.out_kind << (p.total_bits + p.output_bits_index
+                                                        + p.t_bits))),
+                     tr_w.data.eq(core.trace_indices.as_value()
+                                  | (core.trace_pass << p.n_max * p.index_bits)
+                                  | (core.trace_layer << (p.n_max * p.index_bits + p.t_bits)))]
+        beat = Signal()
+        m.d.comb += beat.eq(running & core.out_valid & own["out_ready"])
+        with m.If(running):
+            m.d.sync += self.h_cycles.eq(self.h_cycles + 1)
+            with m.If(beat & (self.h_n_beats < self.beat_depth)):
+                m.d.comb += bt_w.en.eq(1)
+                m.d.sync += self.h_n_beats.eq(self.h_n_beats + 1)
+                with m.If(core.out_kind == OutKind.CLASS):
+                    m.d.sync += [running.eq(0), self.h_done.eq(1)]
+            with m.If(core.trace_valid & (self.h_n_trace < self.trace_depth)):
+                m.d.comb += tr_w.en.eq(1)
+                m.d.sync += self.h_n_trace.eq(self.h_n_trace + 1)
+        with m.If(self.h_start & ~self.h_bypass):
+            m.d.sync += [running.eq(1), self.h_done.eq(0), idx.eq(0), self.h_cycles.eq(0),
+                         self.h_n_beats.eq(0), self.h_n_trace.eq(0)]
+        return m

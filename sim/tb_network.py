@@ -1,0 +1,188 @@
+"""cocotb testbench of the whole network on :class:`~spinbayes.sim.harness.CoverifyHarness`.
+
+Configuration (SPINBAYES_TB_CONFIG, written by :func:`spinbayes.sim.coverify.run_images`):
+``data`` (an npz with the write list ``wl_sel/wl_a/wl_b/wl_c/wl_data``, the input ``codes``
+(B, rows) and ``T``, ``C``, ``L``, ``n_way``), ``out`` (npz of raw results), ``progress`` (a
+file that gets one line per finished image), ``stall_thr``, ``stall_seed``, ``verify``,
+``load`` (``"vpi"``: write list by VPI memory writes, ``"port"``: one word per cycle on
+``h_wl_*``), ``max_cycles`` (per image), ``driver_images`` (testcase ``driver_infer``).
+
+Python never acts per cycle in ``coverify``: it fills the write list, starts the player, waits
+for ``h_prog_done``; per image it sets ``h_img``, pulses ``h_start``, waits for ``h_done`` and
+reads the logs. Checking against the integer reference happens in the parent process, in a
+batch. ``driver_infer`` instead runs the unchanged firmware driver (CoreDriver over
+CocotbBus, one Python step per cycle) through the harness's bypass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from types import SimpleNamespace
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge
+
+from spinbayes.sim.harness import ERRLOG, pack_write
+
+COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
+            "cnt_cycles")
+EXTERNAL_INPUTS = ("h_bypass", "h_wl_wen", "h_wl_waddr", "h_wl_wdata", "h_wl_count",
+                   "h_prog_start", "h_verify", "h_img", "h_img_len", "h_start", "h_stall_thr",
+                   "h_stall_seed", "h_stall_load", "prog_en", "prog_sel", "prog_a", "prog_b",
+                   "prog_c", "prog_data", "vfy_k", "vfy_row", "vfy_col", "in_data", "in_valid",
+                   "out_ready")
+
+
+def _config():
+    with open(os.environ["SPINBAYES_TB_CONFIG"]) as f:
+        return json.load(f)
+
+
+async def _reset(dut, cfg):
+    Clock(dut.clk, 10, unit="ns").start()
+    for name in EXTERNAL_INPUTS:
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    dut.h_stall_thr.value = int(cfg.get("stall_thr", 0))
+    dut.h_stall_seed.value = int(cfg.get("stall_seed", 1)) & 0xFFFFFFFF
+    dut.h_stall_load.value = 1
+    await RisingEdge(dut.clk)
+    dut.h_stall_load.value = 0
+
+
+async def _program(dut, d, cfg) -> dict:
+    """Fill the write list, play it into the programming port, read every cell back."""
+    words = [pack_write(*w) for w in zip(d["wl_sel"].tolist(), d["wl_a"].tolist(),
+                                         d["wl_b"].tolist(), d["wl_c"].tolist(),
+                                         d["wl_data"].tolist())]
+    t0 = time.perf_counter()
+    if cfg.get("load", "vpi") == "vpi":
+        mem = dut.wlist
+        for i, w in enumerate(words):
+            mem[i].value = w
+        await RisingEdge(dut.clk)
+    else:
+        dut.h_wl_wen.value = 1
+        for i, w in enumerate(words):
+            dut.h_wl_waddr.value = i
+            dut.h_wl_wdata.value = w
+            await RisingEdge(dut.clk)
+        dut.h_wl_wen.value = 0
+    t_load = time.perf_counter() - t0
+    dut.h_wl_count.value = len(words)
+    dut.h_verify.value = int(bool(cfg.get("verify", True)))
+    dut.h_prog_start.value = 1
+    await RisingEdge(dut.clk)
+    dut.h_prog_start.value = 0
+    await RisingEdge(dut.h_prog_done)
+    await ReadOnly()
+    errors = int(dut.h_vfy_errors.value)
+    bad = [int(dut.errlog[i].value) for i in range(min(errors, ERRLOG))]
+    info = {"writes": len(words), "load_s": t_load, "load": cfg.get("load", "vpi"),
+            "prog_cycles": int(dut.h_prog_cycles.value),
+            "vfy_checked": int(dut.h_vfy_checked.value), "vfy_errors": errors,
+            "vfy_bad_entries": bad, "program_s": time.perf_counter() - t0}
+    await RisingEdge(dut.clk)
+    return info
+
+
+def _pack_image(codes, bits: int) -> int:
+    v = 0
+    for i, c in enumerate(codes):
+        v |= int(c) << (bits * i)
+    return v
+
+
+@cocotb.test()
+async def coverify(dut):
+    """Program through the player, run every image, log raw results for the batch check."""
+    cfg = _config()
+    d = np.load(cfg["data"])
+    await _reset(dut, cfg)
+    prog = await _program(dut, d, cfg)
+    codes = d["codes"]
+    B, rows = codes.shape
+    a_in, beat_depth, trace_depth = (int(cfg["A_in"]), int(cfg["beat_depth"]),
+                                     int(cfg["trace_depth"]))
+    beats = np.zeros((B, beat_depth), dtype=np.int64)
+    trace = np.zeros((B, trace_depth), dtype=np.int64)
+    n_beats = np.zeros(B, dtype=np.int64)
+    n_trace = np.zeros(B, dtype=np.int64)
+    cycles = np.zeros(B, dtype=np.int64)
+    counters = np.zeros((B + 1, len(COUNTERS)), dtype=np.int64)
+    counters[0] = [int(getattr(dut, c).value) for c in COUNTERS]
+    max_cycles = int(cfg.get("max_cycles", 1_000_000))
+    t_sim, t_py = 0.0, 0.0
+    progress = cfg.get("progress")
+    dut.h_img_len.value = rows
+    t_all = time.perf_counter()
+    for b in range(B):
+        t0 = time.perf_counter()
+        dut.h_img.value = _pack_image(codes[b], a_in)
+        dut.h_start.value = 1
+        await RisingEdge(dut.clk)
+        dut.h_start.value = 0
+        t1 = time.perf_counter()
+        timeout = ClockCycles(dut.clk, max_cycles)
+        fired = await First(RisingEdge(dut.h_done), timeout)
+        assert fired is not timeout, f"image {b}: no class beat within {max_cycles} cycles"
+        await ReadOnly()
+        t2 = time.perf_counter()
+        n_beats[b], n_trace[b] = int(dut.h_n_beats.value), int(dut.h_n_trace.value)
+        cycles[b] = int(dut.h_cycles.value)
+        bm, tm = dut.beats, dut.trace
+        beats[b, :n_beats[b]] = [int(bm[i].value) for i in range(int(n_beats[b]))]
+        trace[b, :n_trace[b]] = [int(tm[i].value) for i in range(int(n_trace[b]))]
+        counters[b + 1] = [int(getattr(dut, c).value) for c in COUNTERS]
+        await RisingEdge(dut.clk)
+        t3 = time.perf_counter()
+        t_sim += t2 - t1
+        t_py += (t1 - t0) + (t3 - t2)
+        if progress:
+            with open(progress, "a") as f:
+                f.write(f"{b + 1}\n")
+    wall = time.perf_counter() - t_all
+    np.savez(cfg["out"] + ".tmp.npz", beats=beats, trace=trace, n_beats=n_beats,
+             n_trace=n_trace, cycles=cycles, counters=np.diff(counters, axis=0))
+    os.replace(cfg["out"] + ".tmp.npz", cfg["out"])
+    result = {"programming": prog, "images": B, "images_s": wall, "sim_wait_s": t_sim,
+              "python_s": t_py, "counter_names": list(COUNTERS)}
+    with open(os.environ["SPINBAYES_TB_RESULT"], "w") as f:
+        json.dump(result, f)
+
+
+@cocotb.test()
+async def driver_infer(dut):
+    """The unchanged firmware driver (CoreDriver over CocotbBus) on the harness's bypass."""
+    from spinbayes.firmware.driver import CocotbBus, CoreDriver
+
+    cfg = _config()
+    d = np.load(cfg["data"])
+    await _reset(dut, cfg)
+    prog = await _program(dut, d, cfg)
+    dut.h_bypass.value = 1
+    await RisingEdge(dut.clk)
+    bus = CocotbBus(dut, fields={"trace_indices": (int(cfg["index_bits"]),
+                                                   int(cfg["n_max"]))})
+    drv = CoreDriver(bus)
+    shape = SimpleNamespace(T=int(d["T"]), n_outputs=int(d["C"]))
+    out = {"per_pass": [], "averaged": [], "prediction": [], "choices": [], "cycles": []}
+    t0 = time.perf_counter()
+    for b in range(int(cfg.get("driver_images", 1))):
+        r = await drv.infer(d["codes"][b], shape, int(d["L"]), int(d["n_way"]))
+        out["per_pass"].append(r.per_pass)
+        out["averaged"].append(r.averaged)
+        out["prediction"].append(r.prediction)
+        out["choices"].append(r.choices)
+        out["cycles"].append(r.cycles)
+    wall = time.perf_counter() - t0
+    np.savez(cfg["out"] + ".tmp.npz", **{k: np.asarray(v) for k, v in out.items()})
+    os.replace(cfg["out"] + ".tmp.npz", cfg["out"])
+    with open(os.environ["SPINBAYES_TB_RESULT"], "w") as f:
+        json.dump({"programming": prog, "images": len(out["cycles"]), "images_s": wall}, f)
