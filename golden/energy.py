@@ -410,7 +410,7 @@ def plot_energy_breakdown(result: dict, path, title: str) -> Path:
     from .checkpoint import atomic_write
 
     layers = list(result["per_layer_pj"])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     bottom = np.zeros(len(layers))
     for b in BLOCKS:
         v = np.array([result["per_layer_pj"][ly][b] for ly in layers]) * 1e-3
@@ -418,7 +418,7 @@ def plot_energy_breakdown(result: dict, path, title: str) -> Path:
         bottom += v
     ax.set_ylabel("energy per image (nJ)")
     ax.set_title(f"{title}: {result['total_uj'] * 1e3:.2f} nJ / image")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path, plt, atomic_write)
@@ -447,9 +447,11 @@ def scaling_series(shapes_fn, *, N: int, n_way: int, T: int, R: int, input_bits:
         a.update(kw)
         return energy_of_counts(count_operations(shapes, **a), model)["total_uj"]
 
-    return {"T": {int(t): uj(base, T=int(t)) for t in Ts},
-            "N": {int(n): uj(base, N=int(n)) for n in Ns if n >= n_way},
-            "input_bits": {int(b): uj(shapes_fn(int(b))) for b in bits}}
+    Ts, Ns, bits = (sorted({int(v) for v in r} | {d}) for r, d in
+                    ((Ts, T), (Ns, N), (bits, input_bits)))
+    return {"T": {t: uj(base, T=t) for t in Ts},
+            "N": {n: uj(base, N=n) for n in Ns if n >= n_way},
+            "input_bits": {b: uj(shapes_fn(b)) for b in bits}}
 
 
 def plot_scaling(series: dict[str, dict], path, defaults: dict) -> Path:
@@ -468,13 +470,16 @@ def plot_scaling(series: dict[str, dict], path, defaults: dict) -> Path:
     for ax, key in zip(axes, ("T", "N", "input_bits")):
         for name, s in series.items():
             xs = list(s[key])
-            ax.plot(xs, [s[key][x] * 1e3 for x in xs], marker="o", ms=3, label=name)
+            ref = s[key][defaults[key]]
+            ax.plot(xs, [s[key][x] / ref for x in xs], marker="o", ms=3,
+                    label=f"{name} ({ref * 1e3:.3g} nJ at the default)")
         ax.axvline(defaults[key], color="grey", ls=":", lw=1)
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
         ax.set_xlabel(labels[key])
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("energy per image (nJ)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("energy / energy at the default")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Energy per image (Table 4 energies, analytic counts, expected RNG draws)")
+    fig.suptitle("Energy per image relative to the default point (Table 4 energies, analytic "
+                 "counts, expected RNG draws); dotted: defaults")
     fig.tight_layout()
     return _save(fig, path, plt, atomic_write)

@@ -107,6 +107,19 @@ def evaluate(model: BayesNet, images: CrossbarImages, data: Dataset,
     return results
 
 
+def spinbayes_entropies(images: CrossbarImages, model: BayesNet, data: Dataset,
+                        ood_sets: dict[str, torch.Tensor], cfg: Config,
+                        n_way: int) -> dict[str, torch.Tensor]:
+    """Per-image normalised predictive entropy (B,) of ``SpinBayes n=n_way`` on the test set
+    (key ``"test"``) and every OoD set, with the same network, T and generator seed as
+    :func:`evaluate` (for histograms of in- versus out-of-distribution uncertainty)."""
+    net = build_spinbayes(images, model, data.x_train, n_way, cfg.recal_batches, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    return {k: torch.as_tensor(metrics.normalized_entropy(net.predict(x, cfg.T,
+                                                                      generator=gen).probs))
+            for k, x in {"test": data.x_test, **ood_sets}.items()}
+
+
 def evaluate_bbb(model: BayesNet, data: Dataset, ood_sets: dict[str, torch.Tensor],
                  cfg: Config) -> MethodResult:
     """Full-precision BBB with per-weight Gaussian sampling (eq. 2), T = ``cfg.T``."""
