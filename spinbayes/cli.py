@@ -67,12 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, None)
     add_config_arguments(p, only=EVAL_FIELDS)
 
-    p = sub.add_parser("run", help="the main job: train, map and evaluate on the digits",
-                       description="The main job: train on the data set (scikit-learn's "
-                       "bundled digits by default), map onto N crossbars per layer, and "
-                       "evaluate float BBB against SpinBayes. Writes OUT/checkpoint, "
-                       "OUT/crossbars, OUT/eval.md and OUT/eval.json.")
+    p = sub.add_parser("run", help="the main job: train, map, evaluate, co-verify the RTL, "
+                       "synthesise, energy and a report",
+                       description="The main job (spinbayes/pipeline.py): train on the data "
+                       "set (scikit-learn's bundled digits by default), map onto N crossbars "
+                       "per layer, evaluate float BBB against SpinBayes, run K test images "
+                       "through the Verilog core under cocotb, synthesise the periphery, "
+                       "compute the energy (docs/ENERGY.md) and the memory overhead. Writes "
+                       "OUT/report.md (with PNG figures), OUT/report.json and each stage's "
+                       "files (checkpoint/, crossbars/, eval.json, coverify.json, synth/, "
+                       "energy.json, memory.json).")
     _common(p, "runs/digits")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke version (~1 min): 10 epochs, 100 images per OoD set, 5 re-cal. "
+                   "batches (unless given), 4 RTL images, quick generic synthesis")
+    p.add_argument("--images-sim", type=int, default=None,
+                   help="K: test images run through the RTL (default 20; --quick 4)")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus",
+                   help="HDL simulator of the co-verification (default: icarus)")
+    p.add_argument("--energy-table", default=None,
+                   help="JSON or TOML per-operation energy table (default: the paper's "
+                   "Table 4; format in docs/ENERGY.md)")
+    p.add_argument("--no-rtl", action="store_true", help="skip the RTL co-verification")
+    p.add_argument("--no-synth", action="store_true", help="skip synthesis")
     add_config_arguments(p)
 
     p = sub.add_parser("compare", help="SpinBayes against MC-Dropout, MC-DropConnect, BBB "
@@ -286,11 +303,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             _train(config_from_args(args), out, progress)
         elif args.command == "run":
+            from .pipeline import RunOptions, apply_quick, run_pipeline
+
             cfg = config_from_args(args)
+            if args.quick:
+                cfg = apply_quick(cfg, {f.name for f in fields(Config)
+                                        if getattr(args, f.name, None) is not None})
+            opts = RunOptions(quick=args.quick, images_sim=args.images_sim,
+                              simulator=args.simulator, energy_table=args.energy_table,
+                              rtl=not args.no_rtl, synth=not args.no_synth)
             print(f"SpinBayes main job: {cfg.dataset}, {cfg.topology}, N={cfg.N}, Q={cfg.Q}, "
                   f"T={cfg.T}")
-            model, data = _train(cfg, out, progress)
-            _eval(model, data, cfg, out, progress)
+            run_pipeline(cfg, out, opts, progress=progress)
         elif args.command == "compare":
             _compare(args, out, progress)
         elif args.command == "eval":
