@@ -31,16 +31,25 @@ from ..rtl.params import RtlParams
 from ..rtl.regs import OutKind
 from .runner import _cache_root, run_cocotb
 
-__all__ = ["CoverifyResult", "Mismatch", "decode_logs", "harness_verilog", "run_images",
-           "write_list"]
+__all__ = ["CoverifyResult", "Mismatch", "decode_logs", "harness_verilog",
+           "icarus_time0_fix", "params_for", "run_images", "write_list"]
 
 TOPLEVEL = "spinbayes_harness"
 TB_MODULE = "tb_network"
 COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
             "cnt_cycles")
-#: Files whose text decides the generated Verilog (the cache key of :func:`harness_verilog`).
-_SOURCES = [*sorted((Path(__file__).resolve().parents[1] / "rtl").glob("*.py")),
-            Path(__file__).resolve().parent / "harness.py"]
+
+
+def _sources() -> list[Path]:
+    """Files whose text decides the harness's Verilog (the cache key of
+    :func:`harness_verilog`): the loaded rtl modules, the harness, the golden width rules."""
+    import sys
+
+    from . import harness  # noqa: F401  (loads every rtl module the harness uses)
+    names = [*sorted(n for n in sys.modules if n.startswith("spinbayes.rtl.")),
+             "spinbayes.sim.harness", "spinbayes.golden.hardware", "spinbayes.golden.cells"]
+    return [Path(sys.modules[n].__file__) for n in names
+            if getattr(sys.modules.get(n), "__file__", None)]
 
 
 @dataclass
@@ -112,7 +121,7 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
 
     key = hashlib.sha256(json.dumps([params.describe(), wlist_depth, sorted(stuck_cells)],
                                     default=list).encode()
-                         + b"".join(s.read_bytes() for s in _SOURCES)).hexdigest()[:16]
+                         + b"".join(s.read_bytes() for s in _sources())).hexdigest()[:16]
     path = _cache_root(cache_dir) / f"harness-{key}.v"
     meta_path = path.with_suffix(".json")
     h = CoverifyHarness(params, wlist_depth=wlist_depth, stuck_cells=stuck_cells)
@@ -155,6 +164,20 @@ def icarus_time0_fix(text: str) -> str:
     assignment instead happens after the ``always`` blocks wait, and wakes them.
     """
     return _DUMP_REG.sub(lambda m: f"{m[1]}reg {m[2]} ;\n{m[1]}initial #0 {m[2]} = 1'h0;", text)
+
+
+def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
+    """The smallest design (RtlParams) that runs ``hw`` at ``T`` passes (T_max at least 16,
+    so that T = 1..16 share one build); ``overrides`` replace any field."""
+    rows = [int(lay.codes.shape[2]) for lay in hw.layers]
+    outs = [int(lay.codes.shape[1]) for lay in hw.layers]
+    hidden_bits = [lay.out_bits for lay in hw.layers if not lay.is_output]
+    kw = dict(N=hw.N, n_max=max(1, hw.n_way), Q=hw.Q, R=hw.R, A_in=hw.input_bits,
+              A=max(hidden_bits, default=1), rows_max=max(rows), outputs_max=max(outs),
+              layers_max=len(hw.layers), groups_total=sum(-(-r // hw.R) for r in rows),
+              T_max=max(16, int(T)))
+    kw.update(overrides)
+    return RtlParams(**kw)
 
 
 def write_list(program: Program) -> dict[str, np.ndarray]:
