@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Clocked", "CoverGroup", "Scoreboard", "Stalls", "StreamDriver", "StreamMonitor",
-           "TbReport", "assert_coverage", "config_get", "coverage_report", "finish", "gap_bin",
-           "pack", "start", "tb_env", "tb_settings", "unpack"]
+__all__ = ["KINDS", "Clocked", "CoverGroup", "Scoreboard", "Stalls", "StreamDriver",
+           "StreamMonitor", "TbReport", "address", "assert_coverage", "config_get",
+           "coverage_report", "finish", "gap_bin", "pack", "start", "tb_env", "tb_settings",
+           "unpack"]
 
 PARAMS_ENV, CONFIG_ENV, RESULT_ENV = ("SPINBAYES_PARAMS", "SPINBAYES_TB_CONFIG",
                                       "SPINBAYES_TB_RESULT")
@@ -151,16 +152,24 @@ class Clocked:
         self.dut = dut
         self._edge = RisingEdge(dut.clk)
         self.cycles = 0
+        #: called after every cycle that :meth:`cycle` ends (e.g. ``StreamMonitor.sample``)
+        self.hooks: list = []
 
     async def cycle(self, n: int = 1):
         for _ in range(n):
             await self._edge
-        self.cycles += n
+            self.cycles += 1
+            for hook in self.hooks:
+                hook()
 
     async def skip(self, n: int):
-        """End n cycles with one trigger (no observation in between); n >= 1."""
-        from cocotb.triggers import ClockCycles
-        await ClockCycles(self.dut.clk, n)
+        """End n cycles (n >= 1) with two triggers, no Python in between: a timer to the
+        middle of the n-th cycle, then its closing edge. Call right after an edge."""
+        from cocotb.triggers import Timer
+        if n < 1:
+            raise ValueError(f"skip needs n >= 1, not {n!r}")
+        await Timer(n * CLOCK_NS - CLOCK_NS // 2, unit="ns")
+        await self._edge
         self.cycles += n
 
 
@@ -232,9 +241,10 @@ class StreamDriver:
 
 
 class StreamMonitor:
-    """Collects transfers of a valid(/ready) stream: call :meth:`sample` right after each
-    cycle; when valid (and ready, if given) were high, the fields' integer values are passed
-    to ``callback`` (a dict) and appended to ``items`` if no callback is given."""
+    """Collects transfers of a valid(/ready) stream: :meth:`sample` right after each cycle
+    (``clocked.hooks.append(mon.sample)`` does it for every :meth:`Clocked.cycle`); when
+    valid (and ready, if given) were high, the fields' integer values are passed to
+    ``callback`` (a dict) and appended to ``items`` if no callback is given."""
 
     def __init__(self, valid, fields: dict, ready=None, callback=None):
         self.valid, self.ready, self.fields, self.callback = valid, ready, fields, callback
@@ -401,6 +411,28 @@ def assert_coverage(report: dict, goal: float, name: str):
         missing = {k: v["missing"][:10] for k, v in report["points"].items() if v["missing"]}
         raise AssertionError(f"{name}: coverage {report['percent']} % < goal {goal} %; "
                              f"missing bins: {missing}")
+
+
+# --- stimulus -----------------------------------------------------------------------------------
+
+#: Address kinds of an array of n entries on a wider port (coverage labels of :func:`address`).
+KINDS = ("first", "last", "inside", "outside")
+
+
+def address(rng, kind: str, n: int, bits: int) -> int:
+    """A random address of ``kind`` (one of :data:`KINDS`) for n entries on a ``bits``-bit
+    port: 0, n - 1, uniform inside, or uniform in n .. 2^bits - 1 (outside the array)."""
+    if kind == "first":
+        return 0
+    if kind == "last":
+        return n - 1
+    if kind == "outside":
+        if n >= 1 << bits:
+            raise ValueError(f"no address outside {n} entries on a {bits}-bit port")
+        return int(rng.integers(n, 1 << bits))
+    if kind != "inside":
+        raise ValueError(f"address kind must be one of {KINDS}, not {kind!r}")
+    return int(rng.integers(0, n))
 
 
 # --- flat vectors ------------------------------------------------------------------------------

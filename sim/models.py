@@ -15,7 +15,7 @@ import numpy as np
 from spinbayes.golden.mtj import xorshift32
 
 __all__ = ["AacModel", "ArbiterModel", "AveragingModel", "CrossbarModel", "RngModel",
-           "comparator_act", "read_decoder", "wrap", "write_decoder"]
+           "comparator_act", "read_decoder", "sum_max", "wrap", "write_decoder"]
 
 
 def wrap(x: int, bits: int) -> int:
@@ -245,3 +245,10 @@ class AveragingModel:
         self.avg_ops = (self.avg_ops + n) % 2 ** 32
         return {"averaged": avg, "cls": cls,
                 "cycles": n * (self.p["total_bits"] + 1) + 1}
+
+
+def sum_max(p: dict) -> int:
+    """|S| bound of the design: n_max * rows_max * (2^A_max - 1) * q_max (golden
+    ``layer_widths``; docs/HARDWARE.md "Numeric formats")."""
+    return (p["n_max"] * p["rows_max"] * (2 ** max(p["A_in"], p["A"]) - 1)
+            * (2 ** (p["Q"] - 1) - 1))
