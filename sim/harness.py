@@ -89,6 +89,7 @@ class CoverifyHarness(wiring.Component):
         self.beat_depth = p.T_max * p.outputs_max + p.outputs_max + 1
         self.trace_depth = p.layers_max * p.T_max
         self.core = SpinBayesCore(p, stuck_cells=stuck_cells)
+        self.core._MustUse__silence = True     # elaborated with the harness, or not at all
         wb = bits_for(self.wlist_depth + 1)
         ports = {
             "h_bypass": In(1),

@@ -5,7 +5,8 @@ Configuration (SPINBAYES_TB_CONFIG, written by :func:`spinbayes.sim.coverify.run
 (B, rows) and ``T``, ``C``, ``L``, ``n_way``), ``out`` (npz of raw results), ``progress`` (a
 file that gets one line per finished image), ``stall_thr``, ``stall_seed``, ``verify``,
 ``load`` (``"vpi"``: write list by VPI memory writes, ``"port"``: one word per cycle on
-``h_wl_*``), ``max_cycles`` (per image), ``driver_images`` (testcase ``driver_infer``).
+``h_wl_*``), ``max_cycles`` (per image); for testcase ``driver_infer``: ``driver_images``,
+``driver_out`` (npz), ``driver_result`` (JSON), ``index_bits``, ``n_max``.
 
 Python never acts per cycle in ``coverify``: it fills the write list, starts the player, waits
 for ``h_prog_done``; per image it sets ``h_img``, pulses ``h_start``, waits for ``h_done`` and
@@ -35,6 +36,11 @@ EXTERNAL_INPUTS = ("h_bypass", "h_wl_wen", "h_wl_waddr", "h_wl_wdata", "h_wl_cou
                    "h_stall_seed", "h_stall_load", "prog_en", "prog_sel", "prog_a", "prog_b",
                    "prog_c", "prog_data", "vfy_k", "vfy_row", "vfy_col", "in_data", "in_valid",
                    "out_ready")
+
+
+#: Set by ``coverify`` once the core is programmed: ``driver_infer`` run after it in the same
+#: simulation then skips reset and programming (cocotb tests share the simulator state).
+_STATE = {"programmed": None}
 
 
 def _config():
@@ -106,6 +112,7 @@ async def coverify(dut):
     d = np.load(cfg["data"])
     await _reset(dut, cfg)
     prog = await _program(dut, d, cfg)
+    _STATE["programmed"] = prog
     codes = d["codes"]
     B, rows = codes.shape
     a_in, beat_depth, trace_depth = (int(cfg["A_in"]), int(cfg["beat_depth"]),
@@ -164,8 +171,12 @@ async def driver_infer(dut):
 
     cfg = _config()
     d = np.load(cfg["data"])
-    await _reset(dut, cfg)
-    prog = await _program(dut, d, cfg)
+    if _STATE["programmed"] is None:
+        await _reset(dut, cfg)
+        prog = await _program(dut, d, cfg)
+    else:
+        Clock(dut.clk, 10, unit="ns").start()
+        prog = dict(_STATE["programmed"], reused=True)
     dut.h_bypass.value = 1
     await RisingEdge(dut.clk)
     bus = CocotbBus(dut, fields={"trace_indices": (int(cfg["index_bits"]),
@@ -182,7 +193,7 @@ async def driver_infer(dut):
         out["choices"].append(r.choices)
         out["cycles"].append(r.cycles)
     wall = time.perf_counter() - t0
-    np.savez(cfg["out"] + ".tmp.npz", **{k: np.asarray(v) for k, v in out.items()})
-    os.replace(cfg["out"] + ".tmp.npz", cfg["out"])
-    with open(os.environ["SPINBAYES_TB_RESULT"], "w") as f:
+    np.savez(cfg["driver_out"] + ".tmp.npz", **{k: np.asarray(v) for k, v in out.items()})
+    os.replace(cfg["driver_out"] + ".tmp.npz", cfg["driver_out"])
+    with open(cfg["driver_result"], "w") as f:
         json.dump({"programming": prog, "images": len(out["cycles"]), "images_s": wall}, f)
