@@ -146,7 +146,8 @@ def build_report(cfg, options, ctx: dict, files: dict, figures: dict, stages: di
     """The report dict: what :func:`render` prints, each block with its source file/key."""
     doc = {"config": cfg.to_dict(), "options": {k: getattr(options, k) for k in
                                                 options.__dataclass_fields__},
-           "files": files, "figures": figures, "stages": stages, "seconds": seconds,
+           "files": dict(files), "figures": figures,
+           "stages": {k: dict(v) for k, v in stages.items()}, "seconds": seconds,
            "versions": versions}
     if "eval" in ctx:
         ev = ctx["eval"]
@@ -195,8 +196,10 @@ def build_report(cfg, options, ctx: dict, files: dict, figures: dict, stages: di
 
 
 def _energy_part(e: dict) -> dict:
-    return {"total_uj": e["total_uj"], "per_block_pj": e["per_block_pj"],
-            "per_layer_pj": e.get("per_layer_pj", {})}
+    per_layer = e.get("per_layer_pj", {})
+    return {"total_uj": e["total_uj"], "total_pj": e["total_pj"],
+            "per_block_pj": e["per_block_pj"], "per_layer_pj": per_layer,
+            "per_layer_total_pj": {k: sum(v.values()) for k, v in per_layer.items()}}
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -356,9 +359,9 @@ def _breakdown(title: str, e: dict) -> list[str]:
          "|---|" + "---:|" * (len(BLOCKS) + 1)]
     for layer, v in e.get("per_layer_pj", {}).items():
         L.append(f"| {layer} | " + " | ".join(_f(v[b]) for b in BLOCKS)
-                 + f" | {_f(sum(v.values()))} |")
+                 + f" | {_f(e['per_layer_total_pj'][layer])} |")
     L.append("| all | " + " | ".join(_f(e["per_block_pj"][b]) for b in BLOCKS)
-             + f" | {_f(sum(e['per_block_pj'].values()))} |")
+             + f" | {_f(e['total_pj'])} |")
     return [*L, ""]
 
 
