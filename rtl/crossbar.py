@@ -6,20 +6,32 @@ What is emulated (docs/HARDWARE.md, "Multi-level SOT cells, crossbar and ADC"):
   multi-level cells on BL+ and BL-, d = l+ - l-). The memory stores d directly, 4 bits two's
   complement; the analog pair, its resistances and write pulses are not modelled here
   (golden/crossbar.py does that). Programming is ideal: one write stores the level exactly.
+  The RAM holds each level in *offset binary*, ``u = d + 4`` (0..8, 4 bits), an encoding
+  detail that no port shows.
 * **Bitlines and ADC.** A compute read activates the R rows of one group; the sum over rows
   ``sum_r x_r * d_r`` per cell column, done here with adders, stands for the bitline current
   difference I(BL+) - I(BL-) and the flash ADC in ideal mode, whose code equals that integer
   partial sum exactly (range -4R..4R, adc_bits). One ADC per cell column: every column is
-  converted in the same read.
+  converted in the same read. The adders are *packed*: each row's cols_max offset levels are
+  spread into fields of ``field_bits`` = bit_length(8R) bits, masked by the row's input bit and
+  the R rows added as whole words (R - 1 wide additions; a field's sum is at most 8R, so no
+  carry crosses into the next field); column c's code is then its field minus 4 * (number of
+  active rows), subtracted in all fields at once (a carry-free packed add). This gives the
+  same integers as per-column adders in a fraction of the logic, which is what makes the
+  exported core small and fast in Verilog simulators (docs/ARCHITECTURE.md, "RTL simulation speed").
 
 What is not emulation: the memory is a real synchronous RAM (FPGA block or distributed RAM),
-one word per R-row group, so one compute read is one RAM read.
+one word per R-row group, so one compute read is one RAM read. It is written one whole word at
+a time (a single write enable): a cell write is a pipelined read-modify-write of its group's
+word (read in the cycle of the write, merged and written in the next), with every read port
+transparent to the write port, so back-to-back cell writes to the same word compose and the
+timing seen at the ports is that of a one-cycle cell write.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -34,16 +46,17 @@ class CrossbarMemory(wiring.Component):
     """One crossbar (one arbiter-selectable index): cell levels of every layer, stacked.
 
     Storage: a :class:`~amaranth.lib.memory.Memory` of depth ``groups_total``; word g holds the
-    R rows ``g*R .. g*R + R - 1`` of the crossbar, element ``r * cols_max + c`` being the signed
-    level of row ``g*R + r``, cell column c (cells.py geometry: row = input i, column
-    ``j * k + c`` = output j, part c). Layers are stacked by their group base address; the
-    network instantiates N of these, crossbar k holding sample k of every layer. All levels
-    start at 0.
+    R rows ``g*R .. g*R + R - 1`` of the crossbar, the 4-bit field ``r * cols_max + c`` being
+    the level of row ``g*R + r``, cell column c (offset binary, level + 4; cells.py geometry:
+    row = input i, column ``j * k + c`` = output j, part c). Layers are stacked by their group
+    base address; the network instantiates N of these, crossbar k holding sample k of every
+    layer. All levels start at 0.
 
     Programming goes through an internal :class:`~spinbayes.rtl.decoders.WriteDecoder`
-    (``row`` -> group word and lane, ``col`` -> element). The RAM's write port has one enable
-    per 4-bit element, so a cell write touches only its own cell: no read-modify-write, one
-    cell per cycle, ``w_ready`` is always 1. A second decoder serves the read-back port.
+    (``row`` -> group word and lane, ``col`` -> element). A cell write is a read-modify-write
+    of the group's word, pipelined over two cycles (the word is read in the write's cycle, the
+    merged word written in the next) with transparent reads, so one cell is accepted per
+    cycle and ``w_ready`` is always 1. A second decoder serves the read-back port.
 
     Parameters
     ----------
@@ -59,7 +72,8 @@ class CrossbarMemory(wiring.Component):
     w_col : In(col_bits)
         Cell column, 0 .. cols_max - 1.
     w_level : In(signed(4))
-        Signed level -4..4 to store.
+        Signed level -4..4 to store (other values are stored modulo 16 in offset binary and
+        read back as ``(w_level + 4) % 16 - 4``).
     w_ready : Out(1)
         Constant 1: a write is accepted in every cycle.
     w_error : Out(1)
@@ -69,7 +83,8 @@ class CrossbarMemory(wiring.Component):
         Read-back address (for verification after programming).
     v_level : Out(signed(4))
         The level at (v_row, v_col) of the previous cycle; 0 for an out-of-range address.
-        A write in the same cycle as the read-back address is not visible (old contents).
+        A write in the same cycle as the read-back address is not visible (old contents); a
+        write of any earlier cycle is.
     rd_en : In(1)
         Issue a compute read (the read decoder's ``active``).
     rd_group : In(group_bits)
@@ -85,8 +100,9 @@ class CrossbarMemory(wiring.Component):
 
     Latency: a compute read issued in cycle t (``rd_en``) has ``p`` / ``p_valid`` in cycle
     t + 1 (synchronous RAM read; the adders after it are combinational); one read per cycle.
-    A write takes effect at the end of its cycle (1 cycle per cell); read-back ``v_level`` in
-    cycle t + 1 for an address in cycle t. Reads do not see a write of the same cycle.
+    A cell write in cycle t is visible to a compute read or a read-back address of cycle
+    t + 1 and later (the RAM word itself is written at the end of cycle t + 1; the read ports
+    are transparent to it). Reads do not see a write of the same cycle.
     """
 
     def __init__(self, params: RtlParams, init=None, *, stuck=()):
@@ -100,18 +116,23 @@ class CrossbarMemory(wiring.Component):
                 self._MustUse__silence = True
                 raise ValueError(f"stuck cell ({r}, {c}) is outside the "
                                  f"{p.groups_total * p.R} x {p.cols_max} array")
-        self._init = None
-        if init is not None:
+        cells = p.R * p.cols_max
+        if init is None:
+            arr = np.zeros((p.groups_total * p.R, p.cols_max), dtype=np.int64)
+        else:
             # Simulator back door (like $readmemh): the levels the array starts with, int
             # (groups_total * R, cols_max) in -4..4. Firmware programs through w_* instead.
             arr = np.asarray(init)
             if arr.shape != (p.groups_total * p.R, p.cols_max):
+                self._MustUse__silence = True
                 raise ValueError(f"init must have shape ({p.groups_total * p.R}, "
                                  f"{p.cols_max}), got {arr.shape}")
             if arr.size and np.abs(arr).max() > 4:
+                self._MustUse__silence = True
                 raise ValueError("init levels must lie in -4..4")
-            self._init = [arr[g * p.R:(g + 1) * p.R].reshape(-1).tolist()
-                          for g in range(p.groups_total)]
+        # one integer per word: field r * cols_max + c (4 bits) = level + 4
+        offs = (arr.astype(np.int64) + 4).reshape(p.groups_total, cells)
+        self._init = [sum(int(u) << (4 * i) for i, u in enumerate(word)) for word in offs]
         super().__init__({
             "w_en": In(1),
             "w_row": In(p.row_bits),
@@ -129,59 +150,79 @@ class CrossbarMemory(wiring.Component):
             "p_valid": Out(1),
         })
 
+    @property
+    def field_bits(self) -> int:
+        """Bits of one packed column sum of R offset levels (each 0..8): bit_length(8R)."""
+        return (8 * self.params.R).bit_length()
+
     def elaborate(self, platform):
         p = self.params
         m = Module()
-        cells = p.R * p.cols_max
-        m.submodules.mem = mem = Memory(shape=data.ArrayLayout(signed(p.level_bits), cells),
-                                        depth=p.groups_total, init=self._init or [])
-        wr = mem.write_port(granularity=1)
-        rd = mem.read_port(domain="sync")
-        vr = mem.read_port(domain="sync")
+        C = p.cols_max
+        cells = p.R * C
+        width = 4 * cells
+        m.submodules.mem = mem = Memory(shape=unsigned(width), depth=p.groups_total,
+                                        init=self._init)
+        wr = mem.write_port()
+        mr = mem.read_port(domain="sync", transparent_for=(wr,))    # RMW: the old word
+        rd = mem.read_port(domain="sync", transparent_for=(wr,))    # compute reads
+        vr = mem.read_port(domain="sync", transparent_for=(wr,))    # read-back
 
-        # --- programming: write decoder, one enable per cell --------------------------
+        # --- programming: read the word (cycle t), merge the cell and write it (t + 1) ---
         m.submodules.wdec = wdec = WriteDecoder(p)
         m.d.comb += [wdec.en.eq(self.w_en), wdec.row.eq(self.w_row), wdec.col.eq(self.w_col),
                      self.w_error.eq(wdec.error), self.w_ready.eq(1),
-                     wr.addr.eq(wdec.group),
-                     wr.data.as_value().eq(Cat(self.w_level for _ in range(cells)))]
-        lane_hot = Signal(p.R)
-        col_hot = Signal(p.cols_max)
-        for r in range(p.R):
-            m.d.comb += lane_hot[r].eq(wdec.lane == r)
-        for c in range(p.cols_max):
-            m.d.comb += col_hot[c].eq(wdec.col_sel == c)
-        stuck_groups = {}            # (lane r, column c) -> groups g whose cell is stuck
+                     mr.addr.eq(wdec.group), mr.en.eq(wdec.we)]
+        stuck = Const(0)
         for row, c in self._stuck:
-            stuck_groups.setdefault((row % p.R, c), []).append(row // p.R)
+            stuck = stuck | ((self.w_row == row) & (self.w_col == c))
+        pend = Signal()                         # a write of the previous cycle to finish
+        pend_group = Signal.like(wdec.group)
+        pend_shift = Signal(range(width))       # 4 * (lane * cols_max + col)
+        pend_level = Signal(4)                  # offset binary
+        m.d.sync += [pend.eq(wdec.we & ~stuck), pend_group.eq(wdec.group),
+                     pend_shift.eq((wdec.lane * C + wdec.col_sel) * 4),
+                     pend_level.eq(self.w_level + 4)]
+        field = Const(0xF, width) << pend_shift
+        m.d.comb += [wr.addr.eq(pend_group), wr.en.eq(pend),
+                     wr.data.eq((mr.data & ~field) | (pend_level << pend_shift))]
 
-        def lane_en(r, c):
-            en = lane_hot[r] & col_hot[c] & wdec.we
-            for g in stuck_groups.get((r, c), []):
-                en = en & (wdec.group != g)
-            return en
-
-        m.d.comb += wr.en.eq(Cat(lane_en(r, c) for r in range(p.R) for c in range(p.cols_max)))
-
-        # --- read-back: a second decoder, element selected one cycle later -------------
+        # --- read-back: a second decoder, the field selected one cycle later -------------
         m.submodules.vdec = vdec = WriteDecoder(p)
         m.d.comb += [vdec.en.eq(1), vdec.row.eq(self.v_row), vdec.col.eq(self.v_col),
                      vr.addr.eq(vdec.group)]
         v_idx = Signal(range(cells))
         v_bad = Signal()
-        m.d.sync += [v_idx.eq(vdec.lane * p.cols_max + vdec.col_sel), v_bad.eq(vdec.error)]
-        v_word = vr.data.as_value()
+        m.d.sync += [v_idx.eq(vdec.lane * C + vdec.col_sel), v_bad.eq(vdec.error)]
         with m.If(~v_bad):
-            m.d.comb += self.v_level.eq(v_word.word_select(v_idx, p.level_bits))
+            m.d.comb += self.v_level.eq(vr.data.word_select(v_idx, 4) - 4)
 
-        # --- compute read: RAM word of the group, then rows x bits summed per column -----
+        # --- compute read: packed column sums of the R rows ------------------------------
+        fb = self.field_bits
         in_range = self.rd_group < p.groups_total
         bits_q = Signal(p.R)
         m.d.comb += [rd.addr.eq(self.rd_group), rd.en.eq(self.rd_en)]
         m.d.sync += [self.p_valid.eq(self.rd_en),
                      bits_q.eq(Mux(self.rd_en & in_range, self.rd_bits, 0))]
-        for c in range(p.cols_max):
-            terms = [Mux(bits_q[r], rd.data[r * p.cols_max + c], 0) for r in range(p.R)]
-            m.d.comb += self.p[c].eq(sum(terms[1:], terms[0]))
+        rows = []
+        for r in range(p.R):
+            spread = Signal(C * fb, name=f"spread{r}")      # row r, one field per column
+            m.d.comb += spread.eq(Cat(Cat(rd.data.word_select(r * C + c, 4), Const(0, fb - 4))
+                                      for c in range(C)))
+            rows.append(Mux(bits_q[r], spread, 0))
+        total = Signal(C * fb)
+        m.d.comb += total.eq(sum(rows[1:], rows[0]))
+        active = Signal(range(p.R + 1))
+        m.d.comb += active.eq(sum(bits_q[r] for r in range(p.R)))
+        # every field minus 4 * active, modulo 2^fb, without a carry between fields (SWAR):
+        # add the low fb-1 bits of each field, then the MSBs by xor. fb = adc_bits, so the
+        # field is the signed ADC code.
+        assert fb == p.adc_bits
+        neg = Signal(fb)
+        m.d.comb += neg.eq(-(active << 2))
+        high = Const(int(("1" + "0" * (fb - 1)) * C, 2), C * fb)
+        negs = Signal(C * fb)
+        m.d.comb += negs.eq(neg.replicate(C))
+        m.d.comb += self.p.as_value().eq(((total & ~high) + (negs & ~high))
+                                         ^ ((total ^ negs) & high))
         return m
-

@@ -138,22 +138,23 @@ class SpinBayesCore(wiring.Component):
         # --- programming port --------------------------------------------------------
         sel, a, b, c, d = (self.prog_sel, self.prog_a, self.prog_b, self.prog_c,
                            self.prog_data)
+        # Writes are accepted only while the core is idle: prog_ready is low while busy, so a
+        # write issued during an inference waits (the master holds it) until the image is
+        # done and can never change a pass in flight.
+        wok = Signal()
+        m.d.comb += [wok.eq(self.prog_en & ~self.busy), self.prog_ready.eq(~self.busy)]
         # the full 16-bit index fields are range-checked before being cut to the ports' widths
         cell_ok = Signal()
         m.d.comb += cell_ok.eq((a < p.groups_total * p.R) & (b < p.cols_max))
         for k, xb in enumerate(xbars):
             m.d.comb += [xb.w_row.eq(a), xb.w_col.eq(b), xb.w_level.eq(d),
-                         xb.w_en.eq(self.prog_en & (sel == Reg.XBAR_CELL) & (c == k) & cell_ok)]
-        with m.If(self.prog_en & (sel == Reg.XBAR_CELL)):
-            m.d.comb += self.prog_ready.eq(Array(xb.w_ready for xb in xbars)[c[:p.index_bits]])
-        with m.Else():
-            m.d.comb += self.prog_ready.eq(1)
+                         xb.w_en.eq(wok & (sel == Reg.XBAR_CELL) & (c == k) & cell_ok)]
         for i, arb in enumerate(arbs):
             m.d.comb += [arb.seed.eq(d), arb.seed_dev.eq(a), arb.threshold.eq(rng_thr),
-                         arb.seed_load.eq(self.prog_en & (sel == Reg.RNG_SEED) & (c == i)),
+                         arb.seed_load.eq(wok & (sel == Reg.RNG_SEED) & (c == i)),
                          arb.n_way.eq(n_way)]
         li = c[:self._layer_bits]
-        with m.If(self.prog_en):
+        with m.If(wok):
             with m.Switch(sel):
                 with m.Case(Reg.LAYER_ROWS):
                     m.d.sync += rows[li].eq(d)
@@ -251,37 +252,33 @@ class SpinBayesCore(wiring.Component):
                      self.trace_indices.eq(arb_idx), self.trace_valid.eq(arb_done)]
         out_c = Signal(range(p.outputs_max + 1))
         drain = Signal(2)
-        with m.FSM():
+        # The FSM only moves state; every output that depends on the state is a plain
+        # expression of it below (one continuous assignment each). A combinational block
+        # whose only input is the state register is never evaluated at time 0 by Icarus, so
+        # busy (and cnt_cycles after it) would stay X until the first state change.
+        with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.in_ready.eq(1)
                 with m.If(self.in_valid):
                     m.d.sync += [img[0].eq(self.in_data), idx.eq(1)]
                     with m.If(rows[0] == 1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
-                        m.d.comb += avg.clear.eq(1)
                         m.next = "ARB"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.comb += [self.in_ready.eq(1), self.busy.eq(1)]
                 with m.If(self.in_valid):
                     m.d.sync += [img.as_value().word_select(idx[:p.row_bits], p.A_max)
                                  .eq(self.in_data), idx.eq(idx + 1)]
                     with m.If(idx + 1 == rows[0]):
                         m.d.sync += [t.eq(0), layer.eq(0)]
-                        m.d.comb += avg.clear.eq(1)
                         m.next = "ARB"
             with m.State("ARB"):
-                m.d.comb += [self.busy.eq(1), arb_start.eq(1)]
                 m.next = "ARB_WAIT"
             with m.State("ARB_WAIT"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(arb_done):
                     m.d.sync += [plane.eq(0), group.eq(0)]
-                    m.d.comb += aac_clear.eq(1)
                     m.next = "READ"
             with m.State("READ"):
-                m.d.comb += [self.busy.eq(1), issue.eq(1)]
                 with m.If(group + 1 == ngroups):
                     m.d.sync += group.eq(0)
                     with m.If(plane + 1 == in_bits[layer]):
@@ -292,29 +289,21 @@ class SpinBayesCore(wiring.Component):
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
             with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == 1):
                     m.next = "ACT"
             with m.State("ACT"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(last):
-                    m.d.comb += avg.pass_valid.eq(1)
                     m.d.sync += out_c.eq(0)
                     m.next = "EMIT_Y_WAIT"
                 with m.Else():
-                    m.d.comb += cmp.valid.eq(1)
                     for j in range(p.outputs_max):
                         m.d.sync += act[j].eq(Mux(j < outs[layer], cmp.act[j], 0))
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"
             with m.State("EMIT_Y_WAIT"):
-                m.d.comb += self.busy.eq(1)
                 m.next = "EMIT_Y"
             with m.State("EMIT_Y"):
-                m.d.comb += [self.busy.eq(1), self.out_valid.eq(1),
-                             self.out_kind.eq(OutKind.PASS), self.out_index.eq(out_c),
-                             self.out_pass.eq(t), self.out_data.eq(avg.y[out_c])]
                 with m.If(self.out_ready):
                     m.d.sync += out_c.eq(out_c + 1)
                     with m.If(out_c + 1 == n_cls):
@@ -325,26 +314,44 @@ class SpinBayesCore(wiring.Component):
                             m.d.sync += t.eq(t + 1)
                             m.next = "ARB"
             with m.State("FINISH"):
-                m.d.comb += [self.busy.eq(1), avg.finish.eq(1)]
                 m.next = "DIVIDE"
             with m.State("DIVIDE"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(avg.done):
                     m.d.sync += out_c.eq(0)
                     m.next = "EMIT_AVG"
             with m.State("EMIT_AVG"):
-                m.d.comb += [self.busy.eq(1), self.out_valid.eq(1),
-                             self.out_kind.eq(OutKind.AVERAGE), self.out_index.eq(out_c),
-                             self.out_data.eq(avg.averaged[out_c])]
                 with m.If(self.out_ready):
                     m.d.sync += out_c.eq(out_c + 1)
                     with m.If(out_c + 1 == n_cls):
                         m.next = "EMIT_CLASS"
             with m.State("EMIT_CLASS"):
-                m.d.comb += [self.busy.eq(1), self.out_valid.eq(1),
-                             self.out_kind.eq(OutKind.CLASS), self.out_data.eq(avg.cls)]
                 with m.If(self.out_ready):
                     m.next = "IDLE"
+
+        st = fsm.ongoing
+        idle, load = st("IDLE"), st("LOAD")
+        emit_y, emit_avg, emit_cls = st("EMIT_Y"), st("EMIT_AVG"), st("EMIT_CLASS")
+        act_st = st("ACT")
+        start_img = (idle | load) & self.in_valid & Mux(idle, rows[0] == 1, idx + 1 == rows[0])
+        m.d.comb += [
+            self.busy.eq(~idle),
+            self.in_ready.eq(idle | load),
+            arb_start.eq(st("ARB")),
+            aac_clear.eq(st("ARB_WAIT") & arb_done),
+            issue.eq(st("READ")),
+            avg.clear.eq(start_img),
+            avg.pass_valid.eq(act_st & last),
+            cmp.valid.eq(act_st & ~last),
+            avg.finish.eq(st("FINISH")),
+            self.out_valid.eq(emit_y | emit_avg | emit_cls),
+            self.out_kind.eq(Mux(emit_avg, OutKind.AVERAGE,
+                                 Mux(emit_cls, OutKind.CLASS, OutKind.PASS))),
+            self.out_index.eq(Mux(emit_y | emit_avg, out_c, 0)),
+            self.out_pass.eq(Mux(emit_y, t, 0)),
+            self.out_data.eq(Mux(emit_y, avg.y[out_c],
+                                 Mux(emit_avg, avg.averaged[out_c],
+                                     Mux(emit_cls, avg.cls, 0)))),
+        ]
 
         # --- activity counters ---------------------------------------------------------
         popcount = sum(arb_mask[k] for k in range(p.N))
