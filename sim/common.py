@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["KINDS", "Clocked", "CoverGroup", "Scoreboard", "Stalls", "StreamDriver",
-           "StreamMonitor", "TbReport", "address", "assert_coverage", "config_get",
+           "Setup", "StreamMonitor", "TbReport", "address", "assert_coverage", "config_get",
            "coverage_report", "finish", "gap_bin", "pack", "start", "tb_env", "tb_settings",
            "unpack"]
 
@@ -76,6 +76,22 @@ def tb_settings(config: dict) -> dict:
             "stall_prob": config_get(config, "stall_prob", 0.2, kind=float, lo=0, hi=0.95),
             "coverage_goal": config_get(config, "coverage_goal", 100.0, kind=float, lo=0,
                                         hi=100)}
+
+
+class Setup:
+    """What a block tb starts from: ``params``, ``config``, ``s`` (:func:`tb_settings`),
+    ``rng`` (numpy, seeded with s["seed"]) and ``stalls`` (:class:`Stalls` at
+    s["stall_prob"], seeded with s["seed"] + 1)."""
+
+    def __init__(self):
+        self.params, self.config = tb_env()
+        self.s = tb_settings(self.config)
+        self.rng = np.random.default_rng(self.s["seed"])
+        self.stalls = Stalls(self.s["stall_prob"], self.s["seed"] + 1)
+
+    def __iter__(self):
+        """params, s, rng, stalls: ``params, s, rng, stalls = Setup()``."""
+        return iter((self.params, self.s, self.rng, self.stalls))
 
 
 def finish(report: TbReport, block: str, sb: Scoreboard, goal: float, **extra) -> dict:

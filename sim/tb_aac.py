@@ -16,9 +16,7 @@ from spinbayes.sim.models import AacModel, bits_for, sum_max
 
 @cocotb.test()
 async def test_random_reads(dut):
-    params, config = common.tb_env()
-    s = common.tb_settings(config)
-    rng = np.random.default_rng(s["seed"])
+    params, s, rng, stalls = common.Setup()
     n_max, C, n_out, R = params["n_max"], params["cols_max"], params["outputs_max"], params["R"]
     A_max, adc, sb_bits = max(params["A_in"], params["A"]), params["adc_bits"], params["sum_bits"]
     smax, code_max = sum_max(params), 4 * R
@@ -34,7 +32,6 @@ async def test_random_reads(dut):
     sb = common.Scoreboard("aac")
     model = AacModel(params)
     c = await common.start(dut, clear=0, valid=0, plane=0, p=0, p_mask=0)
-    stalls = common.Stalls(s["stall_prob"], s["seed"] + 1)
     burst, gap_left, idle_run = 0, 0, 0
     for _ in range(s["transactions"]):
         if burst == 0 and gap_left == 0 and rng.random() < 0.02:

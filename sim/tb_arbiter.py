@@ -17,7 +17,7 @@ import numpy as np
 from spinbayes.sim.common import (
     CoverGroup,
     Scoreboard,
-    Stalls,
+    Setup,
     TbReport,
     config_get,
     finish,
@@ -25,7 +25,6 @@ from spinbayes.sim.common import (
     pack,
     start,
     tb_env,
-    tb_settings,
     unpack,
 )
 from spinbayes.sim.models import ArbiterModel, bits_for
@@ -125,11 +124,8 @@ def ext_draws(rng, k, n, stuck=None):
 
 @cocotb.test()
 async def test_random_selections(dut):
-    params, config = tb_env()
-    s = tb_settings(config)
+    params, s, rng, stalls = Setup()
     N, n_max, W = params["N"], params["n_max"], params["rng_bits"]
-    rng = np.random.default_rng(s["seed"])
-    stalls = Stalls(s["stall_prob"], s["seed"] + 1)
     thr = thresholds(W)
     n_way_values = list(range(2 ** n_max.bit_length()))
     cov = CoverGroup("arbiter", {

@@ -10,7 +10,6 @@ n_out = 0, all and above outputs_max. Transactions: passes plus finishes.
 """
 
 import cocotb
-import numpy as np
 
 from spinbayes.sim import common
 from spinbayes.sim.models import AveragingModel, bits_for, sum_max
@@ -25,10 +24,7 @@ def pick(rng, lo, hi, p_end=0.2):
 
 @cocotb.test()
 async def test_random_images(dut):
-    params, config = common.tb_env()
-    s = common.tb_settings(config)
-    rng = np.random.default_rng(s["seed"])
-    stalls = common.Stalls(s["stall_prob"], s["seed"] + 1)
+    params, s, rng, stalls = common.Setup()
     C, T_max = params["outputs_max"], params["T_max"]
     smax, m_max = sum_max(params), 2 ** (params["scale_bits"] - 1) - 1
     b_lo, b_hi = -(2 ** (params["offset_bits"] - 1)), 2 ** (params["offset_bits"] - 1) - 1

@@ -9,7 +9,6 @@ of threshold_bits, equal to sigma * S and one above it (the >= boundary).
 """
 
 import cocotb
-import numpy as np
 
 from spinbayes.sim import common
 from spinbayes.sim.models import bits_for, comparator_act, comparator_ops, sum_max
@@ -20,9 +19,7 @@ THETA_KINDS = ("clamp_low", "clamp_high", "min", "max", "eq", "eq+1", "random")
 
 @cocotb.test()
 async def test_random_compares(dut):
-    params, config = common.tb_env()
-    s = common.tb_settings(config)
-    rng = np.random.default_rng(s["seed"])
+    params, s, rng, _ = common.Setup()
     n_o, L = params["outputs_max"], params["levels"]
     sbits, tbits, smax = params["sum_bits"], params["threshold_bits"], sum_max(params)
     n_out_bits = bits_for(n_o) + 1

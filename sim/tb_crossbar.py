@@ -18,10 +18,7 @@ from spinbayes.sim.models import CrossbarModel, bits_for
 
 @cocotb.test()
 async def test_random_cycles(dut):
-    params, config = common.tb_env()
-    s = common.tb_settings(config)
-    rng = np.random.default_rng(s["seed"])
-    stalls = common.Stalls(s["stall_prob"], s["seed"] + 1)
+    params, s, rng, stalls = common.Setup()
     R, G, C = params["R"], params["groups_total"], params["cols_max"]
     rows, row_bits, col_bits = G * R, bits_for(G * R), bits_for(C)
     group_bits, adc = bits_for(G), params["adc_bits"]

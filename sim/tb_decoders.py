@@ -9,7 +9,6 @@ Addresses are drawn at the corners (first, last row/column), inside and outside 
 """
 
 import cocotb
-import numpy as np
 from cocotb.triggers import Timer
 
 from spinbayes.sim import common
@@ -19,9 +18,7 @@ from spinbayes.sim.models import bits_for, read_decoder, write_decoder
 
 @cocotb.test()
 async def test_random_addresses(dut):
-    params, config = common.tb_env()
-    s = common.tb_settings(config)
-    rng = np.random.default_rng(s["seed"])
+    params, s, rng, _ = common.Setup()
     R, G, C = params["R"], params["groups_total"], params["cols_max"]
     rows, row_bits = G * R, bits_for(G * R)
     col_bits, group_bits = bits_for(C), bits_for(G)

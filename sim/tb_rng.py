@@ -15,13 +15,13 @@ import numpy as np
 from spinbayes.sim.common import (
     CoverGroup,
     Scoreboard,
+    Setup,
     TbReport,
     config_get,
     finish,
     gap_bin,
     start,
     tb_env,
-    tb_settings,
 )
 from spinbayes.sim.models import RngModel
 
@@ -35,10 +35,8 @@ def thresholds(W):
 
 @cocotb.test()
 async def test_random_ops(dut):
-    params, config = tb_env()
-    s = tb_settings(config)
+    params, s, rng, _ = Setup()
     W = params["rng_bits"]
-    rng = np.random.default_rng(s["seed"])
     thr_of = thresholds(W)
     cov = CoverGroup("rng", {
         "op": OPS,

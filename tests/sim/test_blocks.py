@@ -88,6 +88,9 @@ def test_block(block, sim):
         st = data["rng_230uA"]
         assert st["bit_exact_with_twin"] and abs(st["p_hat"] - 0.5) <= st["tolerance"]
         assert st["bits"] >= 10_000
+    if block == "crossbar":
+        prog = data["crossbar_program"]
+        assert prog["mismatches"] == 0 and prog["transactions"] == prog["writes"] > 0
     if block == "arbiter":
         assert data["arbiter_chi_square"]["p_value"] > 1e-3
         stuck = data["arbiter_stuck"]
