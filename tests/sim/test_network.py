@@ -137,6 +137,13 @@ def test_bad_arguments_are_refused(small_hw, digits):
         run_images(hw, digits.x_test[:1], params=p, T=4, seed=0, load="mmap", progress=False)
 
 
+def test_cli_refuses_bad_image_count(capsys):
+    from spinbayes.cli import main
+
+    assert main(["sim", "--images", "0", "--quiet", "--out", "unused"]) == 2
+    assert "--images must be at least 1, not 0" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def trained_32(digits):
     cfg = Config(hidden=(32,), epochs=30)
