@@ -168,6 +168,9 @@ def save_image(program: Program, params: RtlParams, out_dir, *, meta: dict | Non
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)        # mkdtemp's 0700 would become the image's mode
         for name, raw in [*files.items(), (MANIFEST_FILE, manifest_raw)]:
             _write_synced(tmp / name, raw)
         _fsync_dir(tmp)
