@@ -284,8 +284,20 @@ class CoreDriver:
         return rep
 
     async def infer(self, codes: np.ndarray, program: Program, n_layers: int,
-                    n_way: int) -> ImageResult:
-        """Stream one image's input codes (rows of layer 0) and collect its results."""
+                    n_way: int, *, in_gap: float = 0.0, out_stall: float = 0.0,
+                    rng=None) -> ImageResult:
+        """Stream one image's input codes (rows of layer 0) and collect its results.
+
+        Back-pressure (optional): before each new input beat, ``in_valid`` stays low for a
+        cycle with probability ``in_gap`` (a beat once offered is held until accepted), and
+        ``out_ready`` is low in a cycle with probability ``out_stall``. ``rng`` is a
+        ``numpy.random.Generator`` (default: ``default_rng(0)`` when a probability is > 0).
+        """
+        for name, v in (("in_gap", in_gap), ("out_stall", out_stall)):
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1), not {v!r}")
+        if rng is None and (in_gap or out_stall):
+            rng = np.random.default_rng(0)
         b = self.bus
         T, C = program.T, program.n_outputs
         per_pass = np.zeros((T, C), dtype=np.int64)
@@ -293,22 +305,29 @@ class CoreDriver:
         choices = np.zeros((n_layers, T, n_way), dtype=np.int64)
         before = {name: b.get(name) for name in COUNTERS}
         pending = [int(v) for v in codes]
+        offered = False                     # in_valid was high and the beat not yet taken
         b.set("out_ready", 1)
         cycles, prediction = 0, None
         while prediction is None:
             if cycles > self.max_wait:
                 raise TimeoutError(f"no result after {cycles} cycles")
-            b.set("in_valid", int(bool(pending)))
-            if pending:
+            valid = bool(pending) and (offered or not (in_gap and rng.random() < in_gap))
+            ready = not (out_stall and rng.random() < out_stall)
+            b.set("in_valid", int(valid))
+            if out_stall:
+                b.set("out_ready", int(ready))
+            if valid:
                 b.set("in_data", pending[0])
             await b.settle()
-            if pending and b.get("in_ready"):
+            offered = valid
+            if valid and b.get("in_ready"):
                 pending.pop(0)
+                offered = False
             if b.get("trace_valid"):
                 idx = b.get("trace_indices")
                 choices[b.get("trace_layer"), b.get("trace_pass")] = [int(idx[s])
                                                                        for s in range(n_way)]
-            if b.get("out_valid"):
+            if ready and b.get("out_valid"):
                 kind, i, value = b.get("out_kind"), b.get("out_index"), b.get("out_data")
                 if kind == OutKind.PASS:
                     per_pass[b.get("out_pass"), i] = value
@@ -319,5 +338,6 @@ class CoreDriver:
             await b.tick()
             cycles += 1
         b.set("in_valid", 0)
+        b.set("out_ready", 1)
         counters = {name: b.get(name) - before[name] for name in COUNTERS}
         return ImageResult(per_pass, averaged, prediction, choices, cycles, counters)

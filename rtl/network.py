@@ -134,6 +134,13 @@ class SpinBayesCore(wiring.Component):
         passes = Signal(p.t_bits, init=1)
         n_way = Signal(range(p.n_max + 1), init=1)
         rng_thr = Signal(p.rng_bits + 1, init=2 ** (p.rng_bits - 1))
+        #: The descriptor and configuration registers of the last elaboration (white-box
+        #: tests read them, e.g. their reset values): name -> Signal or list of Signals.
+        self.descriptor = {"rows": list(rows), "outs": list(outs), "gbase": list(gbase),
+                           "in_bits": list(in_bits), "theta": list(theta),
+                           "sign": list(sign), "scale": scale, "offset": offset,
+                           "n_layers": n_layers, "passes": passes, "n_way": n_way,
+                           "rng_thr": rng_thr}
 
         # --- programming port --------------------------------------------------------
         sel, a, b, c, d = (self.prog_sel, self.prog_a, self.prog_b, self.prog_c,
