@@ -125,7 +125,8 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
     text = Path(verilog).read_text() if isinstance(verilog, Path) else str(verilog)
     extra = [Path(s) for s in extra_sources]
     build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
-    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args,
+    # waves are compiled in (Icarus dump module, Verilator --trace): part of the build key
+    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args, *(["waves"] * waves),
                                     *(s.read_text() for s in extra)]).encode()).hexdigest()
     build_dir = _cache_root(cache_dir) / f"{toplevel}-{sim}-{key[:16]}"
     build_dir.mkdir(parents=True, exist_ok=True)
