@@ -244,3 +244,20 @@ def test_settings_and_pack_errors():
     gaps = [s.gap() for _ in range(1000)]
     assert max(gaps) == 3 and 0.3 < np.mean(np.array(gaps) > 0) < 0.7
     assert common.Stalls(0.0, 1).gap() == 0
+
+
+def test_waves_on_request(tmp_path):
+    """waves=True (what SPINBAYES_WAVES=1 sets) builds with the dump and returns the file;
+    the default run writes none."""
+    top, p, _, _ = BLOCKS["rng"]
+    config = {"transactions": 100, "stat_bits": 100, "coverage_goal": 0.0}
+    kw = dict(verilog=block_verilog("rng"), toplevel="spinbayes_rng", test_module="tb_rng",
+              params=p.describe(), config=config, simulator="icarus",
+              testcase="test_random_ops", cache_dir=tmp_path)
+    try:
+        plain = run_cocotb(**kw)
+        traced = run_cocotb(**kw, waves=True)
+    except SimulatorMissing as e:
+        pytest.skip(str(e))
+    assert plain.waves == []
+    assert traced.waves and all(w.stat().st_size > 0 for w in traced.waves)
