@@ -249,7 +249,7 @@ def test_settings_and_pack_errors():
 def test_waves_on_request(tmp_path):
     """waves=True (what SPINBAYES_WAVES=1 sets) builds with the dump and returns the file;
     the default run writes none."""
-    top, p, _, _ = BLOCKS["rng"]
+    p = BLOCKS["rng"][1]
     config = {"transactions": 100, "stat_bits": 100, "coverage_goal": 0.0}
     kw = dict(verilog=block_verilog("rng"), toplevel="spinbayes_rng", test_module="tb_rng",
               params=p.describe(), config=config, simulator="icarus",
