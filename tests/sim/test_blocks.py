@@ -246,14 +246,14 @@ def test_settings_and_pack_errors():
     assert common.Stalls(0.0, 1).gap() == 0
 
 
-def test_waves_on_request(tmp_path):
+def test_waves_on_request():
     """waves=True (what SPINBAYES_WAVES=1 sets) builds with the dump and returns the file;
     the default run writes none."""
     p = BLOCKS["rng"][1]
     config = {"transactions": 100, "stat_bits": 100, "coverage_goal": 0.0}
     kw = dict(verilog=block_verilog("rng"), toplevel="spinbayes_rng", test_module="tb_rng",
               params=p.describe(), config=config, simulator="icarus",
-              testcase="test_random_ops", cache_dir=tmp_path)
+              testcase="test_random_ops")
     try:
         plain = run_cocotb(**kw)
         traced = run_cocotb(**kw, waves=True)
