@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .config import Config
 
-__all__ = ["QUICK", "RunOptions", "apply_quick", "rtl_params_for", "run_pipeline"]
+__all__ = ["QUICK", "RunOptions", "apply_quick", "run_pipeline"]
 
 #: ``--quick``: the Config fields it changes (unless given explicitly on the command line).
 QUICK = {"epochs": 10, "ood_samples": 100, "recal_batches": 5}
@@ -60,26 +60,6 @@ class RunOptions:
 def apply_quick(cfg: Config, explicit: set[str]) -> Config:
     """``cfg`` with the :data:`QUICK` values for every field not in ``explicit``."""
     return cfg.replace(**{k: v for k, v in QUICK.items() if k not in explicit})
-
-
-def rtl_params_for(hw, T: int):
-    """The smallest :class:`~spinbayes.rtl.params.RtlParams` that runs the integer network
-    ``hw`` (dense layers) with T passes."""
-    import math
-
-    from .rtl.params import RtlParams
-
-    layers = hw.layers
-    hidden_bits = {la.out_bits for la in layers if not la.is_output} or {1}
-    if len(hidden_bits) != 1:
-        raise ValueError(f"hidden layers use different activation bits {sorted(hidden_bits)}")
-    return RtlParams(N=hw.N, n_max=hw.n_way, Q=hw.Q, R=hw.R, A_in=hw.input_bits,
-                     A=hidden_bits.pop(),
-                     rows_max=max(la.rows for la in layers),
-                     outputs_max=max(int(la.codes.shape[1]) for la in layers),
-                     layers_max=len(layers),
-                     groups_total=sum(math.ceil(la.rows / hw.R) for la in layers),
-                     T_max=max(16, T))
 
 
 def _json(path: Path, obj) -> None:
@@ -180,7 +160,9 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
             net = build_spinbayes(ctx["images"], model, data.x_train, cfg.n_way,
                                   cfg.recal_batches, cfg.seed)
             ctx["net"], ctx["hw"] = net, fold_network(net, ctx["images"])
-            ctx["params"] = rtl_params_for(ctx["hw"], cfg.T)
+            from .sim.coverify import params_for
+
+            ctx["params"] = params_for(ctx["hw"], cfg.T)
         st.run("map to RTL", map_rtl, optional=True)
         have_hw = "hw" in ctx
 
@@ -202,10 +184,13 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
                ("--no-rtl" if not options.rtl else "no integer network to simulate"))
 
         def synth():
-            from .rtl.synth import TARGETS, synthesize
+            from .rtl.synth import QUICK_TOPS, TARGETS, synthesize
 
             targets = options.synth_targets or (("generic",) if options.quick else TARGETS)
-            r = synthesize(ctx["params"], out / SYNTH_DIR, targets=targets,
+            # --quick leaves out the averaging block too: its divider and multipliers take
+            # yosys about 2 minutes (measured in a --quick run: 136 s on a loaded machine)
+            tops = tuple(t for t in QUICK_TOPS if t != "averaging") if options.quick else None
+            r = synthesize(ctx["params"], out / SYNTH_DIR, targets=targets, tops=tops,
                            quick=options.quick, progress=progress)
             files["synth"] = f"{SYNTH_DIR}/synth.json"
             ctx["synth"] = r
@@ -268,7 +253,7 @@ def _energy(cfg: Config, model, data, ctx: dict, emodel, out: Path) -> dict:
                                     draws=draws.sum(1) / k)
         tot = en.totals(exact)
         check = {name: {"rtl_total": int(cov["counter_totals"][name]),
-                        "analytic_total": round(tot[name] * k, 6)}
+                        "analytic_total": _int_if_whole(tot[name] * k)}
                  for name in en.COUNTER_OF.values()}
         for v in check.values():
             v["equal"] = v["rtl_total"] == v["analytic_total"]
@@ -298,6 +283,11 @@ def _energy(cfg: Config, model, data, ctx: dict, emodel, out: Path) -> dict:
     }
     res["scaling_defaults"] = {"T": cfg.T, "N": cfg.N, "input_bits": cfg.input_bits}
     return res
+
+
+def _int_if_whole(v: float):
+    r = round(v, 6)
+    return int(r) if r == int(r) else r
 
 
 def _with_input_bits(shapes, bits: int):
