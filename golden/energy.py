@@ -472,7 +472,7 @@ def plot_scaling(series: dict[str, dict], path, defaults: dict) -> Path:
             xs = list(s[key])
             ref = s[key][defaults[key]]
             ax.plot(xs, [s[key][x] / ref for x in xs], marker="o", ms=3,
-                    label=f"{name} ({ref * 1e3:.3g} nJ at the default)")
+                    label=f"{name} ({ref * 1e3:.4g} nJ at the default)")
         ax.axvline(defaults[key], color="grey", ls=":", lw=1)
         ax.axhline(1.0, color="grey", ls=":", lw=1)
         ax.set_xlabel(labels[key])
