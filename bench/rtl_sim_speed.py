@@ -4,9 +4,10 @@ For one :class:`~spinbayes.rtl.params.RtlParams` (default: ``RtlParams()``, the 
 design with N = 5) it measures
 
 * the Amaranth -> Verilog conversion time and the Verilog's size, total and per module;
-* the Verilator build time (a fresh build directory; the build is the first run minus a second,
-  cached run of the same design);
-* simulated cycles per second, idle and busy, on Verilator and Icarus (cocotb with a *light*
+* the Verilator build time, CPU (compiler processes) and wall (a fresh build directory; the
+  build is the first run minus a second, cached run of the same design);
+* simulated cycles per second of CPU time (the simulator process's own; robust on a loaded
+  machine) and of wall time, idle and busy, on Verilator and Icarus (cocotb with a *light*
   testbench: the clock is cocotb's C clock and the measured stretch is one ``Timer``, so no
   Python runs per cycle: this is the design's own simulation speed) and in Amaranth's
   simulator (``ctx.tick().repeat``).
@@ -21,6 +22,7 @@ Run::
     /work/venv/bin/python bench/rtl_sim_speed.py                    # default core, all sims
     /work/venv/bin/python bench/rtl_sim_speed.py --sims verilator --cycles 20000
     /work/venv/bin/python bench/rtl_sim_speed.py --small            # a small design, quick
+    /work/venv/bin/python bench/rtl_sim_speed.py --verilog old_core.v --sims verilator
 
 The same file is the cocotb test module (``speed``) that the runner loads in the simulator.
 """
@@ -90,9 +92,9 @@ if cocotb is not None:
             await RisingEdge(dut.clk)
         dut.rst.value = 0
         out = {}
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         await Timer(10 * cfg["cycles"], unit="ns")
-        out["idle_s"] = time.perf_counter() - t0
+        out["idle_s"], out["idle_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
         for sel, a, b, c, d in cfg["writes"]:
             dut.prog_en.value = 1
             dut.prog_sel.value, dut.prog_a.value, dut.prog_b.value = sel, a, b
@@ -104,9 +106,9 @@ if cocotb is not None:
         dut.out_ready.value = 1
         await RisingEdge(dut.clk)
         busy0 = dut.cnt_cycles.value
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         await Timer(10 * cfg["cycles"], unit="ns")
-        out["busy_s"] = time.perf_counter() - t0
+        out["busy_s"], out["busy_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
         await RisingEdge(dut.clk)
         busy1 = dut.cnt_cycles.value
         # None when the counter is X (Icarus never evaluated a comb block of the old core)
@@ -134,29 +136,38 @@ def module_sizes(text: str) -> dict[str, int]:
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
+def _child_cpu() -> float:
+    """CPU seconds (user + system) of finished child processes: compiler, simulator."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def cocotb_speed(sim, text, p, cycles, cache_dir):
     from spinbayes.sim.runner import run_cocotb
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     cfg = {"cycles": cycles, "writes": workload(p), "in_data": 2 ** p.A_in - 1 - 5 % 2 ** p.A_in}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _child_cpu()
     res = run_cocotb(verilog=text, toplevel="spinbayes_core", test_module="rtl_sim_speed",
                      params=p.describe(), config=cfg, simulator=sim, cache_dir=cache_dir)
-    first = time.perf_counter() - t0
+    first, first_cpu = time.perf_counter() - t0, _child_cpu() - c0
     build = None
     if sim == "verilator":
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _child_cpu()
         res = run_cocotb(verilog=text, toplevel="spinbayes_core", test_module="rtl_sim_speed",
                          params=p.describe(), config=cfg, simulator=sim, cache_dir=cache_dir)
         build = first - (time.perf_counter() - t0)
+        build_cpu = first_cpu - (_child_cpu() - c0)
         gen = sum(f.stat().st_size for f in res.directory.parent.rglob("*")
                   if f.suffix in (".cpp", ".h"))
     d = res.data
-    out = {"idle_cycles_per_s": cycles / d["idle_s"], "busy_cycles_per_s": cycles / d["busy_s"],
+    out = {**_rates(d, cycles),
            "busy_fraction": (d["busy_cycles"] / cycles if d["busy_cycles"] is not None
                              else float("nan"))}
     if build is not None:
-        out["build_s"] = build
+        out["build_wall_s"] = build
+        out["build_cpu_s"] = build_cpu
         out["generated_cpp_bytes"] = gen
     return out
 
@@ -169,9 +180,9 @@ def amaranth_speed(p, cells, cycles):
     out = {}
 
     async def tb(ctx):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         await ctx.tick().repeat(cycles)
-        out["idle_s"] = time.perf_counter() - t0
+        out["idle_s"], out["idle_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
         for sel, a, b, c, d in workload(p):
             ctx.set(dut.prog_en, 1)
             ctx.set(dut.prog_sel, sel)
@@ -186,9 +197,9 @@ def amaranth_speed(p, cells, cycles):
         ctx.set(dut.out_ready, 1)
         await ctx.tick()
         busy0 = ctx.get(dut.cnt_cycles)
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         await ctx.tick().repeat(cycles)
-        out["busy_s"] = time.perf_counter() - t0
+        out["busy_s"], out["busy_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
         out["busy_cycles"] = ctx.get(dut.cnt_cycles) - busy0
 
     sim = Simulator(dut)
@@ -196,10 +207,17 @@ def amaranth_speed(p, cells, cycles):
     sim.add_testbench(tb)
     t0 = time.perf_counter()
     sim.run()
-    return {"idle_cycles_per_s": cycles / out["idle_s"],
-            "busy_cycles_per_s": cycles / out["busy_s"],
-            "busy_fraction": out["busy_cycles"] / cycles,
+    return {**_rates(out, cycles), "busy_fraction": out["busy_cycles"] / cycles,
             "elaborate_and_run_s": time.perf_counter() - t0}
+
+
+def _rates(d, cycles):
+    """Cycles per second of CPU time (what the simulator costs, robust to a loaded machine)
+    and of wall time."""
+    return {"idle_cycles_per_cpu_s": cycles / d["idle_cpu_s"],
+            "busy_cycles_per_cpu_s": cycles / d["busy_cpu_s"],
+            "idle_cycles_per_wall_s": cycles / d["idle_s"],
+            "busy_cycles_per_wall_s": cycles / d["busy_s"]}
 
 
 def main(argv=None):
@@ -211,12 +229,17 @@ def main(argv=None):
     ap.add_argument("--cycles", type=int, default=10000, help="cycles per measured stretch")
     ap.add_argument("--amaranth-cycles", type=int, default=2000)
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--verilog", type=Path, help="measure this exported core instead of "
+                    "converting the current rtl/ (e.g. an older version; no Amaranth run)")
     ap.add_argument("--cache", type=Path, help="build directory to keep (default: a fresh "
                     "temporary one, so the Verilator build time is measured)")
     args = ap.parse_args(argv)
     p = RtlParams(**SMALL) if args.small else RtlParams()
     cells = cell_init(p)
-    text, conv_s = convert(p, cells)
+    if args.verilog:
+        text, conv_s = args.verilog.read_text(), float("nan")
+    else:
+        text, conv_s = convert(p, cells)
     sizes = module_sizes(text)
     report = {"params": p.describe(), "convert_s": conv_s, "verilog_bytes": len(text),
               "modules": sizes}
@@ -228,19 +251,23 @@ def main(argv=None):
         cache = args.cache or tmp
         for sim in sims:
             if sim == "amaranth":
+                if args.verilog:
+                    continue
                 r = amaranth_speed(p, cells, args.amaranth_cycles)
             else:
                 r = cocotb_speed(sim, text, p, args.cycles, cache)
             report[sim] = r
             print(f"{sim:9s} " + ", ".join(f"{k} {v:.3g}" for k, v in r.items()))
     if "verilator" in report and "amaranth" in report:
-        ratio = report["verilator"]["busy_cycles_per_s"] / report["amaranth"]["busy_cycles_per_s"]
+        ratio = (report["verilator"]["busy_cycles_per_cpu_s"]
+                 / report["amaranth"]["busy_cycles_per_cpu_s"])
         report["verilator_over_amaranth_busy"] = ratio
-        print(f"Verilator / Amaranth (busy): {ratio:.1f}x")
+        print(f"Verilator / Amaranth (busy, CPU time): {ratio:.1f}x")
     if "verilator" in report and "icarus" in report:
-        ratio = report["verilator"]["busy_cycles_per_s"] / report["icarus"]["busy_cycles_per_s"]
+        ratio = (report["verilator"]["busy_cycles_per_cpu_s"]
+                 / report["icarus"]["busy_cycles_per_cpu_s"])
         report["verilator_over_icarus_busy"] = ratio
-        print(f"Verilator / Icarus (busy): {ratio:.1f}x")
+        print(f"Verilator / Icarus (busy, CPU time): {ratio:.1f}x")
     if args.json:
         from spinbayes.golden.checkpoint import atomic_write
         atomic_write(args.json, json.dumps(report, indent=2))
