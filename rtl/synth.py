@@ -56,8 +56,9 @@ SYNTH_TOPS = (*BLOCK_TOPS, "periphery", "core")
 #: Tops of the default mode: the whole core is left out (its 2 MB of Verilog, the crossbar
 #: memories bit-blasted, take yosys's frontend alone about 5 minutes; docs/SYNTHESIS.md).
 DEFAULT_TOPS = (*BLOCK_TOPS, "periphery")
-#: Tops of ``quick`` mode: the periphery blocks without the crossbar memory.
-QUICK_TOPS = tuple(t for t in BLOCK_TOPS if t != "crossbar")
+#: Tops of ``quick`` mode: the periphery blocks but the crossbar memory and the averaging
+#: block (64 parallel multipliers and dividers: 149k generic cells, 266 s of generic synth).
+QUICK_TOPS = ("rng", "arbiter", "aac", "comparator")
 #: Devices tried in order (smallest first) per FPGA target: (nextpnr flag, package).
 DEVICES = {
     "ice40": (("up5k", "sg48"), ("hx8k", "ct256")),
@@ -67,9 +68,13 @@ DEVICES = {
 #: LUT4s is not tried on it.
 _LUT_CAPACITY = {"ice40": {"up5k": 5280, "hx8k": 7680},
                  "ecp5": {"25k": 24288, "45k": 43848, "85k": 83640}}
-#: synth_<target> flags retried, in order, when the default flow stops on a yosys assertion
-#: (yosys 0.70's abc9 re-integration asserts on the adder-accumulator for iCE40).
-_FALLBACK_FLAGS = {"ice40": ("-noabc",)}
+#: Synthesis flows retried, in order, when the default one stops on a yosys assertion (yosys
+#: 0.70's abc9 re-integration asserts on the adder-accumulator block): iCE40 with yosys's own
+#: LUT mapping, ECP5 with classic ``abc -lut 4`` in place of abc9.
+_FALLBACK = {"ice40": ("synth_ice40 -noabc -top {mod}",),
+             "ecp5": ("synth_ecp5 -top {mod} -run :map_luts; "
+                      "techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
+                      "synth_ecp5 -top {mod} -run map_cells:",)}
 #: Submodule names of the crossbar instances inside ``spinbayes_core`` (rtl/network.py).
 CROSSBAR_INSTANCE = re.compile(r"xbar\d+")
 #: The Python entry point of each yowasp tool (module, function).
@@ -371,19 +376,21 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
     stem = f"{top}.{target}"
     strip = "delete t:spinbayes_core.xbar*; " if top == "periphery" else ""
     mapper = None
-    for extra in ("", *_FALLBACK_FLAGS.get(target, ())):
-        script = (f"read_verilog {src}; synth_{target} {extra} -top {mod}; "
-                  f"tee -q -o {stem}.stat.json stat -json; {strip}"
+    flows = (f"synth_{target} -top {mod}", *(f.format(mod=mod) for f in _FALLBACK.get(target, ())))
+    for flow in flows:
+        script = (f"read_verilog {src}; {flow}; tee -q -o {stem}.stat.json stat -json; {strip}"
                   f"delete -port i:* o:* %u w:clk w:rst %u %d; write_json {stem}.json")
         rc, ysecs = _run_tool("yosys", ["-q", "-l", f"{stem}.yosys.log", "-p", script], out,
                               f"{stem}.yosys.out", timeout)
         if rc == 0:
             break
-        tail = _log_tail(out / f"{stem}.yosys.log")
-        if "Assert" not in tail:
+        tail = _log_tail(out / f"{stem}.yosys.log", 1).strip()
+        if "Assert" not in tail or flow == flows[-1]:
             break
-        mapper = f"synth_{target} {extra} (the default abc9 mapping hit: {tail.strip()})"
-        _say(progress, f"{top}: yosys assertion in synth_{target}; retrying with {extra}")
+        mapper = f"the default synth_{target} stopped on a yosys assertion ({tail})"
+        _say(progress, f"{top}: yosys assertion in synth_{target}; retrying with a fallback")
+    if mapper is not None:
+        mapper = f"`{flow}`: {mapper}"
     if rc != 0:
         raise SynthError(f"yosys synth_{target} of {top} failed (rc {rc}):\n"
                          + _log_tail(out / f"{stem}.yosys.log"))
@@ -471,11 +478,21 @@ def synthesize(params: RtlParams, out_dir, *, targets=TARGETS, tops=None, progre
         t0 = time.perf_counter()
         for top in tops:
             _say(progress, f"{target}: {top} ...")
+            try:
+                if target == "generic":
+                    r = _generic(top, files[top], out, timeout)
+                else:
+                    r = _fpga(target, top, files[top], out, freq_mhz, seed, timeout, progress)
+            except ToolMissing:
+                raise
+            except SynthError as e:
+                # one failed top does not lose the others: the error is the entry
+                entry[top] = {"error": str(e)}
+                _say(progress, f"{target}: {top}: FAILED: {e}")
+                continue
             if target == "generic":
-                r = _generic(top, files[top], out, timeout)
                 msg = f"{r['cells']} cells, {r['ff']} FF"
             else:
-                r = _fpga(target, top, files[top], out, freq_mhz, seed, timeout, progress)
                 msg = (f"{r['device']}: {r['lut']} LUT, {r['ff']} FF, {r['carry']} carry, "
                        f"{r['bram']} BRAM, Fmax {r['fmax_mhz']:.1f} MHz" if r["fits"] else
                        f"fits no device ({'; '.join(r['tried'])}); synthesis: {r['lut']} LUT4, "
@@ -521,9 +538,12 @@ def markdown_table(result: dict) -> str:
         lines += ["Generic (`synth; stat`): cells and flip-flops.", "",
                   "| top | cells | FF | seconds |", "|---|---:|---:|---:|"]
         for top, r in _ordered(targets["generic"]):
+            if "error" in r:
+                lines.append(f"| {top} | failed | - | - |")
+                continue
             secs = _fmt(r.get("seconds"), 1) if "seconds" in r else r.get("derived", "-")
             lines.append(f"| {top} | {r['cells']} | {r['ff']} | {secs} |")
-        if "core" in targets["generic"]:
+        if "split" in targets["generic"].get("core", {}):
             split = targets["generic"]["core"]["split"]
             lines.append(f"| core: crossbar modules | {split['crossbars']['cells']} | "
                          f"{split['crossbars']['ff']} | - |")
@@ -536,6 +556,9 @@ def markdown_table(result: dict) -> str:
                   "| top | device | LUT | FF | carry | BRAM | DSP | Fmax (MHz) | meets | "
                   "seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for top, r in _ordered(targets[target]):
+            if "error" in r:
+                lines.append(f"| {top} | failed (see synth.json) | - | - | - | - | - | - | - | - |")
+                continue
             if not r.get("fits", True):
                 lines.append(f"| {top} | fits none of {'/'.join(d for d, _ in DEVICES[target])} | "
                              f"{r['lut']} (LUT4) | {r['ff']} | {r['carry']} | - | - | - | - | "
@@ -544,6 +567,8 @@ def markdown_table(result: dict) -> str:
             lines.append(f"| {top} | {r['device']} | {r['lut']} | {r['ff']} | {r['carry']} | "
                          f"{r['bram']} | {r['dsp']} | {_fmt(r['fmax_mhz'], 1)} | "
                          f"{'yes' if r['meets'] else 'no'} | {_fmt(r['seconds'], 1)} |")
-        lines.append("")
+        notes = [f"- {top}: {r.get('mapper') or r.get('error', '').splitlines()[0]}"
+                 for top, r in _ordered(targets[target]) if r.get("mapper") or "error" in r]
+        lines += ["", *notes, ""] if notes else [""]
     lines.append("Tools: " + "; ".join(f"{k}: {tools[k]}" for k in sorted(tools)) + ".")
     return "\n".join(lines) + "\n"

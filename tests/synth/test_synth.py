@@ -209,3 +209,13 @@ def test_default_periphery_ecp5(tmp_path):
     assert r["lut"] > 0 and r["ff"] > 0 and r["fmax_mhz"] > 0
     assert r["meets"] == (r["fmax_mhz"] >= 100)
     print(markdown_table(res))
+
+
+def test_failed_top_is_reported(rng_run):
+    """A top whose tools failed is an entry with its error, rendered as failed."""
+    _, res = rng_run
+    broken = json.loads(json.dumps(res))
+    broken["targets"]["ecp5"]["aac"] = {"error": "yosys synth_ecp5 of aac failed (rc 1):\nX"}
+    md = markdown_table(broken)
+    assert "| aac | failed (see synth.json) |" in md
+    assert "- aac: yosys synth_ecp5 of aac failed (rc 1):" in md
