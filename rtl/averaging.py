@@ -132,9 +132,14 @@ class AveragingBlock(wiring.Component):
         n_in = Signal(range(C + 1))
         m.d.comb += n_in.eq(Mux(self.n_out > C, C, self.n_out))
         m.d.sync += self.y_valid.eq(self.pass_valid)
+        # The multipliers see S only in a pass_valid cycle (0 otherwise): S changes in every
+        # read cycle, and an event-driven simulator (Icarus) would redo the outputs_max
+        # wide multiplications each time; the values taken are the same.
+        S = Signal.like(self.S)
+        m.d.comb += S.eq(Mux(self.pass_valid, self.S, 0))
         for c in range(C):
             y = Signal(signed(p.out_bits), name=f"y_next{c}")
-            m.d.comb += y.eq(self.M[c] * self.S[c] + self.B[c])
+            m.d.comb += y.eq(self.M[c] * S[c] + self.B[c])
             base = Mux(self.clear, 0, self.Y[c])
             with m.If(self.pass_valid):
                 m.d.sync += [self.y[c].eq(y), self.Y[c].eq(base + y)]

@@ -47,6 +47,8 @@ class SpinBayesCore(wiring.Component):
     prog_en, prog_sel (4), prog_a (16), prog_b (16), prog_c (8), prog_data (signed 32) : In
         Programming port (Reg); a write happens in a cycle with prog_en and prog_ready.
     prog_ready : Out(1)
+        ``not busy``: writes are accepted only while idle; a write presented during an
+        inference waits (held by the master) and lands in the first idle cycle.
     vfy_k, vfy_row, vfy_col : In; vfy_level : Out(signed 4)
         Read-back of a crossbar cell (valid the cycle after the address).
     in_data (A_in), in_valid : In; in_ready : Out(1)
@@ -58,8 +60,12 @@ class SpinBayesCore(wiring.Component):
     busy, stuck : Out(1)
     cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
 
-    Latency: per pass, for each layer about arbiter draws + ceil(rows/R) * A reads + 3
-    cycles (+ n_out stream beats for the last layer); per image, T passes plus the division.
+    Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget"): rows_0 - 1 (LOAD)
+    + per pass and layer ceil(rows/R) * A reads + D draws + 5, + per pass 1 + C beats of the
+    last layer, + per image C * (total_bits + 1) + C + 3 (division, averages, class).
+
+    Reset (sync ``rst``, also mid-inference): IDLE, counters and the descriptor table at their
+    reset values; the crossbar cells keep their contents (docs/HARDWARE.md, "Reset").
     """
 
     def __init__(self, params: RtlParams, cell_init=None, *, stuck_cells=()):
