@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from ..rtl.regs import OutKind
 from .runner import _cache_root, run_cocotb
 
 __all__ = ["CoverifyResult", "Mismatch", "decode_logs", "harness_verilog",
-           "icarus_time0_fix", "params_for", "run_images", "write_list"]
+           "params_for", "run_images", "write_list"]
 
 TOPLEVEL = "spinbayes_harness"
 TB_MODULE = "tb_network"
@@ -146,24 +145,6 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
     atomic_write(path, text)
     atomic_write(meta_path, json.dumps(info))
     return text, info
-
-
-_DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
-                       r"= 0;$", re.M)
-
-
-def icarus_time0_fix(text: str) -> str:
-    """Make Amaranth's time-0 trigger work under ``iverilog -g2012``.
-
-    Amaranth's Verilog starts every ``always @*`` block with a read of a register declared
-    ``reg $auto...dump_module$1 = 0;``, relying on Verilog-2005's time-0 event of that
-    initialisation. Under SystemVerilog rules (cocotb builds Icarus with -g2012) declaration
-    initialisers run before any process starts, so a block whose inputs never change (an FSM
-    output decoded from a state that stays at its reset value) is never evaluated and holds X
-    (seen: the core's ``busy``, hence ``cnt_cycles``, X on Icarus). An ``initial #0``
-    assignment instead happens after the ``always`` blocks wait, and wakes them.
-    """
-    return _DUMP_REG.sub(lambda m: f"{m[1]}reg {m[2]} ;\n{m[1]}initial #0 {m[2]} = 1'h0;", text)
 
 
 def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
@@ -286,8 +267,6 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     timings: dict = {}
     t0 = time.perf_counter()
     text, info = harness_verilog(p, stuck_cells=stuck_cells, cache_dir=cache_dir)
-    if simulator == "icarus":
-        text = icarus_time0_fix(text)
     timings["export_s"] = time.perf_counter() - t0
     wl = write_list(program)
     if len(wl["wl_sel"]) > info["wlist_depth"]:

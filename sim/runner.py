@@ -13,7 +13,8 @@ directories and the environment a testbench reads. A testbench module (``sim/tb_
 Builds are cached under ``cache_dir`` keyed by a hash of the Verilog text, the simulator and
 its arguments, so a second run of the same design does not rebuild (a Verilator build of
 the core takes tens of seconds). The simulator comes from the argument, else from the
-``SPINBAYES_SIM`` environment variable, else Icarus.
+``SPINBAYES_SIM`` environment variable, else Icarus. Verilog built for Icarus first goes
+through :func:`icarus_time0_fix` (Amaranth's time-0 trigger under ``-g2012``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "SimulatorMissing", "TbResult", "default_simulator", "run_cocotb",
-           "simulator_available", "verilator_bin_dir"]
+__all__ = ["SIMULATORS", "SimulatorMissing", "TbResult", "default_simulator",
+           "icarus_time0_fix", "run_cocotb", "simulator_available", "verilator_bin_dir"]
 
 #: Simulators the testbenches run on; the first one is the default.
 SIMULATORS = ("icarus", "verilator")
@@ -44,6 +46,24 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH")
 #: model split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file
 #: not found"). cocotb runs make itself; a variable in MAKEFLAGS acts as a command-line one.
 VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+_DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
+                       r"= 0;$", re.M)
+
+
+def icarus_time0_fix(text: str) -> str:
+    """Make Amaranth's time-0 trigger work under ``iverilog -g2012``.
+
+    Amaranth's Verilog starts every ``always @*`` block with a read of a register declared
+    ``reg $auto...dump_module$1 = 0;``, relying on Verilog-2005's time-0 event of that
+    initialisation. Under SystemVerilog rules (cocotb builds Icarus with -g2012) declaration
+    initialisers run before any process starts, so a block whose inputs never change (an FSM
+    output decoded from a state that stays at its reset value) is never evaluated and holds X
+    (seen: the core's ``busy``, hence ``cnt_cycles``, X on Icarus). An ``initial #0``
+    assignment instead happens after the ``always`` blocks wait, and wakes them.
+    """
+    return _DUMP_REG.sub(lambda m: f"{m[1]}reg {m[2]} ;\n{m[1]}initial #0 {m[2]} = 1'h0;", text)
 
 
 class SimulatorMissing(RuntimeError):
@@ -123,6 +143,8 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
         raise SimulatorMissing(f"simulator {sim!r} is not installed ({hint})")
 
     text = Path(verilog).read_text() if isinstance(verilog, Path) else str(verilog)
+    if sim == "icarus":
+        text = icarus_time0_fix(text)
     extra = [Path(s) for s in extra_sources]
     build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
     # waves are compiled in (Icarus dump module, Verilator --trace): part of the build key

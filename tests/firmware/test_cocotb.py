@@ -6,8 +6,6 @@ streamed by the same driver equal the integer reference run on the RTL's arbiter
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 import torch
@@ -25,28 +23,10 @@ def run_tb(tiny, tmp_path, simulator, *, stuck=(), images=0, retries=3):
     np.savez(tmp_path / "inputs.npz", codes=codes)
     text = verilog.convert(SpinBayesCore(tiny.params, stuck_cells=stuck),
                            name="spinbayes_core", emit_src=False)
-    if simulator == "icarus":
-        text = icarus_time0_fix(text)
     return run_cocotb(verilog=text, toplevel="spinbayes_core", test_module="tb_firmware",
                       params=tiny.params.describe(), simulator=simulator,
                       config={"image": str(image), "inputs": str(tmp_path / "inputs.npz"),
                               "retries": retries, "stuck_cells": [list(c) for c in stuck]})
-
-
-#: yosys's per-module dummy register that every ``always @*`` block reads
-_DUMMY = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
-                    r"=\s*0;\s*$", re.M)
-
-
-def icarus_time0_fix(text: str) -> str:
-    """Yosys writes combinational logic as ``always @*`` blocks that read a dummy register
-    (initialised to 0) so that they run at time 0; Icarus 11 does not run them then, so a
-    block whose inputs never change stays X: the core's ``busy`` (a function of the FSM
-    state only) is X while the FSM idles after reset, and ``cnt_cycles``, which adds it,
-    is X for good. Changing the dummy at 1 ns runs every such block once, as Verilator and
-    silicon do at power-up. (``always_comb`` instead of ``always @*`` hangs Icarus.)"""
-    return _DUMMY.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1'h1;",
-                      text)
 
 
 SIMS = ["icarus", pytest.param("verilator", marks=pytest.mark.slow)]
