@@ -12,30 +12,14 @@ an image compiled here runs the network that evaluation measured.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rtl.params import RtlParams
+from ..rtl.params import RtlParams, params_from_json
 from .compiler import Program, compile_network
 from .image import save_image
 
 __all__ = ["CompiledCheckpoint", "build_image", "compile_checkpoint", "params_from_json"]
-
-
-def params_from_json(path) -> RtlParams:
-    """RtlParams from a JSON object of its fields (missing fields keep their defaults)."""
-    path = Path(path)
-    try:
-        fields_ = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(fields_, dict):
-        raise ValueError(f"{path}: expected a JSON object of RtlParams fields")
-    unknown = sorted(set(fields_) - set(RtlParams.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"{path}: unknown RtlParams fields {unknown}")
-    return RtlParams(**fields_)
 
 
 @dataclass

@@ -9,13 +9,15 @@ these parameters only bound it.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..golden.cells import cells_per_weight
 from ..golden.hardware import layer_widths
 
-__all__ = ["RtlParams", "bits_for", "check_params"]
+__all__ = ["RtlParams", "bits_for", "check_params", "params_from_json"]
 
 
 def bits_for(n: int) -> int:
@@ -190,4 +192,19 @@ class RtlParams:
         return d
 
 
-
+def params_from_json(path) -> RtlParams:
+    """RtlParams from a JSON object of its fields (missing fields keep their defaults); None
+    or "" gives the defaults. The one parser of ``--config`` / ``--rtl-config`` files."""
+    if not path:
+        return RtlParams()
+    path = Path(path)
+    try:
+        fields_ = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(fields_, dict):
+        raise ValueError(f"{path}: expected a JSON object of RtlParams fields")
+    unknown = sorted(set(fields_) - set(RtlParams.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{path}: unknown RtlParams fields {unknown}")
+    return RtlParams(**fields_)

@@ -251,20 +251,9 @@ def _compare(args, out: Path, progress: bool) -> None:
 def _rtl(args) -> int:
     try:
         from .rtl.export import TOPS, export
-        from .rtl.params import RtlParams
+        from .rtl.params import params_from_json
 
-        fields_ = {}
-        if args.config:
-            try:
-                fields_ = json.loads(Path(args.config).read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{args.config}: not valid JSON ({e})") from None
-            if not isinstance(fields_, dict):
-                raise ValueError(f"{args.config}: expected a JSON object of RtlParams fields")
-            unknown = set(fields_) - set(RtlParams.__dataclass_fields__)
-            if unknown:
-                raise ValueError(f"{args.config}: unknown RtlParams fields {sorted(unknown)}")
-        params = RtlParams(**fields_)
+        params = params_from_json(args.config)
         tops = tuple(args.top) if args.top else TOPS
         bad = [t for t in tops if t not in TOPS]
         if bad:

@@ -6,7 +6,6 @@ line. Registered in :mod:`spinbayes.cli` by :func:`add_synth_parser` and :func:`
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,21 +13,10 @@ __all__ = ["add_synth_parser", "load_rtl_params", "run_synth"]
 
 
 def load_rtl_params(path: str | None):
-    """RtlParams from a JSON object of its fields (missing fields keep their defaults)."""
-    from .rtl.params import RtlParams
+    """RtlParams from a JSON object of its fields (rtl.params.params_from_json)."""
+    from .rtl.params import params_from_json
 
-    if not path:
-        return RtlParams()
-    try:
-        fields_ = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(fields_, dict):
-        raise ValueError(f"{path}: expected a JSON object of RtlParams fields")
-    unknown = set(fields_) - set(RtlParams.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"{path}: unknown RtlParams fields {sorted(unknown)}")
-    return RtlParams(**fields_)
+    return params_from_json(path)
 
 
 def add_synth_parser(sub) -> None:
