@@ -198,13 +198,28 @@ def _eval(model, data, cfg: Config, out: Path, progress: bool) -> None:
     print(f"wrote {out / EVAL_MARKDOWN} and {out / EVAL_JSON}")
 
 
+def model_and_data(args, out: Path, progress: bool):
+    """(model, data, cfg): load ``args.checkpoint`` (its Config, overridden by the flags) or
+    train a model from the flags into ``out``."""
+    from .golden.checkpoint import load_checkpoint
+    from .golden.datasets import load_dataset
+
+    if args.checkpoint:
+        model, base, _ = load_checkpoint(args.checkpoint)
+        cfg = config_from_args(args, base)
+        return model, load_dataset(cfg), cfg
+    cfg = config_from_args(args)
+    model, data = _train(cfg, out, progress)
+    return model, data, cfg
+
+
 def _compare(args, out: Path, progress: bool) -> None:
     import torch
 
     from .golden.approximation import approximate
     from .golden.baselines import baseline_probs, nway_markdown, nway_study
-    from .golden.checkpoint import atomic_write, load_checkpoint
-    from .golden.datasets import load_dataset, ood_sets
+    from .golden.checkpoint import atomic_write
+    from .golden.datasets import ood_sets
     from .golden.evaluate import evaluate_bbb, evaluate_probs, tables_markdown
     from .golden.memory import (
         memory_markdown,
@@ -214,13 +229,7 @@ def _compare(args, out: Path, progress: bool) -> None:
         rows_as_dicts,
     )
 
-    if args.checkpoint:
-        model, base, _ = load_checkpoint(args.checkpoint)
-        cfg = config_from_args(args, base)
-        data = load_dataset(cfg)
-    else:
-        cfg = config_from_args(args)
-        model, data = _train(cfg, out, progress)
+    model, data, cfg = model_and_data(args, out, progress)
     t0 = time.perf_counter()
     images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
     ood = ood_sets(data, n=cfg.ood_samples, noisy_sigma=cfg.noisy_sigma, seed=cfg.seed,

@@ -90,10 +90,8 @@ def _f(v) -> str:
 def main(args) -> int:
     import torch
 
-    from .config import config_from_args
     from .golden.approximation import approximate
-    from .golden.checkpoint import atomic_write, load_checkpoint
-    from .golden.datasets import load_dataset
+    from .golden.checkpoint import atomic_write
     from .golden.evaluate import build_spinbayes
     from .golden.hardware import fold_network
     from .sim.coverify import params_for, run_images
@@ -106,14 +104,9 @@ def main(args) -> int:
             raise ValueError(f"--images must be at least 1, not {args.images}")
         out = Path(args.out)
         progress = not args.quiet
-        if args.checkpoint:
-            model, base, _ = load_checkpoint(args.checkpoint)
-            cfg = config_from_args(args, base)
-            data = load_dataset(cfg)
-        else:
-            from .cli import _train
-            cfg = config_from_args(args)
-            model, data = _train(cfg, out, progress)
+        from .cli import model_and_data
+
+        model, data, cfg = model_and_data(args, out, progress)
         if args.images > len(data.x_test):
             raise ValueError(f"--images {args.images}: the test set has {len(data.x_test)}")
         images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
