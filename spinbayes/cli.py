@@ -79,13 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "energy.json, memory.json).")
     _common(p, "runs/digits")
     p.add_argument("--quick", action="store_true",
-                   help="smoke version (~1 min): 10 epochs, 100 images per OoD set, 5 re-cal. "
-                   "batches (unless given), 4 RTL images, generic synthesis of the small blocks")
+                   help="smoke version: 10 epochs, hidden 16, 100 images per OoD set, 5 re-cal. "
+                   "batches (unless given), 4 RTL images on Icarus, generic synthesis of the "
+                   "small blocks")
     p.add_argument("--images-sim", type=int, default=None,
                    help="K: test images run through the RTL (default 20; --quick 4)")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default="verilator",
-                   help="HDL simulator of the co-verification (default: verilator; Icarus "
-                   "runs the busy 64-64-10 core at ~30 cycles/s)")
+    p.add_argument("--simulator", choices=["icarus", "verilator"], default=None,
+                   help="HDL simulator of the co-verification (default: verilator; icarus "
+                   "with --quick; Icarus runs the busy 64-64-10 core at ~30 cycles/s)")
     p.add_argument("--energy-table", default=None,
                    help="JSON or TOML per-operation energy table (default: the paper's "
                    "Table 4; format in docs/ENERGY.md)")

@@ -21,7 +21,8 @@ from .config import Config
 __all__ = ["QUICK", "RunOptions", "apply_quick", "run_pipeline"]
 
 #: ``--quick``: the Config fields it changes (unless given explicitly on the command line).
-QUICK = {"epochs": 10, "ood_samples": 100, "recal_batches": 5}
+#: A 16-neuron hidden layer keeps the RTL small enough for Icarus (about 4 images in 50 s).
+QUICK = {"epochs": 10, "ood_samples": 100, "recal_batches": 5, "hidden": (16,)}
 #: Files of the output directory (besides eval.json / eval.md of ``spinbayes eval``).
 COVERIFY_JSON = "coverify.json"
 ENERGY_JSON = "energy.json"
@@ -38,9 +39,10 @@ class RunOptions:
 
     quick: bool = False
     images_sim: int | None = None      # K images through the RTL (default 20, quick 4)
-    # Verilator: its build (~2 min) is repaid at once; Icarus runs the busy 64-64-10 core
-    # at ~30 cycles/s (docs/ARCHITECTURE.md, "RTL simulation speed"), ~50 s per image.
-    simulator: str = "verilator"
+    # None: Verilator, whose build (~2 min) is repaid at once (Icarus runs the busy 64-64-10
+    # core at ~30 cycles/s, docs/ARCHITECTURE.md "RTL simulation speed", ~50 s per image);
+    # with --quick Icarus, which needs no C++ build, on the 16-neuron quick network.
+    simulator: str | None = None
     energy_table: str | None = None     # JSON / TOML energy table (golden.energy)
     rtl: bool = True
     synth: bool = True
@@ -50,13 +52,17 @@ class RunOptions:
         if self.images_sim is not None and (not isinstance(self.images_sim, int)
                                             or self.images_sim < 1):
             raise ValueError(f"images_sim must be a positive integer, not {self.images_sim!r}")
-        if self.simulator not in ("icarus", "verilator"):
+        if self.simulator not in (None, "icarus", "verilator"):
             raise ValueError(f"simulator must be 'icarus' or 'verilator', "
                              f"not {self.simulator!r}")
 
     @property
     def k_images(self) -> int:
         return self.images_sim if self.images_sim is not None else (4 if self.quick else 20)
+
+    @property
+    def hdl_simulator(self) -> str:
+        return self.simulator or ("icarus" if self.quick else "verilator")
 
 
 def apply_quick(cfg: Config, explicit: set[str]) -> Config:
@@ -173,7 +179,7 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
 
             k = min(options.k_images, len(data.x_test))
             res = run_images(ctx["hw"], data.x_test[:k], params=ctx["params"], T=cfg.T,
-                             seed=cfg.seed, simulator=options.simulator, progress=progress,
+                             seed=cfg.seed, simulator=options.hdl_simulator, progress=progress,
                              float_net=ctx["net"], labels=data.y_test[:k])
             summary = res.summary()
             summary["counters_per_image"] = {n: v.tolist() for n, v in res.counters.items()}
