@@ -115,9 +115,9 @@ def test_bad_energy_table_fails_before_training(tmp_path):
     assert not (tmp_path / "out" / "checkpoint").exists()
 
 
-@pytest.mark.slow
 def test_spinbayes_run_quick_end_to_end(tmp_path):
-    """`spinbayes run --quick`: every stage, RTL co-verification and synthesis included."""
+    """`spinbayes run --quick` (~30 s): every stage, RTL co-verification (Icarus) and
+    synthesis included."""
     from spinbayes.cli import main
 
     out = tmp_path / "run"
