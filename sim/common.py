@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spinbayes.jsonable import to_jsonable
+
 __all__ = ["KINDS", "Clocked", "CoverGroup", "Scoreboard", "Stalls", "StreamDriver",
            "Setup", "StreamMonitor", "TbReport", "address", "assert_coverage", "config_get",
            "coverage_report", "finish", "gap_bin", "pack", "start", "tb_env", "tb_settings",
@@ -127,18 +129,8 @@ class TbReport:
         merged.update(self.data)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".")
         with os.fdopen(fd, "w") as f:
-            json.dump(merged, f, indent=2, sort_keys=True, default=_jsonable)
+            json.dump(merged, f, indent=2, sort_keys=True, default=to_jsonable)
         os.replace(tmp, self.path)
-
-
-def _jsonable(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-serialisable: {o!r}")
 
 
 # --- clock, reset, cycles --------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
+from .jsonable import to_jsonable
 
 __all__ = ["QUICK", "RunOptions", "apply_quick", "run_pipeline"]
 
@@ -73,19 +74,7 @@ def apply_quick(cfg: Config, explicit: set[str]) -> Config:
 def _json(path: Path, obj) -> None:
     from .golden.checkpoint import atomic_write
 
-    atomic_write(path, json.dumps(obj, indent=2, allow_nan=True, default=_default))
-
-
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    atomic_write(path, json.dumps(obj, indent=2, allow_nan=True, default=to_jsonable))
 
 
 class _Stages:
