@@ -54,22 +54,12 @@ def run_core(hw, x, T, seed, params=PARAMS, *, back_door=True, verify=0):
     return program, results, bad
 
 
-def check_against_reference(hw, x, results):
-    choices = torch.from_numpy(np.stack([r.choices for r in results], axis=1))
-    ref = hw.run(x, choices)
-    for b, r in enumerate(results):
-        assert np.array_equal(r.per_pass, ref.per_pass[b].numpy()), f"image {b}: per-pass y"
-        assert np.array_equal(r.averaged, ref.averaged[b].numpy()), f"image {b}: averaged"
-        assert r.prediction == int(ref.prediction[b]), f"image {b}: class"
-    return ref
-
-
 @pytest.mark.parametrize("n_way", [1, 2])
-def test_network_equals_integer_reference(small_model, digits, n_way):
+def test_network_equals_integer_reference(small_model, digits, n_way, check_reference):
     hw = _hw(small_model, digits.x_train, n_way)
     x = digits.x_test[:2]
     _, results, _ = run_core(hw, x, T=4, seed=3)
-    check_against_reference(hw, x, results)
+    check_reference(hw, x, results)
     # the arbiters drew from the emulated devices: the trace equals the seed's choices
     got = torch.from_numpy(np.stack([r.choices for r in results], axis=1))
     assert torch.equal(got, arbiter_choices(2, 2, 4, 5, n_way, seed=3))
@@ -78,7 +68,7 @@ def test_network_equals_integer_reference(small_model, digits, n_way):
         assert r.counters["cnt_aac_ops"] == 4 * (16 * 4 + 4 * 1)
 
 
-def test_programming_through_the_port_on_a_tiny_design(digits):
+def test_programming_through_the_port_on_a_tiny_design(digits, check_reference):
     """Firmware writes every crossbar cell through the write decoder, then reads back."""
     cfg = Config(hidden=(6,), epochs=2, input_bits=2)
     tiny = RtlParams(N=3, n_max=1, A_in=2, rows_max=16, outputs_max=10, layers_max=2,
@@ -93,7 +83,7 @@ def test_programming_through_the_port_on_a_tiny_design(digits):
                                      verify=300)
     assert bad == []
     assert np.count_nonzero(program.cells) > 0
-    check_against_reference(hw, x, results)
+    check_reference(hw, x, results)
 
 
 def test_oversized_network_is_refused(small_model, digits):
@@ -107,7 +97,7 @@ def test_oversized_network_is_refused(small_model, digits):
 
 
 @pytest.mark.slow
-def test_digits_mlp_64_32_10_fifty_images(digits):
+def test_digits_mlp_64_32_10_fifty_images(digits, check_reference):
     """Definition of done of the RTL issue: 64-32-10, N=5, Q=4, T=10, 50 test images."""
     cfg = Config(hidden=(32,), epochs=30)
     model = build_model(cfg, (1, 8, 8), 10)
@@ -117,7 +107,7 @@ def test_digits_mlp_64_32_10_fifty_images(digits):
                        groups_total=32, T_max=16)
     x = digits.x_test[:50]
     _, results, _ = run_core(hw, x, T=10, seed=1, params=params)
-    ref = check_against_reference(hw, x, results)
+    ref = check_reference(hw, x, results)
     cycles = [r.cycles for r in results]
     print(f"\n50 images equal; cycles per image: min {min(cycles)}, median "
           f"{int(np.median(cycles))}, max {max(cycles)}; hw accuracy "
