@@ -6,44 +6,70 @@ the mean rounded half up with Python's floor semantics for negative values, and
 ``class = argmax_c Y_c`` over the classes in use, lowest index on ties; the golden
 :class:`spinbayes.golden.hardware.HwOutput` (``total``, ``averaged``, ``prediction``).
 The n-way average needs no block here: its 1/n is folded into M_c (and into the thresholds).
+
+One multiplier serves every class (time-multiplexed, one class per cycle, pipelined), and the
+divider produces :data:`DIV_BITS` quotient bits per cycle.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+import math
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import RtlParams, check_params
 
-__all__ = ["AveragingBlock"]
+__all__ = ["AveragingBlock", "DIV_BITS", "MAC_LATENCY", "divide_cycles"]
+
+#: Quotient bits the divider produces per cycle (radix 2^DIV_BITS restoring division: that
+#: many trial subtractions of the t_bits + 1 bit remainder, chained in one cycle).
+DIV_BITS = 4
+#: Cycles from ``pass_valid`` to class 0's ``y`` (operands, product, sum; all registered).
+MAC_LATENCY = 3
+
+
+def divide_cycles(params: RtlParams) -> int:
+    """Divider cycles per class: ceil((out_bits - 1) / DIV_BITS) (AveragingBlock)."""
+    return math.ceil((params.out_bits - 1) / DIV_BITS)
 
 
 class AveragingBlock(wiring.Component):
     """Output scaling, T-sum, a sequential floor divider and the argmax of one image.
 
-    **Per pass.** In a cycle with ``pass_valid`` the outputs_max multiply-adds
-    ``M_c * S_c + B_c`` are formed (combinationally, at full product width, then kept at
-    out_bits) and registered into ``y``; the same cycle adds them into the T-sums ``Y``.
-    ``clear`` zeros ``Y``; with ``pass_valid`` in the same cycle ``Y`` starts fresh with this
-    pass (``Y = y``). Within the contract (|M_c| <= 2^(scale_bits-1) - 1,
-    |S_c| <= sum_max, B_c any offset_bits value, at most T_max passes) neither y nor Y can
-    overflow (docs/HARDWARE.md, "Why nothing overflows"); M_c = -2^(scale_bits-1) is outside it.
+    **Per pass: one pipelined multiply-add over the classes.** ``pass_valid`` latches the
+    S vector (so the adder-accumulator may move on) and the number of classes in use
+    n = min(n_out, outputs_max); then class c = 0 .. n - 1 goes, one per cycle, through three
+    registered stages: operands (M_c, S_c, B_c selected), product ``M_c * S_c`` (full width),
+    ``y_c = product + B_c`` kept at out_bits and written to ``y[c]`` (with the read of
+    ``Y[c]``), and one stage more ``Y[c] += y_c``. With ``pass_valid`` in cycle a, ``y[c]``
+    is written at the end of cycle a + 2 + c (visible from a + MAC_LATENCY + c, when
+    ``y_count`` becomes c + 1) and ``Y[c]`` one cycle later. Classes c >= n are not computed:
+    their ``y`` and ``Y`` keep their values. ``clear`` zeros ``Y`` and ``y_count`` and drops
+    the multiply-adds in flight; with ``pass_valid`` in the same cycle ``Y`` starts fresh
+    with this pass (``Y = y``). Within the contract (|M_c| <= 2^(scale_bits-1) - 1,
+    |S_c| <= sum_max, B_c any offset_bits value, at most T passes) neither y nor Y can
+    overflow (docs/HARDWARE.md, "Why nothing overflows"); M_c = -2^(scale_bits-1) is outside
+    it. ``pass_valid`` must not arrive while ``busy``.
 
-    **Per image.** ``finish`` latches ``T`` and ``n_out`` and starts one restoring divider,
-    time-multiplexed over the classes c = 0 .. n_out - 1. For class c it forms
-    ``D = Y_c + floor(T/2)`` (total_bits + 1 bits), divides ``|D|`` (total_bits bits, which
-    holds |D| for every value of the Y register) by T one quotient bit per cycle, and fixes up
-    the sign with floor semantics: ``D >= 0: q = |D| // T``; ``D < 0: q = -(|D| // T) - [rem != 0]``
-    (e.g. Y = -5, T = 10: D = 0, q = 0; Y = -15, T = 10: D = -10, q = -1; Y = -16: q = -2).
-    The argmax runs in the same loop: in the load cycle of class c, ``Y_c`` replaces the best
-    so far if c = 0 or ``Y_c > best`` (strictly, so ties keep the lowest index). ``done``
-    pulses once when every ``averaged_c`` of a class in use and ``cls`` are valid; they hold
-    until the next ``finish`` (classes c >= n_out read 0). ``finish`` with n_out = 0 gives
-    ``cls = 0`` and an immediate ``done``. T must be 1 .. T_max (T = 0 divides by zero: the
-    result is the restoring divider's all-ones quotient, not meaningful). ``pass_valid`` must
-    not arrive while ``busy`` (the divider reads Y); ``clear`` while ``busy`` aborts the
-    division (no ``done``). A second ``finish`` while ``busy`` is ignored.
+    **Per image: divider.** ``finish`` latches ``T`` and ``n_out`` and starts one restoring
+    divider, time-multiplexed over the classes c = 0 .. n_out - 1, DIV_BITS quotient bits per
+    cycle. For class c it forms ``D = Y_c + floor(T/2)`` and ``x = D`` (D >= 0) or
+    ``x = ~D = -D - 1`` (D < 0), divides x by T and gives ``averaged_c = q`` or ``~q``:
+    floor(D / T) = ~floor(~D / T) for D < 0, so no negation and no remainder test
+    (e.g. Y = -5, T = 10: D = 0, q = 0; Y = -15: D = -10, ~D = 9, ~0 = -1; Y = -16: -2).
+    Only the low ``quotient_bits`` quotient bits are produced (out_bits - 1 rounded up to
+    DIV_BITS): when Y_c is the sum of at most T passes, |Y_c| <= T * out_max and
+    x < T * 2^(out_bits - 1), so every higher quotient bit is 0 and ``x >> quotient_bits``
+    (< T) is the initial remainder. The argmax runs in the same loop: when class c is
+    loaded, ``Y_c`` replaces the best so far if c = 0 or ``Y_c > best`` (strictly, so ties keep
+    the lowest index); the next class is loaded in the last quotient cycle of the previous
+    one. ``done`` pulses once when every ``averaged_c`` of a class in use and ``cls`` are
+    valid; they hold until the next ``finish`` (classes c >= n_out read 0). ``finish`` with
+    n_out = 0 gives ``cls = 0`` and an immediate ``done``. T must be 1 .. T_max (T = 0 divides
+    by zero: not meaningful). ``clear`` while ``busy`` aborts the division (no ``done``).
+    ``finish`` while ``busy`` (a multiply-add or a division running) is ignored.
 
     Parameters
     ----------
@@ -54,25 +80,28 @@ class AveragingBlock(wiring.Component):
     Ports
     -----
     clear : In(1)
-        Start a new image: ``Y <= 0`` (abort a running division).
+        Start a new image: ``Y <= 0`` (abort a running multiply-add or division).
     pass_valid : In(1)
-        One pass's ``S`` is present: register ``y`` and add it into ``Y``.
+        One pass's ``S`` is present: latch it and start the multiply-adds.
     S : In(ArrayLayout(signed(sum_bits), outputs_max))
-        The last layer's n-way sums of this pass.
+        The last layer's n-way sums of this pass (read only in the ``pass_valid`` cycle).
     M : In(ArrayLayout(signed(scale_bits), outputs_max))
-        Output scales M_c.
+        Output scales M_c (read while the multiply-adds run).
     B : In(ArrayLayout(signed(offset_bits), outputs_max))
-        Output offsets B_c.
+        Output offsets B_c (read while the multiply-adds run).
     n_out : In(output_bits_index + 1)
-        Classes in use (values above outputs_max count as outputs_max); latched by ``finish``.
+        Classes in use (values above outputs_max count as outputs_max); latched by
+        ``pass_valid`` and by ``finish``.
     T : In(t_bits)
         Passes per image, 1 .. T_max; latched by ``finish``.
     finish : In(1)
         All T passes are added: start the division (ignored while ``busy``).
     y : Out(ArrayLayout(signed(out_bits), outputs_max))
-        ``M_c * S_c + B_c`` of the last pass (held until the next ``pass_valid``).
-    y_valid : Out(1)
-        High the cycle after ``pass_valid`` (``y`` is new in that cycle).
+        ``M_c * S_c + B_c`` of the last pass for c < y_count (held until that class of the
+        next pass).
+    y_count : Out(range(outputs_max + 1))
+        Classes of the last pass whose ``y_c`` is in ``y`` (0 from the cycle after
+        ``pass_valid`` or ``clear``, then + 1 per cycle up to n).
     Y : Out(ArrayLayout(signed(total_bits), outputs_max))
         The running T-sums.
     averaged : Out(ArrayLayout(signed(total_bits), outputs_max))
@@ -82,18 +111,20 @@ class AveragingBlock(wiring.Component):
     done : Out(1)
         One-cycle pulse: ``averaged`` and ``cls`` are valid (from this cycle on).
     busy : Out(1)
-        The divider is running.
+        A multiply-add of a pass or the divider is running.
     mult_ops : Out(32)
         Multiply-adds performed: ``min(n_out, outputs_max)`` per ``pass_valid`` (the classes
         in use; wraps at 2^32).
     avg_ops : Out(32)
         Divisions performed: one per class and ``finish`` (wraps at 2^32).
 
-    Latency: ``y``/``Y``: 1 cycle (a pass in cycle t is in ``y`` and ``Y`` from t + 1).
-    Division and argmax: with ``finish`` in cycle f, ``done`` is high in cycle
-    ``f + n_out * (total_bits + 1) + 1`` (per class one load cycle plus total_bits quotient
-    bits), ``busy`` in cycles f + 1 .. f + n_out * (total_bits + 1); with n_out = 0, ``done``
-    at f + 1. The next ``finish`` may come in the ``done`` cycle.
+    Latency: ``y[c]``: with ``pass_valid`` in cycle a, from cycle a + MAC_LATENCY + c;
+    ``Y[c]`` from a + MAC_LATENCY + 1 + c; ``busy`` in cycles a + 1 .. a + MAC_LATENCY + n - 1
+    (n >= 1). Division and argmax: with ``finish`` in cycle f, ``done`` is high in cycle
+    ``f + n_out * divide_cycles + 2`` (one load cycle, then divide_cycles =
+    quotient_bits / DIV_BITS cycles per class, the next class loaded in the last one),
+    ``busy`` in cycles f + 1 .. f + n_out * divide_cycles + 1; with n_out = 0, ``done`` at
+    f + 1. The next ``finish`` may come in the ``done`` cycle.
     """
 
     def __init__(self, params: RtlParams):
@@ -108,7 +139,7 @@ class AveragingBlock(wiring.Component):
             "T": In(p.t_bits),
             "finish": In(1),
             "y": Out(data.ArrayLayout(signed(p.out_bits), p.outputs_max)),
-            "y_valid": Out(1),
+            "y_count": Out(range(p.outputs_max + 1)),
             "Y": Out(data.ArrayLayout(signed(p.total_bits), p.outputs_max)),
             "averaged": Out(data.ArrayLayout(signed(p.total_bits), p.outputs_max)),
             "cls": Out(p.output_bits_index),
@@ -119,71 +150,124 @@ class AveragingBlock(wiring.Component):
         })
 
     @property
+    def quotient_bits(self) -> int:
+        """Quotient bits the divider produces per class: out_bits - 1 rounded up to a multiple
+        of DIV_BITS (the higher ones are 0 within the contract)."""
+        return self.divide_cycles * DIV_BITS
+
+    @property
     def divide_cycles(self) -> int:
-        """Cycles per class of the divider loop: one load cycle plus total_bits quotient bits."""
-        return self.params.total_bits + 1
+        """Cycles per class of the divider: ceil((out_bits - 1) / DIV_BITS)."""
+        return divide_cycles(self.params)
 
     def elaborate(self, platform):
         p = self.params
         m = Module()
         C, tb = p.outputs_max, p.total_bits
 
-        # --- per pass: y = M S + B, Y += y ------------------------------------------------
         n_in = Signal(range(C + 1))
         m.d.comb += n_in.eq(Mux(self.n_out > C, C, self.n_out))
-        m.d.sync += self.y_valid.eq(self.pass_valid)
-        # The multipliers see S only in a pass_valid cycle (0 otherwise): S changes in every
-        # read cycle, and an event-driven simulator (Icarus) would redo the outputs_max
-        # wide multiplications each time; the values taken are the same.
-        S = Signal.like(self.S)
-        m.d.comb += S.eq(Mux(self.pass_valid, self.S, 0))
-        for c in range(C):
-            y = Signal(signed(p.out_bits), name=f"y_next{c}")
-            m.d.comb += y.eq(self.M[c] * S[c] + self.B[c])
-            base = Mux(self.clear, 0, self.Y[c])
-            with m.If(self.pass_valid):
-                m.d.sync += [self.y[c].eq(y), self.Y[c].eq(base + y)]
-            with m.Elif(self.clear):
-                m.d.sync += self.Y[c].eq(0)
-        with m.If(self.pass_valid):
-            m.d.sync += self.mult_ops.eq(self.mult_ops + n_in)
 
-        # --- per image: restoring divider and argmax, one class at a time ----------------
+        # Y read port, shared by the multiply-add (stage 3) and the divider (load): one
+        # 64-to-1 multiplexer, indexed by a register.
+        yrd = Signal(range(C + 1))
+        Yr = Signal(signed(tb))
+        m.d.comb += Yr.eq(self.Y[yrd])
+        div_idle = Signal()
+
+        # --- per pass: one multiply-add, time-multiplexed over the classes ----------------
+        S_lat = Signal.like(self.S)                # the pass's S vector
+        n_pass = Signal(range(C + 1))              # classes of this pass
+        nxt = Signal(range(C + 1))                 # next class to issue (1 .. n - 1)
+        run = Signal()                             # classes 1 .. n - 1 still to issue
+        # stage 1: operands
+        v1, c1 = Signal(), Signal(range(C))
+        m1, s1, b1 = (Signal(signed(p.scale_bits)), Signal(signed(p.sum_bits)),
+                      Signal(signed(p.offset_bits)))
+        # stage 2: product
+        v2, c2 = Signal(), Signal(range(C))
+        prod = Signal(signed(p.scale_bits + p.sum_bits))
+        b2 = Signal(signed(p.offset_bits))
+        # stage 3: y_c (and the read of Y_c); stage 4: Y_c += y_c
+        v3, c3 = Signal(), Signal(range(C))
+        y3 = Signal(signed(p.out_bits))
+        Y3 = Signal(signed(tb))
+        y_next = Signal(signed(p.out_bits))
+        m.d.comb += y_next.eq(prod + b2)           # kept at out_bits (never overflows)
+
+        with m.If(run):
+            m.d.sync += [v1.eq(1), c1.eq(nxt), m1.eq(self.M[nxt]), s1.eq(S_lat[nxt]),
+                         b1.eq(self.B[nxt]), nxt.eq(nxt + 1), run.eq(nxt + 1 < n_pass)]
+        with m.Else():
+            m.d.sync += v1.eq(0)
+        m.d.sync += [v2.eq(v1), c2.eq(c1), prod.eq(m1 * s1), b2.eq(b1),
+                     v3.eq(v2), c3.eq(c2), y3.eq(y_next), Y3.eq(Yr)]
+        with m.If(div_idle):
+            m.d.sync += yrd.eq(c1)                 # = c2 in stage 3's cycle
+        with m.If(v2):
+            m.d.sync += [self.y[c2].eq(y_next), self.y_count.eq(self.y_count + 1)]
+        with m.If(v3):
+            m.d.sync += self.Y[c3].eq(Y3 + y3)
+        with m.If(self.clear):                     # drop the multiply-adds in flight
+            m.d.sync += [run.eq(0), v1.eq(0), v2.eq(0), v3.eq(0), self.y_count.eq(0)]
+            for k in range(C):
+                m.d.sync += self.Y[k].eq(0)
+        with m.If(self.pass_valid):                # class 0 straight from the S port
+            m.d.sync += [S_lat.eq(self.S), n_pass.eq(n_in), nxt.eq(1),
+                         run.eq(n_in > 1), v1.eq(n_in > 0), c1.eq(0), m1.eq(self.M[0]),
+                         s1.eq(self.S[0]), b1.eq(self.B[0]), self.y_count.eq(0),
+                         self.mult_ops.eq(self.mult_ops + n_in)]
+        mac_busy = Signal()
+        m.d.comb += mac_busy.eq(run | v1 | v2 | v3)
+
+        # --- per image: radix-2^DIV_BITS restoring divider and argmax, class by class -----
+        qb, steps, rb = self.quotient_bits, self.divide_cycles, p.t_bits + 1
         T = Signal(p.t_bits)                       # latched divisor
         n_cls = Signal(range(C + 1))               # latched classes in use
-        c = Signal(range(C + 1))                   # class being divided
-        step = Signal(range(tb + 1))               # quotient bits still to produce
+        c = Signal(range(C))                       # class being divided
+        step = Signal(range(steps + 1))            # cycles still to go for class c
         neg = Signal()                             # D < 0
-        quo = Signal(tb)                           # |D| shifting out, quotient shifting in
-        rem = Signal(p.t_bits + 1)                 # partial remainder, < 2 T
+        quo = Signal(qb)                           # x shifting out, quotient shifting in
+        rem = Signal(rb)                           # partial remainder, < T
         best = Signal(signed(tb))
         cls = Signal(p.output_bits_index)
 
-        Yc = Signal(signed(tb))
+        # load of class yrd: x = D or ~D, the initial remainder x >> qb (< T in the contract)
         D = Signal(signed(tb + 1))
-        m.d.comb += [Yc.eq(self.Y[c]), D.eq(Yc + (T >> 1))]
+        x = Signal(tb + 1)
+        m.d.comb += [D.eq(Yr + (T >> 1)), x.eq(D ^ Mux(D < 0, -1, 0))]
+        x_hi = x[qb:] if qb < tb + 1 else Const(0, 1)
 
-        # one restoring step: shift the dividend's MSB into the remainder, subtract if >= T
-        trial = Signal(p.t_bits + 1)
-        ge = Signal()
-        rem_next = Signal(p.t_bits + 1)
-        quo_next = Signal(tb)
-        m.d.comb += [
-            trial.eq((rem << 1) | quo[tb - 1]),
-            ge.eq(trial >= T),
-            rem_next.eq(Mux(ge, trial - T, trial)),
-            quo_next.eq((quo << 1) | ge),
-        ]
-        # floor fix-up of the last step's result
-        q_signed = Signal(signed(tb + 1))
-        m.d.comb += q_signed.eq(Mux(neg, -quo_next - (rem_next != 0), quo_next))
+        # DIV_BITS restoring steps: shift the dividend's MSB into the remainder, subtract
+        # if >= T
+        r, qbits = rem, []
+        for i in range(DIV_BITS):
+            trial = Signal(rb + 1, name=f"trial{i}")
+            ge = Signal(name=f"ge{i}")
+            r_next = Signal(rb, name=f"rem{i}")
+            m.d.comb += [trial.eq(Cat(quo[qb - 1 - i], r)), ge.eq(trial >= T),
+                         r_next.eq(Mux(ge, trial - T, trial))]
+            r = r_next
+            qbits.append(ge)
+        rem_next = r
+        quo_next = Signal(qb)
+        m.d.comb += quo_next.eq(Cat(*reversed(qbits), quo[:qb - DIV_BITS]))
+        q_out = Signal(tb)                         # floor(D / T), two's complement
+        m.d.comb += q_out.eq(quo_next ^ Mux(neg, -1, 0))
 
-        m.d.comb += self.cls.eq(cls)
+        def load():
+            m.d.sync += [neg.eq(D < 0), quo.eq(x[:qb]), rem.eq(x_hi), step.eq(steps),
+                         c.eq(yrd), yrd.eq(yrd + 1)]
+            with m.If((yrd == 0) | (Yr > best)):
+                m.d.sync += [best.eq(Yr), cls.eq(yrd)]
+
+        m.d.comb += [self.cls.eq(cls), self.busy.eq(mac_busy | ~div_idle)]
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.finish & ~self.clear):
-                    m.d.sync += [T.eq(self.T), n_cls.eq(n_in), c.eq(0), cls.eq(0)]
+                m.d.comb += div_idle.eq(1)
+                with m.If(self.finish & ~self.clear & ~mac_busy):
+                    m.d.sync += [T.eq(self.T), n_cls.eq(n_in), cls.eq(0), yrd.eq(0)]
                     for k in range(C):
                         m.d.sync += self.averaged[k].eq(0)
                     with m.If(n_in == 0):
@@ -191,25 +275,20 @@ class AveragingBlock(wiring.Component):
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [neg.eq(D < 0), quo.eq(Mux(D < 0, -D, D)), rem.eq(0),
-                             step.eq(tb)]
-                with m.If((c == 0) | (Yc > best)):
-                    m.d.sync += [best.eq(Yc), cls.eq(c)]
+                load()
                 m.next = "DIVIDE"
                 with m.If(self.clear):
                     m.next = "IDLE"
             with m.State("DIVIDE"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += [rem.eq(rem_next), quo.eq(quo_next), step.eq(step - 1)]
                 with m.If(step == 1):
-                    m.d.sync += [self.averaged[c].eq(q_signed),
-                                 self.avg_ops.eq(self.avg_ops + 1), c.eq(c + 1)]
-                    with m.If(c + 1 == n_cls):
+                    m.d.sync += [self.averaged[c].eq(q_out.as_signed()),
+                                 self.avg_ops.eq(self.avg_ops + 1)]
+                    with m.If(yrd == n_cls):
                         m.d.sync += self.done.eq(~self.clear)
                         m.next = "IDLE"
                     with m.Else():
-                        m.next = "LOAD"
+                        load()
                 with m.If(self.clear):
                     m.next = "IDLE"
         return m

@@ -12,7 +12,8 @@ output scaling, T, n-way and the RNG seeds are data written through the programm
               (1 read per cycle), the adder-accumulator adds the n ADC vectors << b
       DRAIN   2 cycles for the read and accumulate pipeline
       ACT     hidden: comparators write the activation buffer (next layer's input)
-              last: output scaling y = M S + B; y_c streamed out (OutKind.PASS)
+              last: output scaling y = M S + B, one class per cycle from the last DRAIN
+              cycle on; y_c streamed out (OutKind.PASS) as it is ready
     FINISH    the averaging block divides the T-sums; averaged_c (OutKind.AVERAGE) and the
               class (OutKind.CLASS) are streamed out
 
@@ -62,7 +63,9 @@ class SpinBayesCore(wiring.Component):
 
     Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget"): rows_0 - 1 (LOAD)
     + per pass and layer ceil(rows/R) * A reads + D draws + 5, + per pass 1 + C beats of the
-    last layer, + per image C * (total_bits + 1) + C + 3 (division, averages, class).
+    last layer (the averaging block's multiply-adds, started in the last DRAIN cycle, keep
+    pace with them), + per image C * d + C + 4 (division with d = divide_cycles(params) =
+    ceil((out_bits - 1) / 4) cycles per class, averages, class).
 
     Reset (sync ``rst``, also mid-inference): IDLE, counters and the descriptor table at their
     reset values; the crossbar cells keep their contents (docs/HARDWARE.md, "Reset").
@@ -353,10 +356,12 @@ class SpinBayesCore(wiring.Component):
             aac_clear.eq(st("ARB_WAIT") & arb_done),
             issue.eq(st("READ")),
             avg.clear.eq(start_img),
-            avg.pass_valid.eq(act_st & last),
+            # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's
+            # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
+            avg.pass_valid.eq(st("DRAIN") & (drain == 1) & last),
             cmp.valid.eq(act_st & ~last),
             avg.finish.eq(st("FINISH")),
-            self.out_valid.eq(emit_y | emit_avg | emit_cls),
+            self.out_valid.eq((emit_y & (out_c < avg.y_count)) | emit_avg | emit_cls),
             self.out_kind.eq(Mux(emit_avg, OutKind.AVERAGE,
                                  Mux(emit_cls, OutKind.CLASS, OutKind.PASS))),
             self.out_index.eq(Mux(emit_y | emit_avg, out_c, 0)),

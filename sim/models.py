@@ -214,26 +214,58 @@ def comparator_ops(n_out: int, outputs_max: int, levels: int) -> int:
 # --- averaging ------------------------------------------------------------------------------
 
 class AveragingModel:
-    """rtl.averaging.AveragingBlock: y = M S + B (out_bits), Y += y (total_bits), and the
-    per-image floor average, argmax and divider latency."""
+    """rtl.averaging.AveragingBlock, cycle by cycle: one pipelined multiply-add per class in
+    use (``y_c = M_c S_c + B_c`` at out_bits written MAC_LATENCY - 1 edges + c after the
+    ``pass_valid`` edge, ``Y_c += y_c`` at total_bits one edge later), the per-image floor
+    average, argmax and divider latency (DIV_BITS quotient bits per cycle)."""
+
+    MAC_LATENCY = 3                    # rtl.averaging.MAC_LATENCY
+    DIV_BITS = 4                       # rtl.averaging.DIV_BITS
 
     def __init__(self, p: dict):
         self.p = p
         C = p["outputs_max"]
         self.y = [0] * C
         self.Y = [0] * C
+        self.y_count = 0
         self.mult_ops = self.avg_ops = 0
+        self._events = []              # [edges to go, "y" | "Y", class, y value]
+
+    @property
+    def busy(self) -> bool:
+        """Multiply-adds in flight (the block's busy outside a division)."""
+        return bool(self._events)
 
     def edge(self, clear: int, pass_valid: int, S, M, B, n_out: int):
+        """The clock edge ending a cycle with these inputs."""
         p, C = self.p, self.p["outputs_max"]
-        if pass_valid:
-            y = [wrap(M[c] * S[c] + B[c], p["out_bits"]) for c in range(C)]
-            self.y = y
-            self.Y = [wrap((0 if clear else self.Y[c]) + y[c], p["total_bits"])
-                      for c in range(C)]
-            self.mult_ops = (self.mult_ops + min(n_out, C)) % 2 ** 32
-        elif clear:
+        due = []
+        for e in self._events:
+            e[0] -= 1
+            if e[0] == 0:
+                due.append(e)
+        self._events = [e for e in self._events if e[0] > 0]
+        for _, kind, c, y in due:
+            if kind == "y":
+                self.y[c] = y
+                self.y_count += 1
+            else:
+                self.Y[c] = wrap(self.Y[c] + y, p["total_bits"])
+        if clear:
             self.Y = [0] * C
+            self.y_count = 0
+            self._events = []
+        if pass_valid:
+            n = min(n_out, C)
+            for c in range(n):
+                y = wrap(M[c] * S[c] + B[c], p["out_bits"])
+                self._events += [[self.MAC_LATENCY - 1 + c, "y", c, y],
+                                 [self.MAC_LATENCY + c, "Y", c, y]]
+            self.y_count = 0
+            self.mult_ops = (self.mult_ops + n) % 2 ** 32
+
+    def divide_cycles(self) -> int:
+        return -(-(self.p["out_bits"] - 1) // self.DIV_BITS)
 
     def finish(self, T: int, n_out: int) -> dict:
         """averaged (all outputs_max, 0 for unused), cls and cycles finish -> done."""
@@ -244,7 +276,7 @@ class AveragingModel:
         cls = used.index(max(used)) if n else 0
         self.avg_ops = (self.avg_ops + n) % 2 ** 32
         return {"averaged": avg, "cls": cls,
-                "cycles": n * (self.p["total_bits"] + 1) + 1}
+                "cycles": n * self.divide_cycles() + 2 if n else 1}
 
 
 def sum_max(p: dict) -> int:

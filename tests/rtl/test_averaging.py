@@ -10,7 +10,7 @@ from spinbayes.golden.approximation import approximate
 from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.hardware import HwOutput, fold_network
 from spinbayes.golden.inference import sample_choices
-from spinbayes.rtl.averaging import AveragingBlock
+from spinbayes.rtl.averaging import DIV_BITS, MAC_LATENCY, AveragingBlock, divide_cycles
 from spinbayes.rtl.params import RtlParams
 
 PA = RtlParams(rows_max=8, outputs_max=5, groups_total=2)                     # T_max 16
@@ -40,34 +40,60 @@ def reference(y, n_out):
     return (out.total[0].tolist(), used.averaged[0].tolist(), int(used.prediction[0]))
 
 
-async def image(ctx, dut, S, M, B, n_out, T=None):
-    """Clear, T passes (S: (T, C)), finish, wait for done; checks y, y_valid, Y and timing.
+def configure(ctx, dut, M, B, T, n_out):
+    """Drive the ports that hold for a whole image."""
+    for port, v in ((dut.M, list(M)), (dut.B, list(B)), (dut.T, T), (dut.n_out, n_out)):
+        ctx.set(port, v)
+
+
+async def one_pass(ctx, dut, s, n, clear=0):
+    """pass_valid with S = s (and clear), then the multiply-adds: class c's y appears in
+    cycle a + MAC_LATENCY + c (y_count = c + 1), the S port is scrambled after the pass_valid
+    cycle (S is latched), classes >= n keep their y. Returns y of this pass."""
+    C = dut.params.outputs_max
+    ctx.set(dut.S, list(s))
+    ctx.set(dut.pass_valid, 1)
+    ctx.set(dut.clear, clear)
+    await ctx.tick()
+    ctx.set(dut.pass_valid, 0)
+    ctx.set(dut.clear, 0)
+    ctx.set(dut.S, [(-1) ** c * (c + 1) for c in range(C)])   # not read any more
+    j = 1                                                      # now in cycle a + 1
+    while True:
+        assert ctx.get(dut.y_count) == min(n, max(0, j - MAC_LATENCY + 1)), j
+        assert ctx.get(dut.busy) == (j <= MAC_LATENCY + n - 1 and n > 0), j
+        if j > MAC_LATENCY + n:
+            break
+        await ctx.tick()
+        j += 1
+    return list(ctx.get(dut.y))
+
+
+async def image(ctx, dut, S, M, B, n_out, T=None, y_before=None):
+    """Clear, T passes (S: (T, C)), finish, wait for done; checks y, y_count, Y and timing.
 
     Returns (per-pass y, Y, averaged, cls, cycles from finish to done)."""
     p = dut.params
+    C = p.outputs_max
+    n = min(n_out, C)
     T = len(S) if T is None else T
-    ctx.set(dut.M, list(M))
-    ctx.set(dut.B, list(B))
-    ctx.set(dut.n_out, n_out)
-    ctx.set(dut.T, T)
+    configure(ctx, dut, M, B, T, n_out)
     ctx.set(dut.clear, 1)
     await ctx.tick()
     ctx.set(dut.clear, 0)
-    assert list(ctx.get(dut.Y)) == [0] * p.outputs_max
-    ys, Y = [], np.zeros(p.outputs_max, dtype=np.int64)
+    assert list(ctx.get(dut.Y)) == [0] * C and ctx.get(dut.y_count) == 0
+    ys, Y = [], np.zeros(C, dtype=np.int64)
+    y_prev = list(ctx.get(dut.y))
     for s in S:
-        ctx.set(dut.S, list(s))
-        ctx.set(dut.pass_valid, 1)
-        await ctx.tick()
-        ctx.set(dut.pass_valid, 0)
-        assert ctx.get(dut.y_valid) == 1
-        y = list(ctx.get(dut.y))
-        assert y == [int(m) * int(v) + int(b) for m, v, b in zip(M, s, B)]
-        Y += np.asarray(y)
+        y = await one_pass(ctx, dut, s, n)
+        exp = [int(m) * int(v) + int(b) for m, v, b in zip(M, s, B)]
+        assert y[:n] == exp[:n] and y[n:] == y_prev[n:]       # unused classes: not computed
+        Y[:n] += np.asarray(y[:n])
         assert list(ctx.get(dut.Y)) == Y.tolist()
-        ys.append(y)
+        ys.append(exp)
+        y_prev = y
         await ctx.tick()                                   # a gap between passes
-        assert ctx.get(dut.y_valid) == 0 and list(ctx.get(dut.y)) == y
+        assert ctx.get(dut.y_count) == n and list(ctx.get(dut.y)) == y
     ctx.set(dut.finish, 1)
     await ctx.tick()
     ctx.set(dut.finish, 0)
@@ -86,12 +112,14 @@ async def image(ctx, dut, S, M, B, n_out, T=None):
 
 
 def check(params, ys, Y, averaged, cls, cycles, n_out):
+    """Against the golden HwOutput: totals, averages and class of the classes in use, Y of
+    the others 0 (never computed), and the divider's cycle count."""
+    n = min(n_out, params.outputs_max)
     total, avg_ref, cls_ref = reference(ys, n_out)
-    assert Y == total
+    assert Y[:n] == total[:n] and Y[n:] == [0] * (params.outputs_max - n)
     assert averaged == avg_ref + [0] * (params.outputs_max - n_out)
     assert cls == cls_ref
-    n = min(n_out, params.outputs_max)
-    assert cycles == n * (params.total_bits + 1) + 1
+    assert cycles == (n * divide_cycles(params) + 2 if n else 1)
 
 
 def test_params_checked():
@@ -111,7 +139,10 @@ def test_ports(params):
     assert len(dut.T) == params.t_bits and 2 ** len(dut.T) > params.T_max
     assert len(dut.cls) == params.output_bits_index and 2 ** len(dut.cls) >= C
     assert len(dut.mult_ops) == len(dut.avg_ops) == 32
-    assert dut.divide_cycles == params.total_bits + 1
+    # out_bits - 1 quotient bits suffice (x < T * 2^(out_bits - 1)), DIV_BITS per cycle
+    assert dut.quotient_bits == dut.divide_cycles * DIV_BITS == divide_cycles(params) * DIV_BITS
+    assert params.out_bits - 1 <= dut.quotient_bits < params.out_bits - 1 + DIV_BITS
+    assert len(dut.y_count) == (params.outputs_max).bit_length()
     Simulator(dut)                      # elaborates
 
 
@@ -233,27 +264,34 @@ def test_every_T_divides_a_spread_of_totals():
     run(dut, tb)
 
 
-def test_clear_with_pass_abort_and_empty_finish():
+def test_clear_with_pass_abort_empty_finish_and_finish_while_busy():
     params = PB
     C = params.outputs_max
     dut = AveragingBlock(params)
 
     async def tb(ctx):
-        ctx.set(dut.M, [1] * C)
-        ctx.set(dut.B, [0] * C)
-        ctx.set(dut.T, 2)
-        ctx.set(dut.n_out, C)
-        ctx.set(dut.S, [5, -3, 2])
+        configure(ctx, dut, [1] * C, [0] * C, 2, C)
+        for _ in range(2):
+            await one_pass(ctx, dut, [5, -3, 2], C)
+        assert list(ctx.get(dut.Y)) == [10, -6, 4]
+        # clear and a pass: Y starts with the pass
+        assert await one_pass(ctx, dut, [1, 2, 3], C, clear=1) == [1, 2, 3]
+        assert list(ctx.get(dut.Y)) == [1, 2, 3]
+        # clear while the multiply-adds run drops them: Y stays 0, y_count 0
+        ctx.set(dut.S, [7, 7, 7])
         ctx.set(dut.pass_valid, 1)
         await ctx.tick()
+        ctx.set(dut.pass_valid, 0)
         await ctx.tick()
-        assert list(ctx.get(dut.Y)) == [10, -6, 4]
-        ctx.set(dut.clear, 1)                     # clear and a pass: Y starts with the pass
-        ctx.set(dut.S, [1, 2, 3])
+        assert ctx.get(dut.busy) == 1
+        ctx.set(dut.clear, 1)
         await ctx.tick()
         ctx.set(dut.clear, 0)
-        ctx.set(dut.pass_valid, 0)
-        assert list(ctx.get(dut.Y)) == [1, 2, 3]
+        for _ in range(MAC_LATENCY + C + 2):
+            assert ctx.get(dut.busy) == 0 and list(ctx.get(dut.Y)) == [0] * C
+            assert ctx.get(dut.y_count) == 0
+            await ctx.tick()
+        await one_pass(ctx, dut, [1, 2, 3], C)
         ctx.set(dut.finish, 1)                    # clear during a division aborts it
         await ctx.tick()
         ctx.set(dut.finish, 0)
@@ -275,6 +313,19 @@ def test_clear_with_pass_abort_and_empty_finish():
         assert list(ctx.get(dut.averaged)) == [0] * C
         await ctx.tick()
         assert ctx.get(dut.done) == 0
+        # finish while the multiply-adds of a pass run (busy) is ignored: no division
+        configure(ctx, dut, [2] * C, [1] * C, 1, C)
+        ctx.set(dut.S, [1, 2, 3])
+        ctx.set(dut.pass_valid, 1)
+        await ctx.tick()
+        ctx.set(dut.pass_valid, 0)
+        ctx.set(dut.finish, 1)
+        await ctx.tick()
+        ctx.set(dut.finish, 0)
+        for _ in range(MAC_LATENCY + C + 40):
+            assert ctx.get(dut.done) == 0
+            await ctx.tick()
+        assert ctx.get(dut.busy) == 0 and list(ctx.get(dut.Y)) == [3, 5, 7]
 
     run(dut, tb)
 

@@ -34,6 +34,7 @@ from spinbayes.golden.layers import input_codes
 from spinbayes.golden.models import build_model
 from spinbayes.golden.mtj import EmulatedRng
 from spinbayes.golden.train import train_bbb
+from spinbayes.rtl.averaging import divide_cycles
 from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.rtl.params import RtlParams
 from spinbayes.rtl.regs import Reg
@@ -229,7 +230,7 @@ def test_activity_counters_match_the_network_shape(tiny, unstalled):
     outs = [int(layer.codes.shape[1]) for layer in hw.layers]
     bits = [layer.in_bits for layer in hw.layers]
     reads = [-(-r // TINY.R) * a for r, a in zip(rows, bits)]       # per layer and pass
-    C, tb = outs[-1], TINY.total_bits
+    C, dc = outs[-1], divide_cycles(TINY)
     draws = _draws_per_pass(len(unstalled))
     for b, r in enumerate(unstalled):
         got = r.counters
@@ -241,6 +242,6 @@ def test_activity_counters_match_the_network_shape(tiny, unstalled):
         cycles = ((rows[0] - 1)                                        # LOAD (beat 0 in IDLE)
                   + sum(reads[i] + int(draws[i, b, t]) + 5 for i in range(2) for t in range(T))
                   + T * (1 + C)                                        # EMIT_Y_WAIT, EMIT_Y
-                  + 1 + C * (tb + 1) + 1 + C + 1)      # FINISH, DIVIDE, EMIT_AVG, EMIT_CLASS
+                  + 1 + C * dc + 2 + C + 1)            # FINISH, DIVIDE, EMIT_AVG, EMIT_CLASS
         assert got["cnt_cycles"] == cycles
         assert r.cycles == cycles + 1                                  # + the IDLE beat

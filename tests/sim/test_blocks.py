@@ -22,6 +22,7 @@ from spinbayes.golden.arbiter import Arbiter as GoldenArbiter
 from spinbayes.golden.arbiter import DeviceBank
 from spinbayes.golden.hardware import HwLayer, HwOutput
 from spinbayes.golden.mtj import EmulatedRng
+from spinbayes.rtl.averaging import DIV_BITS, MAC_LATENCY, divide_cycles
 from spinbayes.rtl.export import build_top
 from spinbayes.rtl.params import RtlParams
 from spinbayes.sim import common, models
@@ -164,7 +165,8 @@ def test_comparator_model_equals_hw_layer():
 
 
 def test_averaging_model_equals_hw_output():
-    p = RtlParams(outputs_max=4, rows_max=4, groups_total=1, T_max=7).describe()
+    params = RtlParams(outputs_max=4, rows_max=4, groups_total=1, T_max=7)
+    p = params.describe()
     rng = np.random.default_rng(4)
     for T in (1, 2, 5, 7):
         m = models.AveragingModel(p)
@@ -174,13 +176,23 @@ def test_averaging_model_equals_hw_output():
         ys = []
         for t in range(T):
             m.edge(t == 0, 1, S[t].tolist(), M, B, 4)
-            ys.append(m.y)
+            edges = 1
+            while m.busy:                       # the multiply-adds, one class per cycle
+                assert m.y_count == max(0, edges - models.AveragingModel.MAC_LATENCY + 1)
+                m.edge(0, 0, None, None, None, 4)
+                edges += 1
+            assert m.y_count == 4 and edges == models.AveragingModel.MAC_LATENCY + 4
+            ys.append(list(m.y))
         out = HwOutput(torch.tensor(ys)[None], 0, torch.zeros(1, 1, T, 1, dtype=torch.long))
         r = m.finish(T, 3)
         used = HwOutput(out.per_pass[..., :3], 0, out.choices)
         assert m.Y == out.total[0].tolist()
         assert r["averaged"] == [*used.averaged[0].tolist(), 0]
         assert r["cls"] == int(used.prediction[0])
+        assert r["cycles"] == 3 * divide_cycles(params) + 2
+    # the model's pipeline constants are the RTL's
+    assert models.AveragingModel.MAC_LATENCY == MAC_LATENCY
+    assert models.AveragingModel.DIV_BITS == DIV_BITS
 
 
 def test_crossbar_and_decoder_models():
