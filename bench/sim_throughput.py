@@ -105,6 +105,19 @@ def cocotb_run(hw, x, params, T, seed, sim) -> dict:
             "per_image_sim_s": t["sim_wait_s"] / B, "per_image_python_s": t["tb_python_s"] / B}
 
 
+def digits_network(hidden: int):
+    """The benchmarks' network: the digits MLP 64-hidden-10 (BBB, 30 epochs, seed 0), N = 5
+    crossbars of Q = 4 bits, folded to the integer hardware model; and the digits split."""
+    digits = load_digits_split(0.2, 0)
+    cfg = Config(hidden=(hidden,), epochs=30)
+    torch.manual_seed(0)
+    model = build_model(cfg, (1, 8, 8), 10)
+    train_bbb(model, digits.x_train, digits.y_train, cfg, progress=False)
+    images = approximate(model, 5, 4, seed=0)
+    return fold_network(build_spinbayes(images, model, digits.x_train, 1, 20, seed=0),
+                        images), digits
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hidden", type=int, default=64, help="hidden width (default 64: the "
@@ -116,13 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULT))
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    digits = load_digits_split(0.2, 0)
-    cfg = Config(hidden=(args.hidden,), epochs=30)
-    torch.manual_seed(0)
-    model = build_model(cfg, (1, 8, 8), 10)
-    train_bbb(model, digits.x_train, digits.y_train, cfg, progress=False)
-    images = approximate(model, 5, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, model, digits.x_train, 1, 20, seed=0), images)
+    hw, digits = digits_network(args.hidden)
     params = params_for(hw, args.T)
     rows = {}
     n_max = max(args.amaranth_images, args.icarus_images, args.verilator_images)
@@ -146,6 +153,12 @@ def main(argv=None) -> int:
                      f"{r['ratio_vs_amaranth']:.1f} | {r['cycles_per_image']:.0f} | "
                      f"{r['cycles_per_s']:.0f} | {r['build_s']:.1f} | {r['programming_s']:.1f} | "
                      f"{r['per_image_sim_s']:.3f} | {py} |")
+    write_report(args, argv, params, rows, lines)
+    return 0
+
+
+def write_report(args, argv, params, rows, lines) -> None:
+    """Print the table and write the JSON result (atomically) with the command and machine."""
     table = "\n".join(lines)
     print(table)
     report = {"network": f"64-{args.hidden}-10", "T": args.T, "N": 5, "params":
@@ -155,7 +168,6 @@ def main(argv=None) -> int:
                           "load_avg_1min": os.getloadavg()[0]}}
     atomic_write(Path(args.out), json.dumps(report, indent=2))
     print(f"wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

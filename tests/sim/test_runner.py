@@ -1,0 +1,48 @@
+"""The cocotb runner wrapper: build keys, Verilator's speed flags and its VPI visibility."""
+
+from __future__ import annotations
+
+import pytest
+
+from spinbayes.sim import runner
+
+
+def test_public_vlt_names_only_the_top():
+    text = runner.verilator_public_vlt("spinbayes_harness")
+    assert text.startswith("`verilator_config\n")
+    assert 'public_flat_rw -module "spinbayes_harness" -var "*"' in text
+    for bad in ("", "a b", 'x"y', "top\n", "1top"):
+        with pytest.raises(ValueError, match="plain Verilog module name"):
+            runner.verilator_public_vlt(bad)
+
+
+def test_verilator_builds_for_speed():
+    """cocotb's --public-flat-rw is undone and the model compiled with -O2; Icarus gets
+    nothing extra."""
+    args, make = runner.build_flags("verilator")
+    assert "--no-public-flat-rw" in args and "-O3" in args
+    assert "OPT_FAST=-O2" in make.split() and "CFG_CXXFLAGS_PCH_I=-include" in make.split()
+    assert runner.build_flags("icarus") == ([], "")
+
+
+def test_build_key_covers_text_flags_waves_and_sources(tmp_path, monkeypatch):
+    d = runner.build_dir_for("module m; endmodule", "verilator", "m", cache_dir=tmp_path)
+    assert d.parent == tmp_path and d.name.startswith("m-verilator-")
+    same = runner.build_dir_for("module m; endmodule", "verilator", "m", cache_dir=tmp_path)
+    assert same == d
+    others = {runner.build_dir_for("module m; endmodule ", "verilator", "m",
+                                   cache_dir=tmp_path),
+              runner.build_dir_for("module m; endmodule", "icarus", "m", cache_dir=tmp_path),
+              runner.build_dir_for("module m; endmodule", "verilator", "m", waves=True,
+                                   cache_dir=tmp_path)}
+    extra = tmp_path / "x.vlt"
+    extra.write_text("`verilator_config\n")
+    others.add(runner.build_dir_for("module m; endmodule", "verilator", "m",
+                                    extra_sources=[extra], cache_dir=tmp_path))
+    monkeypatch.setattr(runner, "VERILATOR_MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    others.add(runner.build_dir_for("module m; endmodule", "verilator", "m",
+                                    cache_dir=tmp_path))
+    monkeypatch.setattr(runner, "VERILATOR_ARGS", ("-Wno-fatal",))
+    others.add(runner.build_dir_for("module m; endmodule", "verilator", "m",
+                                    cache_dir=tmp_path))
+    assert d not in others and len(others) == 6
