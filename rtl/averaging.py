@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import RtlParams, check_params
 
-__all__ = ["AveragingBlock", "DIV_BITS", "MAC_LATENCY", "divide_cycles"]
+__all__ = ["AveragingBlock", "DIV_BITS", "MAC_LATENCY", "Y_GROUP", "divide_cycles"]
 
 #: Quotient bits the divider produces per cycle (radix 2^DIV_BITS restoring division: that
 #: many trial subtractions of the t_bits + 1 bit remainder, chained in one cycle).
 DIV_BITS = 4
 #: Cycles from ``pass_valid`` to class 0's ``y`` (operands, product, sum; all registered).
 MAC_LATENCY = 3
+#: Entries per first-level group of the registered two-level Y read multiplexer.
+Y_GROUP = 8
 
 
 def divide_cycles(params: RtlParams) -> int:
-    """Divider cycles per class: ceil((out_bits - 1) / DIV_BITS) (AveragingBlock)."""
-    return math.ceil((params.out_bits - 1) / DIV_BITS)
+    """Divider cycles per class: ceil((out_bits - 1) / DIV_BITS), at least 2 (the next
+    class's Y is read two cycles ahead of its load) (AveragingBlock)."""
+    return max(2, math.ceil((params.out_bits - 1) / DIV_BITS))
 
 
 class AveragingBlock(wiring.Component):
@@ -60,12 +63,13 @@ class AveragingBlock(wiring.Component):
     floor(D / T) = ~floor(~D / T) for D < 0, so no negation and no remainder test
     (e.g. Y = -5, T = 10: D = 0, q = 0; Y = -15: D = -10, ~D = 9, ~0 = -1; Y = -16: -2).
     Only the low ``quotient_bits`` quotient bits are produced (out_bits - 1 rounded up to
-    DIV_BITS): when Y_c is the sum of at most T passes, |Y_c| <= T * out_max and
+    DIV_BITS, at least 2 DIV_BITS): when Y_c is the sum of at most T passes, |Y_c| <= T * out_max and
     x < T * 2^(out_bits - 1), so every higher quotient bit is 0 and ``x >> quotient_bits``
     (< T) is the initial remainder. The argmax runs in the same loop: when class c is
     loaded, ``Y_c`` replaces the best so far if c = 0 or ``Y_c > best`` (strictly, so ties keep
-    the lowest index); the next class is loaded in the last quotient cycle of the previous
-    one. ``done`` pulses once when every ``averaged_c`` of a class in use and ``cls`` are
+    the lowest index; the comparison is made the cycle after the load); the next class is
+    loaded in the last quotient cycle of the previous one, whose average is written to
+    ``averaged`` one cycle later. ``done`` pulses once when every ``averaged_c`` of a class in use and ``cls`` are
     valid; they hold until the next ``finish`` (classes c >= n_out read 0). ``finish`` with
     n_out = 0 gives ``cls = 0`` and an immediate ``done``. T must be 1 .. T_max (T = 0 divides
     by zero: not meaningful). ``clear`` while ``busy`` aborts the division (no ``done``).
@@ -121,10 +125,11 @@ class AveragingBlock(wiring.Component):
     Latency: ``y[c]``: with ``pass_valid`` in cycle a, from cycle a + MAC_LATENCY + c;
     ``Y[c]`` from a + MAC_LATENCY + 1 + c; ``busy`` in cycles a + 1 .. a + MAC_LATENCY + n - 1
     (n >= 1). Division and argmax: with ``finish`` in cycle f, ``done`` is high in cycle
-    ``f + n_out * divide_cycles + 2`` (one load cycle, then divide_cycles =
-    quotient_bits / DIV_BITS cycles per class, the next class loaded in the last one),
-    ``busy`` in cycles f + 1 .. f + n_out * divide_cycles + 1; with n_out = 0, ``done`` at
-    f + 1. The next ``finish`` may come in the ``done`` cycle.
+    ``f + n_out * divide_cycles + 4`` (one cycle for the read port, one load cycle, then
+    divide_cycles = quotient_bits / DIV_BITS cycles per class, the next class loaded in the
+    last one, and one cycle to store the last average), ``busy`` in cycles
+    f + 1 .. f + n_out * divide_cycles + 3; with n_out = 0, ``done`` at f + 1. The next
+    ``finish`` may come in the ``done`` cycle.
     """
 
     def __init__(self, params: RtlParams):
@@ -152,12 +157,12 @@ class AveragingBlock(wiring.Component):
     @property
     def quotient_bits(self) -> int:
         """Quotient bits the divider produces per class: out_bits - 1 rounded up to a multiple
-        of DIV_BITS (the higher ones are 0 within the contract)."""
+        of DIV_BITS, at least 2 DIV_BITS (the higher ones are 0 within the contract)."""
         return self.divide_cycles * DIV_BITS
 
     @property
     def divide_cycles(self) -> int:
-        """Cycles per class of the divider: ceil((out_bits - 1) / DIV_BITS)."""
+        """Cycles per class of the divider: :func:`divide_cycles`."""
         return divide_cycles(self.params)
 
     def elaborate(self, platform):
@@ -168,11 +173,20 @@ class AveragingBlock(wiring.Component):
         n_in = Signal(range(C + 1))
         m.d.comb += n_in.eq(Mux(self.n_out > C, C, self.n_out))
 
-        # Y read port, shared by the multiply-add (stage 3) and the divider (load): one
-        # 64-to-1 multiplexer, indexed by a register.
+        # Y read port, shared by the multiply-add and the divider: a two-level multiplexer,
+        # registered after its first level (groups of Y_GROUP entries), so Yr is Y[yrd] of
+        # the previous cycle (two cycles after yrd is written).
         yrd = Signal(range(C + 1))
         Yr = Signal(signed(tb))
-        m.d.comb += Yr.eq(self.Y[yrd])
+        n_grp = -(-C // Y_GROUP)
+        gb = (Y_GROUP - 1).bit_length()
+        Yg = [Signal(signed(tb), name=f"Yg{g}") for g in range(n_grp)]
+        yhi = Signal(range(n_grp))
+        for g in range(n_grp):
+            ents = [self.Y[i] for i in range(g * Y_GROUP, min((g + 1) * Y_GROUP, C))]
+            m.d.sync += Yg[g].eq(Array(ents)[yrd[:gb]] if len(ents) > 1 else ents[0])
+        m.d.sync += yhi.eq(yrd >> gb)
+        m.d.comb += Yr.eq(Array(Yg)[yhi] if n_grp > 1 else Yg[0])
         div_idle = Signal()
 
         # --- per pass: one multiply-add, time-multiplexed over the classes ----------------
@@ -188,22 +202,21 @@ class AveragingBlock(wiring.Component):
         v2, c2 = Signal(), Signal(range(C))
         prod = Signal(signed(p.scale_bits + p.sum_bits))
         b2 = Signal(signed(p.offset_bits))
-        # stage 3: y_c (and the read of Y_c); stage 4: Y_c += y_c
+        # stage 3: y_c (and Y_c from the read port); stage 4: Y_c += y_c
         v3, c3 = Signal(), Signal(range(C))
         y3 = Signal(signed(p.out_bits))
         Y3 = Signal(signed(tb))
         y_next = Signal(signed(p.out_bits))
         m.d.comb += y_next.eq(prod + b2)           # kept at out_bits (never overflows)
 
-        with m.If(run):
+        with m.If(run):                            # yrd = c1: Yr = Y[c2] in stage 2
             m.d.sync += [v1.eq(1), c1.eq(nxt), m1.eq(self.M[nxt]), s1.eq(S_lat[nxt]),
-                         b1.eq(self.B[nxt]), nxt.eq(nxt + 1), run.eq(nxt + 1 < n_pass)]
+                         b1.eq(self.B[nxt]), nxt.eq(nxt + 1), run.eq(nxt + 1 < n_pass),
+                         yrd.eq(nxt)]
         with m.Else():
             m.d.sync += v1.eq(0)
         m.d.sync += [v2.eq(v1), c2.eq(c1), prod.eq(m1 * s1), b2.eq(b1),
                      v3.eq(v2), c3.eq(c2), y3.eq(y_next), Y3.eq(Yr)]
-        with m.If(div_idle):
-            m.d.sync += yrd.eq(c1)                 # = c2 in stage 3's cycle
         with m.If(v2):
             m.d.sync += [self.y[c2].eq(y_next), self.y_count.eq(self.y_count + 1)]
         with m.If(v3):
@@ -215,7 +228,7 @@ class AveragingBlock(wiring.Component):
         with m.If(self.pass_valid):                # class 0 straight from the S port
             m.d.sync += [S_lat.eq(self.S), n_pass.eq(n_in), nxt.eq(1),
                          run.eq(n_in > 1), v1.eq(n_in > 0), c1.eq(0), m1.eq(self.M[0]),
-                         s1.eq(self.S[0]), b1.eq(self.B[0]), self.y_count.eq(0),
+                         s1.eq(self.S[0]), b1.eq(self.B[0]), self.y_count.eq(0), yrd.eq(0),
                          self.mult_ops.eq(self.mult_ops + n_in)]
         mac_busy = Signal()
         m.d.comb += mac_busy.eq(run | v1 | v2 | v3)
@@ -229,6 +242,12 @@ class AveragingBlock(wiring.Component):
         neg = Signal()                             # D < 0
         quo = Signal(qb)                           # x shifting out, quotient shifting in
         rem = Signal(rb)                           # partial remainder, < T
+        res = Signal(tb)                           # a finished class's average ...
+        res_c = Signal(range(C))                   # ... and its class,
+        res_v = Signal()                           # written to averaged the cycle after
+        Yl = Signal(signed(tb))                    # a loaded class's Y ...
+        cl = Signal(range(C))                      # ... and its class,
+        cl_v = Signal()                            # compared with best the cycle after
         best = Signal(signed(tb))
         cls = Signal(p.output_bits_index)
 
@@ -238,17 +257,17 @@ class AveragingBlock(wiring.Component):
         m.d.comb += [D.eq(Yr + (T >> 1)), x.eq(D ^ Mux(D < 0, -1, 0))]
         x_hi = x[qb:] if qb < tb + 1 else Const(0, 1)
 
-        # DIV_BITS restoring steps: shift the dividend's MSB into the remainder, subtract
-        # if >= T
+        # DIV_BITS restoring steps: shift the dividend's MSB into the remainder and keep
+        # trial - T if it is not negative (one subtraction per step; its sign is the bit)
         r, qbits = rem, []
         for i in range(DIV_BITS):
             trial = Signal(rb + 1, name=f"trial{i}")
-            ge = Signal(name=f"ge{i}")
+            diff = Signal(signed(rb + 2), name=f"diff{i}")
             r_next = Signal(rb, name=f"rem{i}")
-            m.d.comb += [trial.eq(Cat(quo[qb - 1 - i], r)), ge.eq(trial >= T),
-                         r_next.eq(Mux(ge, trial - T, trial))]
+            m.d.comb += [trial.eq(Cat(quo[qb - 1 - i], r)), diff.eq(trial - T),
+                         r_next.eq(Mux(diff[-1], trial, diff))]
             r = r_next
-            qbits.append(ge)
+            qbits.append(~diff[-1])
         rem_next = r
         quo_next = Signal(qb)
         m.d.comb += quo_next.eq(Cat(*reversed(qbits), quo[:qb - DIV_BITS]))
@@ -257,9 +276,14 @@ class AveragingBlock(wiring.Component):
 
         def load():
             m.d.sync += [neg.eq(D < 0), quo.eq(x[:qb]), rem.eq(x_hi), step.eq(steps),
-                         c.eq(yrd), yrd.eq(yrd + 1)]
-            with m.If((yrd == 0) | (Yr > best)):
-                m.d.sync += [best.eq(Yr), cls.eq(yrd)]
+                         c.eq(yrd), yrd.eq(yrd + 1), Yl.eq(Yr), cl.eq(yrd), cl_v.eq(1)]
+
+        # argmax, one cycle after a load: strictly greater, so ties keep the lowest index
+        m.d.sync += [cl_v.eq(0), res_v.eq(0)]
+        with m.If(cl_v & ((cl == 0) | (Yl > best))):
+            m.d.sync += [best.eq(Yl), cls.eq(cl)]
+        with m.If(res_v):
+            m.d.sync += self.averaged[res_c].eq(res.as_signed())
 
         m.d.comb += [self.cls.eq(cls), self.busy.eq(mac_busy | ~div_idle)]
         m.d.sync += self.done.eq(0)
@@ -273,7 +297,11 @@ class AveragingBlock(wiring.Component):
                     with m.If(n_in == 0):
                         m.d.sync += self.done.eq(1)
                     with m.Else():
-                        m.next = "LOAD"
+                        m.next = "READ"
+            with m.State("READ"):                  # the read port's first level: Y[0]
+                m.next = "LOAD"
+                with m.If(self.clear):
+                    m.next = "IDLE"
             with m.State("LOAD"):
                 load()
                 m.next = "DIVIDE"
@@ -282,13 +310,15 @@ class AveragingBlock(wiring.Component):
             with m.State("DIVIDE"):
                 m.d.sync += [rem.eq(rem_next), quo.eq(quo_next), step.eq(step - 1)]
                 with m.If(step == 1):
-                    m.d.sync += [self.averaged[c].eq(q_out.as_signed()),
+                    m.d.sync += [res.eq(q_out), res_c.eq(c), res_v.eq(1),
                                  self.avg_ops.eq(self.avg_ops + 1)]
                     with m.If(yrd == n_cls):
-                        m.d.sync += self.done.eq(~self.clear)
-                        m.next = "IDLE"
+                        m.next = "STORE"
                     with m.Else():
                         load()
                 with m.If(self.clear):
                     m.next = "IDLE"
+            with m.State("STORE"):                 # the last average is written
+                m.d.sync += self.done.eq(~self.clear)
+                m.next = "IDLE"
         return m

@@ -10,7 +10,7 @@ output scaling, T, n-way and the RNG seeds are data written through the programm
       ARB     the layer's arbiter chooses n of N crossbars (DEMUX mask, trace port)
       READ    for each bit-plane b (LSB first) and R-row group g: read the chosen crossbars
               (1 read per cycle), the adder-accumulator adds the n ADC vectors << b
-      DRAIN   2 cycles for the read and accumulate pipeline
+      DRAIN   3 cycles for the read, select and accumulate pipeline
       ACT     hidden: comparators write the activation buffer (next layer's input)
               last: output scaling y = M S + B, one class per cycle from the last DRAIN
               cycle on; y_c streamed out (OutKind.PASS) as it is ready
@@ -37,7 +37,10 @@ from .decoders import ReadDecoder
 from .params import RtlParams, check_params
 from .regs import OutKind, Reg
 
-__all__ = ["SpinBayesCore"]
+__all__ = ["DRAIN", "SpinBayesCore"]
+
+#: Cycles from the last READ to ACT: crossbar read, selected-vector register, AAC add.
+DRAIN = 3
 
 
 class SpinBayesCore(wiring.Component):
@@ -62,10 +65,10 @@ class SpinBayesCore(wiring.Component):
     cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
 
     Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget"): rows_0 - 1 (LOAD)
-    + per pass and layer ceil(rows/R) * A reads + D draws + 5, + per pass 1 + C beats of the
+    + per pass and layer ceil(rows/R) * A reads + D draws + 6, + per pass 1 + C beats of the
     last layer (the averaging block's multiply-adds, started in the last DRAIN cycle, keep
-    pace with them), + per image C * d + C + 4 (division with d = divide_cycles(params) =
-    ceil((out_bits - 1) / 4) cycles per class, averages, class).
+    pace with them), + per image C * d + C + 6 (division with d = divide_cycles(params) =
+    max(2, ceil((out_bits - 1) / 4)) cycles per class, averages, class).
 
     Reset (sync ``rst``, also mid-inference): IDLE, counters and the descriptor table at their
     reset values; the crossbar cells keep their contents (docs/HARDWARE.md, "Reset").
@@ -242,15 +245,21 @@ class SpinBayesCore(wiring.Component):
             m.d.comb += [dec.en.eq(issue & arb_mask[k]), dec.group.eq(gbase[layer] + group),
                          xb.rd_en.eq(dec.active), xb.rd_group.eq(dec.group),
                          xb.rd_bits.eq(rd_bits)]
-        # one cycle later: the n chosen crossbars' ADC codes into the AAC
-        p_valid = Signal()
-        p_plane = Signal.like(plane)
-        m.d.sync += [p_valid.eq(issue), p_plane.eq(plane)]
+        # one cycle later: the n chosen crossbars' ADC codes, selected by the registered
+        # arbiter indices (stable from the first READ cycle on) and registered; the AAC
+        # adds them one cycle after that (a read issued in cycle t is in S from t + 3)
+        p_valid, p_valid2 = Signal(), Signal()
+        p_plane, p_plane2 = Signal.like(plane), Signal.like(plane)
+        idx_q = Signal.like(arb_idx)
+        p_sel = Signal.like(aac.p)
+        m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
+                     p_plane2.eq(p_plane), idx_q.eq(arb_idx)]
         aac_clear = Signal()
-        m.d.comb += [aac.valid.eq(p_valid), aac.plane.eq(p_plane), aac.clear.eq(aac_clear)]
+        m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(aac_clear),
+                     aac.p.eq(p_sel)]
         for s in range(p.n_max):
-            m.d.comb += [aac.p[s].eq(Array(xb.p for xb in xbars)[arb_idx[s]]),
-                         aac.p_mask[s].eq(s < n_way)]
+            m.d.sync += p_sel[s].eq(Array(xb.p for xb in xbars)[idx_q[s]])
+            m.d.comb += aac.p_mask[s].eq(s < n_way)
 
         # comparators and averaging see the AAC's sums
         m.d.comb += [cmp.S.eq(aac.S), cmp.theta.eq(theta[layer]), cmp.sign.eq(sign[layer]),
@@ -306,7 +315,7 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += group.eq(group + 1)
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == 1):
+                with m.If(drain == DRAIN - 1):
                     m.next = "ACT"
             with m.State("ACT"):
                 with m.If(last):
@@ -358,7 +367,7 @@ class SpinBayesCore(wiring.Component):
             avg.clear.eq(start_img),
             # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's
             # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
-            avg.pass_valid.eq(st("DRAIN") & (drain == 1) & last),
+            avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
             cmp.valid.eq(act_st & ~last),
             avg.finish.eq(st("FINISH")),
             self.out_valid.eq((emit_y & (out_c < avg.y_count)) | emit_avg | emit_cls),

@@ -15,6 +15,8 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..golden.mtj import xorshift32
+
 __all__ = ["SotMtjRng", "xorshift32_next"]
 
 _MASK = 0xFFFFFFFF
@@ -87,8 +89,9 @@ class SotMtjRng(wiring.Component):
         The current xorshift32 state (debug; equals the twin's ``EmulatedRng.state``).
 
     Latency: ``bit`` is combinational (0 cycles) from ``state``, ``threshold`` and the
-    external inputs; ``state`` updates on the clock edge after ``load`` / ``step``
-    (1 cycle). One bit per cycle. Reset value of ``state``: 1.
+    external inputs (the next state is held in a register beside ``state``, so the path to
+    ``bit`` is only the threshold compare); ``state`` updates on the clock edge after
+    ``load`` / ``step`` (1 cycle). One bit per cycle. Reset value of ``state``: 1.
     """
 
     def __init__(self, rng_bits: int = 16):
@@ -114,11 +117,18 @@ class SotMtjRng(wiring.Component):
     def elaborate(self, platform):
         W = self.rng_bits
         m = Module()
-        nxt = xorshift32_next(m, self.state)
-        word = nxt[32 - W:32]
+        # ``ahead`` = xorshift32(state), kept in a register one step ahead of ``state``, so
+        # the bit is only the threshold compare of a register (no xorshift in front of the
+        # consumer's decision logic); the xorshift runs from ``ahead`` into ``ahead``.
+        ahead = Signal(32, init=xorshift32(1))
+        seed = Signal(32)
+        m.d.comb += seed.eq(Mux(self.seed == 0, 1, self.seed))
+        seed_next = xorshift32_next(m, seed, "seed_next")
+        ahead_next = xorshift32_next(m, ahead, "ahead_next")
+        word = ahead[32 - W:32]
         m.d.comb += self.bit.eq(Mux(self.ext_en, self.ext_bit, word < self.threshold))
         with m.If(self.load):
-            m.d.sync += self.state.eq(Mux(self.seed == 0, 1, self.seed))
+            m.d.sync += [self.state.eq(seed), ahead.eq(seed_next)]
         with m.Elif(self.step):
-            m.d.sync += self.state.eq(nxt)
+            m.d.sync += [self.state.eq(ahead), ahead.eq(ahead_next)]
         return m

@@ -265,7 +265,7 @@ class AveragingModel:
             self.mult_ops = (self.mult_ops + n) % 2 ** 32
 
     def divide_cycles(self) -> int:
-        return -(-(self.p["out_bits"] - 1) // self.DIV_BITS)
+        return max(2, -(-(self.p["out_bits"] - 1) // self.DIV_BITS))
 
     def finish(self, T: int, n_out: int) -> dict:
         """averaged (all outputs_max, 0 for unused), cls and cycles finish -> done."""
@@ -276,7 +276,7 @@ class AveragingModel:
         cls = used.index(max(used)) if n else 0
         self.avg_ops = (self.avg_ops + n) % 2 ** 32
         return {"averaged": avg, "cls": cls,
-                "cycles": n * self.divide_cycles() + 2 if n else 1}
+                "cycles": n * self.divide_cycles() + 4 if n else 1}
 
 
 def sum_max(p: dict) -> int:

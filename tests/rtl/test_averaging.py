@@ -119,7 +119,7 @@ def check(params, ys, Y, averaged, cls, cycles, n_out):
     assert Y[:n] == total[:n] and Y[n:] == [0] * (params.outputs_max - n)
     assert averaged == avg_ref + [0] * (params.outputs_max - n_out)
     assert cls == cls_ref
-    assert cycles == (n * divide_cycles(params) + 2 if n else 1)
+    assert cycles == (n * divide_cycles(params) + 4 if n else 1)
 
 
 def test_params_checked():
@@ -141,7 +141,7 @@ def test_ports(params):
     assert len(dut.mult_ops) == len(dut.avg_ops) == 32
     # out_bits - 1 quotient bits suffice (x < T * 2^(out_bits - 1)), DIV_BITS per cycle
     assert dut.quotient_bits == dut.divide_cycles * DIV_BITS == divide_cycles(params) * DIV_BITS
-    assert params.out_bits - 1 <= dut.quotient_bits < params.out_bits - 1 + DIV_BITS
+    assert dut.quotient_bits == max(2 * DIV_BITS, -(-(params.out_bits - 1) // DIV_BITS) * DIV_BITS)
     assert len(dut.y_count) == (params.outputs_max).bit_length()
     Simulator(dut)                      # elaborates
 

@@ -35,7 +35,7 @@ from spinbayes.golden.models import build_model
 from spinbayes.golden.mtj import EmulatedRng
 from spinbayes.golden.train import train_bbb
 from spinbayes.rtl.averaging import divide_cycles
-from spinbayes.rtl.network import SpinBayesCore
+from spinbayes.rtl.network import DRAIN, SpinBayesCore
 from spinbayes.rtl.params import RtlParams
 from spinbayes.rtl.regs import Reg
 
@@ -240,8 +240,9 @@ def test_activity_counters_match_the_network_shape(tiny, unstalled):
         assert got["cnt_avg_ops"] == T * C + C
         assert got["cnt_rng_draws"] == draws[:, b].sum()
         cycles = ((rows[0] - 1)                                        # LOAD (beat 0 in IDLE)
-                  + sum(reads[i] + int(draws[i, b, t]) + 5 for i in range(2) for t in range(T))
+                  + sum(reads[i] + int(draws[i, b, t]) + DRAIN + 3 for i in range(2)
+                        for t in range(T))
                   + T * (1 + C)                                        # EMIT_Y_WAIT, EMIT_Y
-                  + 1 + C * dc + 2 + C + 1)            # FINISH, DIVIDE, EMIT_AVG, EMIT_CLASS
+                  + 1 + C * dc + 4 + C + 1)            # FINISH, DIVIDE, EMIT_AVG, EMIT_CLASS
         assert got["cnt_cycles"] == cycles
         assert r.cycles == cycles + 1                                  # + the IDLE beat
