@@ -23,12 +23,12 @@ from .params import RtlParams, check_params
 
 __all__ = ["AveragingBlock", "DIV_BITS", "MAC_LATENCY", "Y_GROUP", "divide_cycles"]
 
-#: Quotient bits the divider produces per cycle (radix 2^DIV_BITS restoring division: that
-#: many trial subtractions of the t_bits + 1 bit remainder, chained in one cycle).
+#: Quotient bits the divider produces per cycle (radix 2^DIV_BITS: the digit is chosen by
+#: 2^DIV_BITS - 1 subtractions of the multiples of T from the partial remainder, in parallel).
 DIV_BITS = 4
 #: Cycles from ``pass_valid`` to class 0's ``y`` (operands, product, sum; all registered).
 MAC_LATENCY = 3
-#: Entries per first-level group of the registered two-level Y read multiplexer.
+#: Entries per first-level group of the registered two-level read multiplexers (Y, M, S, B).
 Y_GROUP = 8
 
 
@@ -36,6 +36,32 @@ def divide_cycles(params: RtlParams) -> int:
     """Divider cycles per class: ceil((out_bits - 1) / DIV_BITS), at least 2 (the next
     class's Y is read two cycles ahead of its load) (AveragingBlock)."""
     return max(2, math.ceil((params.out_bits - 1) / DIV_BITS))
+
+
+def _grouped_read(m: Module, entries, index, shape, name: str):
+    """A registered two-level read of ``entries[index]``: Y_GROUP-to-1 multiplexers into one
+    register per group, then the group's register selected. The returned value is
+    ``entries[index]`` of the previous cycle (a 64-entry multiplexer in one cycle was the
+    periphery's critical path on the ECP5)."""
+    n_grp = -(-len(entries) // Y_GROUP)
+    gb = (Y_GROUP - 1).bit_length()
+    regs = [Signal(shape, name=f"{name}_g{g}") for g in range(n_grp)]
+    hi = Signal(range(n_grp), name=f"{name}_hi")
+    for g, reg in enumerate(regs):
+        ents = entries[g * Y_GROUP:(g + 1) * Y_GROUP]
+        m.d.sync += reg.eq(Array(ents)[index[:gb]] if len(ents) > 1 else ents[0])
+    m.d.sync += hi.eq(index >> gb)
+    out = Signal(shape, name=name)
+    m.d.comb += out.eq(Array(regs)[hi] if n_grp > 1 else regs[0])
+    return out
+
+
+def _or_tree(terms):
+    """OR of a list of values, as a balanced tree."""
+    while len(terms) > 1:
+        terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class AveragingBlock(wiring.Component):
@@ -46,7 +72,9 @@ class AveragingBlock(wiring.Component):
     n = min(n_out, outputs_max); then class c = 0 .. n - 1 goes, one per cycle, through three
     registered stages: operands (M_c, S_c, B_c selected), product ``M_c * S_c`` (full width),
     ``y_c = product + B_c`` kept at out_bits and written to ``y[c]`` (with the read of
-    ``Y[c]``), and one stage more ``Y[c] += y_c``. With ``pass_valid`` in cycle a, ``y[c]``
+    ``Y[c]``), and one stage more ``Y[c] += y_c``. Class 0's operands come straight from the
+    ports; those of the others, and Y_c, through two-level multiplexers registered after
+    their first level (groups of Y_GROUP), indexed one cycle ahead. With ``pass_valid`` in cycle a, ``y[c]``
     is written at the end of cycle a + 2 + c (visible from a + MAC_LATENCY + c, when
     ``y_count`` becomes c + 1) and ``Y[c]`` one cycle later. Classes c >= n are not computed:
     their ``y`` and ``Y`` keep their values. ``clear`` zeros ``Y`` and ``y_count`` and drops
@@ -58,7 +86,9 @@ class AveragingBlock(wiring.Component):
 
     **Per image: divider.** ``finish`` latches ``T`` and ``n_out`` and starts one restoring
     divider, time-multiplexed over the classes c = 0 .. n_out - 1, DIV_BITS quotient bits per
-    cycle. For class c it forms ``D = Y_c + floor(T/2)`` and ``x = D`` (D >= 0) or
+    cycle (radix 2^DIV_BITS: the remainder with the next DIV_BITS dividend bits shifted in is
+    compared with all multiples k*T, k < 2^DIV_BITS, at once; the multiples are registered
+    once per image). For class c it forms ``D = Y_c + floor(T/2)`` and ``x = D`` (D >= 0) or
     ``x = ~D = -D - 1`` (D < 0), divides x by T and gives ``averaged_c = q`` or ``~q``:
     floor(D / T) = ~floor(~D / T) for D < 0, so no negation and no remainder test
     (e.g. Y = -5, T = 10: D = 0, q = 0; Y = -15: D = -10, ~D = 9, ~0 = -1; Y = -16: -2).
@@ -173,20 +203,10 @@ class AveragingBlock(wiring.Component):
         n_in = Signal(range(C + 1))
         m.d.comb += n_in.eq(Mux(self.n_out > C, C, self.n_out))
 
-        # Y read port, shared by the multiply-add and the divider: a two-level multiplexer,
-        # registered after its first level (groups of Y_GROUP entries), so Yr is Y[yrd] of
-        # the previous cycle (two cycles after yrd is written).
+        # Y read port, shared by the multiply-add and the divider (two cycles after yrd is
+        # written, Yr is Y[yrd])
         yrd = Signal(range(C + 1))
-        Yr = Signal(signed(tb))
-        n_grp = -(-C // Y_GROUP)
-        gb = (Y_GROUP - 1).bit_length()
-        Yg = [Signal(signed(tb), name=f"Yg{g}") for g in range(n_grp)]
-        yhi = Signal(range(n_grp))
-        for g in range(n_grp):
-            ents = [self.Y[i] for i in range(g * Y_GROUP, min((g + 1) * Y_GROUP, C))]
-            m.d.sync += Yg[g].eq(Array(ents)[yrd[:gb]] if len(ents) > 1 else ents[0])
-        m.d.sync += yhi.eq(yrd >> gb)
-        m.d.comb += Yr.eq(Array(Yg)[yhi] if n_grp > 1 else Yg[0])
+        Yr = _grouped_read(m, [self.Y[i] for i in range(C)], yrd, signed(tb), "Yr")
         div_idle = Signal()
 
         # --- per pass: one multiply-add, time-multiplexed over the classes ----------------
@@ -208,11 +228,20 @@ class AveragingBlock(wiring.Component):
         Y3 = Signal(signed(tb))
         y_next = Signal(signed(p.out_bits))
         m.d.comb += y_next.eq(prod + b2)           # kept at out_bits (never overflows)
+        # operands of classes 1 .. n - 1 through registered two-level reads indexed one
+        # cycle ahead by la (= 1 while idle, so class 1's are read in the pass_valid cycle,
+        # from the S port; later ones from S_lat)
+        la = Signal(range(C + 1), init=1)
+        S_src = Signal.like(self.S)
+        m.d.comb += S_src.eq(Mux(self.pass_valid, self.S.as_value(), S_lat.as_value()))
+        Mr = _grouped_read(m, [self.M[i] for i in range(C)], la, signed(p.scale_bits), "Mr")
+        Sr = _grouped_read(m, [S_src[i] for i in range(C)], la, signed(p.sum_bits), "Sr")
+        Br = _grouped_read(m, [self.B[i] for i in range(C)], la, signed(p.offset_bits), "Br")
 
         with m.If(run):                            # yrd = c1: Yr = Y[c2] in stage 2
-            m.d.sync += [v1.eq(1), c1.eq(nxt), m1.eq(self.M[nxt]), s1.eq(S_lat[nxt]),
-                         b1.eq(self.B[nxt]), nxt.eq(nxt + 1), run.eq(nxt + 1 < n_pass),
-                         yrd.eq(nxt)]
+            m.d.sync += [v1.eq(1), c1.eq(nxt), m1.eq(Mr), s1.eq(Sr), b1.eq(Br),
+                         nxt.eq(nxt + 1), run.eq(nxt + 1 < n_pass), yrd.eq(nxt),
+                         la.eq(Mux(nxt + 1 < n_pass, la + 1, 1))]
         with m.Else():
             m.d.sync += v1.eq(0)
         m.d.sync += [v2.eq(v1), c2.eq(c1), prod.eq(m1 * s1), b2.eq(b1),
@@ -222,18 +251,20 @@ class AveragingBlock(wiring.Component):
         with m.If(v3):
             m.d.sync += self.Y[c3].eq(Y3 + y3)
         with m.If(self.clear):                     # drop the multiply-adds in flight
-            m.d.sync += [run.eq(0), v1.eq(0), v2.eq(0), v3.eq(0), self.y_count.eq(0)]
+            m.d.sync += [run.eq(0), v1.eq(0), v2.eq(0), v3.eq(0), self.y_count.eq(0),
+                         la.eq(1)]
             for k in range(C):
                 m.d.sync += self.Y[k].eq(0)
         with m.If(self.pass_valid):                # class 0 straight from the S port
             m.d.sync += [S_lat.eq(self.S), n_pass.eq(n_in), nxt.eq(1),
                          run.eq(n_in > 1), v1.eq(n_in > 0), c1.eq(0), m1.eq(self.M[0]),
                          s1.eq(self.S[0]), b1.eq(self.B[0]), self.y_count.eq(0), yrd.eq(0),
+                         la.eq(Mux(n_in > 1, 2, 1)),
                          self.mult_ops.eq(self.mult_ops + n_in)]
         mac_busy = Signal()
         m.d.comb += mac_busy.eq(run | v1 | v2 | v3)
 
-        # --- per image: radix-2^DIV_BITS restoring divider and argmax, class by class -----
+        # --- per image: radix-2^DIV_BITS divider and argmax, class by class ---------------
         qb, steps, rb = self.quotient_bits, self.divide_cycles, p.t_bits + 1
         T = Signal(p.t_bits)                       # latched divisor
         n_cls = Signal(range(C + 1))               # latched classes in use
@@ -257,20 +288,32 @@ class AveragingBlock(wiring.Component):
         m.d.comb += [D.eq(Yr + (T >> 1)), x.eq(D ^ Mux(D < 0, -1, 0))]
         x_hi = x[qb:] if qb < tb + 1 else Const(0, 1)
 
-        # DIV_BITS restoring steps: shift the dividend's MSB into the remainder and keep
-        # trial - T if it is not negative (one subtraction per step; its sign is the bit)
-        r, qbits = rem, []
-        for i in range(DIV_BITS):
-            trial = Signal(rb + 1, name=f"trial{i}")
-            diff = Signal(signed(rb + 2), name=f"diff{i}")
-            r_next = Signal(rb, name=f"rem{i}")
-            m.d.comb += [trial.eq(Cat(quo[qb - 1 - i], r)), diff.eq(trial - T),
-                         r_next.eq(Mux(diff[-1], trial, diff))]
-            r = r_next
-            qbits.append(~diff[-1])
-        rem_next = r
+        # One radix-2^DIV_BITS digit per cycle, all candidates in parallel: with the next
+        # DIV_BITS dividend bits shifted into the remainder (val < 2^DIV_BITS * T), digit
+        # = the largest k with k*T <= val and the new remainder val - k*T. The multiples k*T
+        # are registered once per image (READ state); the 2^DIV_BITS - 1 subtractions run
+        # side by side (a chain of restoring steps was the critical path on the ECP5).
+        R = 2 ** DIV_BITS
+        vb = p.t_bits + DIV_BITS                   # val and the multiples
+        mult = [Signal(vb, name=f"tmul{k}") for k in range(R)]
+        val = Signal(vb)
+        m.d.comb += val.eq(Cat(quo[qb - DIV_BITS:], rem))
+        ge = [Const(1, 1)]
+        cand = [val]
+        for k in range(1, R):
+            d = Signal(signed(vb + 1), name=f"cand{k}")
+            m.d.comb += d.eq(val - mult[k])
+            ge.append(~d[-1])
+            cand.append(d)
+        ge.append(Const(0, 1))
+        hot = [Signal(name=f"digit_is{k}") for k in range(R)]   # ge is a thermometer
+        m.d.comb += [hot[k].eq(ge[k] & ~ge[k + 1]) for k in range(R)]
+        rem_next = Signal(rb)
+        m.d.comb += rem_next.eq(
+            _or_tree([Mux(hot[k], cand[k][:rb], 0) for k in range(R)]))
+        qbits = [_or_tree([hot[k] for k in range(R) if k >> b & 1]) for b in range(DIV_BITS)]
         quo_next = Signal(qb)
-        m.d.comb += quo_next.eq(Cat(*reversed(qbits), quo[:qb - DIV_BITS]))
+        m.d.comb += quo_next.eq(Cat(*qbits, quo[:qb - DIV_BITS]))
         q_out = Signal(tb)                         # floor(D / T), two's complement
         m.d.comb += q_out.eq(quo_next ^ Mux(neg, -1, 0))
 
@@ -299,6 +342,7 @@ class AveragingBlock(wiring.Component):
                     with m.Else():
                         m.next = "READ"
             with m.State("READ"):                  # the read port's first level: Y[0]
+                m.d.sync += [mult[k].eq(T * k) for k in range(1, R)]
                 m.next = "LOAD"
                 with m.If(self.clear):
                     m.next = "IDLE"
