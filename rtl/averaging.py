@@ -232,10 +232,12 @@ class AveragingBlock(wiring.Component):
         # cycle ahead by la (= 1 while idle, so class 1's are read in the pass_valid cycle,
         # from the S port; later ones from S_lat)
         la = Signal(range(C + 1), init=1)
-        S_src = Signal.like(self.S)
-        m.d.comb += S_src.eq(Mux(self.pass_valid, self.S.as_value(), S_lat.as_value()))
+        # S_1 is only read with la = 1, i.e. in the pass_valid cycle: from the port; the
+        # others from S_lat, which loads S in every cycle without a run (no fan-out of
+        # pass_valid over the S vector)
+        S_src = [self.S[i] if i == 1 else S_lat[i] for i in range(C)]
         Mr = _grouped_read(m, [self.M[i] for i in range(C)], la, signed(p.scale_bits), "Mr")
-        Sr = _grouped_read(m, [S_src[i] for i in range(C)], la, signed(p.sum_bits), "Sr")
+        Sr = _grouped_read(m, S_src, la, signed(p.sum_bits), "Sr")
         Br = _grouped_read(m, [self.B[i] for i in range(C)], la, signed(p.offset_bits), "Br")
 
         with m.If(run):                            # yrd = c1: Yr = Y[c2] in stage 2
@@ -255,8 +257,10 @@ class AveragingBlock(wiring.Component):
                          la.eq(1)]
             for k in range(C):
                 m.d.sync += self.Y[k].eq(0)
+        with m.If(~run):                           # holds S of the pass while it runs
+            m.d.sync += S_lat.eq(self.S)
         with m.If(self.pass_valid):                # class 0 straight from the S port
-            m.d.sync += [S_lat.eq(self.S), n_pass.eq(n_in), nxt.eq(1),
+            m.d.sync += [n_pass.eq(n_in), nxt.eq(1),
                          run.eq(n_in > 1), v1.eq(n_in > 0), c1.eq(0), m1.eq(self.M[0]),
                          s1.eq(self.S[0]), b1.eq(self.B[0]), self.y_count.eq(0), yrd.eq(0),
                          la.eq(Mux(n_in > 1, 2, 1)),

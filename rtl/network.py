@@ -254,6 +254,9 @@ class SpinBayesCore(wiring.Component):
         p_sel = Signal.like(aac.p)
         m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
                      p_plane2.eq(p_plane), idx_q.eq(arb_idx)]
+        # the accumulators are cleared in the first READ cycle (registered: no fan-out of the
+        # FSM decode over the sum_bits x outputs_max accumulators), two cycles before the
+        # first read reaches them
         aac_clear = Signal()
         m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(aac_clear),
                      aac.p.eq(p_sel)]
@@ -358,11 +361,11 @@ class SpinBayesCore(wiring.Component):
         emit_y, emit_avg, emit_cls = st("EMIT_Y"), st("EMIT_AVG"), st("EMIT_CLASS")
         act_st = st("ACT")
         start_img = (idle | load) & self.in_valid & Mux(idle, rows[0] == 1, idx + 1 == rows[0])
+        m.d.sync += aac_clear.eq(st("ARB_WAIT") & arb_done)
         m.d.comb += [
             self.busy.eq(~idle),
             self.in_ready.eq(idle | load),
             arb_start.eq(st("ARB")),
-            aac_clear.eq(st("ARB_WAIT") & arb_done),
             issue.eq(st("READ")),
             avg.clear.eq(start_img),
             # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's

@@ -57,7 +57,8 @@ SYNTH_TOPS = (*BLOCK_TOPS, "periphery", "core")
 #: memories bit-blasted, take yosys's frontend alone about 5 minutes; docs/SYNTHESIS.md).
 DEFAULT_TOPS = (*BLOCK_TOPS, "periphery")
 #: Tops of ``quick`` mode: the periphery blocks but the crossbar memory and the averaging
-#: block (64 parallel multipliers and dividers: 149k generic cells, 266 s of generic synth).
+#: block (when it had 64 parallel multipliers: 149k generic cells, 266 s of generic synth;
+#: it now has one, not measured in quick mode).
 QUICK_TOPS = ("rng", "arbiter", "aac", "comparator")
 #: Devices tried in order (smallest first) per FPGA target: (nextpnr flag, package).
 DEVICES = {
@@ -65,7 +66,7 @@ DEVICES = {
     "ecp5": (("25k", "CABGA381"), ("45k", "CABGA381"), ("85k", "CABGA381")),
 }
 #: LUT4s of each device (nextpnr's ICESTORM_LC / TRELLIS_COMB); a design with more post-synthesis
-#: LUT4s is not tried on it.
+#: LUT4s (on the ECP5 with two per CCU2C carry cell, as nextpnr counts them) is not tried on it.
 _LUT_CAPACITY = {"ice40": {"up5k": 5280, "hx8k": 7680},
                  "ecp5": {"25k": 24288, "45k": 43848, "85k": 83640}}
 #: Synthesis flows retried, in order, when the default one stops on a yosys assertion (yosys
@@ -400,6 +401,8 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
         types = {t: n for t, n in types.items() if not t.lstrip("\\").startswith(mod + ".")}
     tried, psecs = [], 0.0
     lut4 = _count(types, _CELL_FIGURES[target]["lut"])
+    if target == "ecp5":        # a CCU2C takes two of the device's LUT4s ("carry LUTs")
+        lut4 += 2 * _count(types, _CELL_FIGURES[target]["carry"])
     for flag, package in DEVICES[target]:
         if lut4 > _LUT_CAPACITY[target][flag]:
             tried.append(f"{flag}: skipped, {lut4} LUT4 > {_LUT_CAPACITY[target][flag]}")
