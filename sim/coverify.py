@@ -302,11 +302,16 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(codes), desc=f"coverify ({simulator})", unit="img")
+        # until the first image: the simulator build (cached per design), start-up, and the
+        # programming of every cell through the port with read-back
+        bar.set_postfix_str("build (cached) + start + program and read back")
     done = 0
     while th.is_alive():
         th.join(0.5)
         if bar is not None:
             now = len(prog_file.read_text().split())
+            if now and not done:
+                bar.set_postfix_str("")
             bar.update(now - done)
             done = now
     if bar is not None:

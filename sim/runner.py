@@ -48,7 +48,7 @@ PARAMS_ENV, CONFIG_ENV, RESULT_ENV = ("SPINBAYES_PARAMS", "SPINBAYES_TB_CONFIG",
 #: a warning in the build log. ``-O3``: Verilator's full optimisation. ``--no-public-flat-rw``
 #: undoes the ``--public-flat-rw`` that cocotb's runner always passes: with every signal of
 #: every module public, Verilator can neither inline nor drop a signal, and the co-verification
-#: harness ran 3x slower (bench/verilator_flags.py). Instead the top module's own signals are
+#: harness ran 3.4x slower (bench/verilator_flags.py). Instead the top module's own signals are
 #: made public by a control file (:func:`verilator_public_vlt`); testbenches reach only those
 #: (ports and the top's memories), never a signal inside a sub-module.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-O3", "--no-public-flat-rw")
@@ -57,7 +57,7 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-O3", "--no-public-flat-rw")
 #: PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, so any model
 #: split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not
 #: found"). ``OPT_FAST=-O2``: the model's per-cycle code with -O2 instead of the wheel's -Os
-#: (1.5x more cycles per second, about twice the C++ compile time of the model).
+#: (1.1-1.5x more cycles per second, measured on two versions of the core).
 VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
 
 

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "batches (unless given), 4 RTL images on Icarus, generic synthesis of the "
                    "small blocks")
     p.add_argument("--images-sim", type=int, default=None,
-                   help="K: test images run through the RTL (default 20; --quick 4)")
+                   help="K: test images run through the RTL (default 200; --quick 4)")
     p.add_argument("--simulator", choices=["icarus", "verilator"], default=None,
                    help="HDL simulator of the co-verification (default: verilator; icarus "
                    "with --quick; Icarus runs the busy 64-64-10 core at ~30 cycles/s)")

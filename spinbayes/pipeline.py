@@ -39,7 +39,7 @@ class RunOptions:
     """Options of ``spinbayes run`` that are not experiment parameters (not in Config)."""
 
     quick: bool = False
-    images_sim: int | None = None      # K images through the RTL (default 20, quick 4)
+    images_sim: int | None = None      # K images through the RTL (default 200, quick 4)
     # None: Verilator, whose build (~2 min) is repaid at once (Icarus runs the busy 64-64-10
     # core at ~30 cycles/s, docs/ARCHITECTURE.md "RTL simulation speed", ~50 s per image);
     # with --quick Icarus, which needs no C++ build, on the 16-neuron quick network.
@@ -59,7 +59,7 @@ class RunOptions:
 
     @property
     def k_images(self) -> int:
-        return self.images_sim if self.images_sim is not None else (4 if self.quick else 20)
+        return self.images_sim if self.images_sim is not None else (4 if self.quick else 200)
 
     @property
     def hdl_simulator(self) -> str:
