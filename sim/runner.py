@@ -15,8 +15,9 @@ its arguments and make variables (:func:`build_dir_for`), so a second run of the
 does not rebuild (a Verilator build of the core takes tens of seconds). Verilator models are
 built for speed: only the top module's signals are visible to VPI (:data:`VERILATOR_ARGS`,
 :func:`verilator_public_vlt`), and the model's C++ is compiled with -O2. The simulator
-comes from the argument, else from the ``SPINBAYES_SIM`` environment variable, else Icarus. Verilog built for Icarus first goes
-through :func:`icarus_time0_fix` (Amaranth's time-0 trigger under ``-g2012``).
+comes from the argument, else from the ``SPINBAYES_SIM`` environment variable, else Icarus.
+Verilog built for Icarus first goes through :func:`icarus_time0_fix` (Amaranth's time-0
+trigger under ``-g2012``).
 """
 
 from __future__ import annotations
