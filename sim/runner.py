@@ -34,7 +34,8 @@ from pathlib import Path
 
 __all__ = ["SIMULATORS", "SimulatorMissing", "TbResult", "build_dir_for", "build_flags",
            "default_simulator",
-           "icarus_time0_fix", "run_cocotb", "simulator_available", "verilator_bin_dir",
+           "icarus_time0_fix", "run_cocotb", "simulator_available", "toolchain_id",
+           "verilator_bin_dir",
            "verilator_public_vlt"]
 
 #: Simulators the testbenches run on; the first one is the default.
@@ -149,13 +150,26 @@ def build_flags(sim: str) -> tuple[list[str], str]:
     return [], ""
 
 
+def toolchain_id(sim: str) -> str:
+    """Where the build's tools and libraries live: the simulator executable and the cocotb
+    package (a Verilator build's Makefile names cocotb's C++ sources by absolute path, so a
+    build made from another venv cannot be reused)."""
+    import cocotb
+
+    exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
+    return "|".join([str(shutil.which(exe, path=_tool_path())), cocotb.__version__,
+                     str(Path(cocotb.__file__).resolve().parent)])
+
+
 def build_dir_for(text: str, sim: str, toplevel: str, *, waves: bool = False,
                   extra_sources=(), cache_dir=None) -> Path:
     """The cached build directory of one design: keyed by the Verilog text, the simulator,
     the top, the build arguments and make variables, waves (compiled in: Icarus's dump
-    module, Verilator's --trace) and the text of any extra source."""
+    module, Verilator's --trace), the text of any extra source and :func:`toolchain_id`
+    (two venvs sharing one cache directory get separate builds)."""
     build_args, make_flags = build_flags(sim)
     key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args, make_flags,
+                                    toolchain_id(sim),
                                     *(["waves"] * waves),
                                     *(Path(s).read_text() for s in extra_sources)]
                                    ).encode()).hexdigest()

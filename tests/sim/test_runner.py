@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from spinbayes.sim import runner
@@ -45,4 +47,15 @@ def test_build_key_covers_text_flags_waves_and_sources(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "VERILATOR_ARGS", ("-Wno-fatal",))
     others.add(runner.build_dir_for("module m; endmodule", "verilator", "m",
                                     cache_dir=tmp_path))
-    assert d not in others and len(others) == 6
+    # another venv (the CI's clone) sharing the cache: its Makefile names its own cocotb
+    monkeypatch.setattr(runner, "toolchain_id", lambda sim: "/other/venv/cocotb")
+    others.add(runner.build_dir_for("module m; endmodule", "verilator", "m",
+                                    cache_dir=tmp_path))
+    assert d not in others and len(others) == 7
+
+
+def test_toolchain_id_names_the_simulator_and_cocotb():
+    import cocotb
+
+    tid = runner.toolchain_id("icarus")
+    assert cocotb.__version__ in tid and str(Path(cocotb.__file__).resolve().parent) in tid
