@@ -90,6 +90,8 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
         if rows > p.rows_max or out > p.outputs_max:
             problems.append(f"layer {i}: {out} x {rows} exceeds outputs_max={p.outputs_max}, "
                             f"rows_max={p.rows_max}")
+        if layer.is_output and out > p.classes_max:
+            problems.append(f"layer {i}: {out} classes exceed classes_max={p.classes_max}")
         if not layer.is_output and layer.out_bits != p.A:
             problems.append(f"layer {i}: {layer.out_bits}-bit comparators, the design has A={p.A}")
         group_base.append(base)

@@ -240,11 +240,12 @@ def _manifest_params(manifest: dict) -> RtlParams:
     d = manifest.get("params")
     if not isinstance(d, dict):
         _fail(MANIFEST_FILE, "no params object")
-    missing = [f for f in RtlParams.__dataclass_fields__ if f not in d]
+    # classes_max came later: an image without it was built for classes_max = outputs_max
+    missing = [f for f in RtlParams.__dataclass_fields__ if f not in d and f != "classes_max"]
     if missing:
         _fail(MANIFEST_FILE, f"params lack {missing}")
     try:
-        return RtlParams(**{f: d[f] for f in RtlParams.__dataclass_fields__})
+        return RtlParams(**{f: d[f] for f in RtlParams.__dataclass_fields__ if f in d})
     except (TypeError, ValueError) as e:
         _fail(MANIFEST_FILE, f"params are not a valid design ({e})")
 
@@ -368,6 +369,6 @@ def load_image(directory, params: RtlParams | None = None) -> tuple[Program, dic
         _fail(MANIFEST_FILE, f"bad or missing entry ({e!r})")
     if not 1 <= T <= p.T_max:
         _fail(MANIFEST_FILE, f"T={T} outside 1..T_max={p.T_max}")
-    if not 1 <= n_outputs <= p.outputs_max:
-        _fail(MANIFEST_FILE, f"n_outputs={n_outputs} outside 1..outputs_max={p.outputs_max}")
+    if not 1 <= n_outputs <= p.classes_max:
+        _fail(MANIFEST_FILE, f"n_outputs={n_outputs} outside 1..classes_max={p.classes_max}")
     return Program(descriptor, cells, group_base, n_outputs, T, extra), manifest

@@ -67,48 +67,48 @@ def _or_tree(terms):
 class AveragingBlock(wiring.Component):
     """Output scaling, T-sum, a sequential floor divider and the argmax of one image.
 
-    **Per pass: one pipelined multiply-add over the classes.** ``pass_valid`` latches the
-    S vector (so the adder-accumulator may move on) and the number of classes in use
-    n = min(n_out, outputs_max); then class c = 0 .. n - 1 goes, one per cycle, through three
+    **Per pass: one pipelined multiply-add over the classes.** ``pass_valid`` latches the S
+    vector (so the adder-accumulator may move on) and the number of classes in use n =
+    min(n_out, classes_max); then class c = 0 .. n - 1 goes, one per cycle, through three
     registered stages: operands (M_c, S_c, B_c selected), product ``M_c * S_c`` (full width),
     ``y_c = product + B_c`` kept at out_bits and written to ``y[c]`` (with the read of
     ``Y[c]``), and one stage more ``Y[c] += y_c``. Class 0's operands come straight from the
-    ports; those of the others, and Y_c, through two-level multiplexers registered after
-    their first level (groups of Y_GROUP), indexed one cycle ahead. With ``pass_valid`` in cycle a, ``y[c]``
-    is written at the end of cycle a + 2 + c (visible from a + MAC_LATENCY + c, when
+    ports; those of the others, and Y_c, through two-level multiplexers registered after their
+    first level (groups of Y_GROUP), indexed one cycle ahead. With ``pass_valid`` in cycle a,
+    ``y[c]`` is written at the end of cycle a + 2 + c (visible from a + MAC_LATENCY + c, when
     ``y_count`` becomes c + 1) and ``Y[c]`` one cycle later. Classes c >= n are not computed:
-    their ``y`` and ``Y`` keep their values. ``clear`` zeros ``Y`` and ``y_count`` and drops
-    the multiply-adds in flight; with ``pass_valid`` in the same cycle ``Y`` starts fresh
-    with this pass (``Y = y``). Within the contract (|M_c| <= 2^(scale_bits-1) - 1,
-    |S_c| <= sum_max, B_c any offset_bits value, at most T passes) neither y nor Y can
-    overflow (docs/HARDWARE.md, "Why nothing overflows"); M_c = -2^(scale_bits-1) is outside
-    it. ``pass_valid`` must not arrive while ``busy``.
+    their ``y`` and ``Y`` keep their values. ``clear`` zeros ``Y`` and ``y_count`` and drops the
+    multiply-adds in flight; with ``pass_valid`` in the same cycle ``Y`` starts fresh with this
+    pass (``Y = y``). Within the contract (|M_c| <= 2^(scale_bits-1) - 1, |S_c| <= sum_max, B_c
+    any offset_bits value, at most T passes) neither y nor Y can overflow (docs/HARDWARE.md,
+    "Why nothing overflows"); M_c = -2^(scale_bits-1) is outside it. ``pass_valid`` must not
+    arrive while ``busy``.
 
     **Per image: divider.** ``finish`` latches ``T`` and ``n_out`` and starts one restoring
     divider, time-multiplexed over the classes c = 0 .. n_out - 1, DIV_BITS quotient bits per
     cycle (radix 2^DIV_BITS: the remainder with the next DIV_BITS dividend bits shifted in is
-    compared with all multiples k*T, k < 2^DIV_BITS, at once; the multiples are registered
-    once per image). For class c it forms ``D = Y_c + floor(T/2)`` and ``x = D`` (D >= 0) or
-    ``x = ~D = -D - 1`` (D < 0), divides x by T and gives ``averaged_c = q`` or ``~q``:
-    floor(D / T) = ~floor(~D / T) for D < 0, so no negation and no remainder test
-    (e.g. Y = -5, T = 10: D = 0, q = 0; Y = -15: D = -10, ~D = 9, ~0 = -1; Y = -16: -2).
-    Only the low ``quotient_bits`` quotient bits are produced (out_bits - 1 rounded up to
-    DIV_BITS, at least 2 DIV_BITS): when Y_c is the sum of at most T passes, |Y_c| <= T * out_max and
-    x < T * 2^(out_bits - 1), so every higher quotient bit is 0 and ``x >> quotient_bits``
-    (< T) is the initial remainder. The argmax runs in the same loop: when class c is
-    loaded, ``Y_c`` replaces the best so far if c = 0 or ``Y_c > best`` (strictly, so ties keep
-    the lowest index; the comparison is made the cycle after the load); the next class is
-    loaded in the last quotient cycle of the previous one, whose average is written to
-    ``averaged`` one cycle later. ``done`` pulses once when every ``averaged_c`` of a class in use and ``cls`` are
-    valid; they hold until the next ``finish`` (classes c >= n_out read 0). ``finish`` with
-    n_out = 0 gives ``cls = 0`` and an immediate ``done``. T must be 1 .. T_max (T = 0 divides
-    by zero: not meaningful). ``clear`` while ``busy`` aborts the division (no ``done``).
-    ``finish`` while ``busy`` (a multiply-add or a division running) is ignored.
+    compared with all multiples k*T, k < 2^DIV_BITS, at once; the multiples are registered once
+    per image). For class c it forms ``D = Y_c + floor(T/2)`` and ``x = D`` (D >= 0) or ``x = ~D
+    = -D - 1`` (D < 0), divides x by T and gives ``averaged_c = q`` or ``~q``: floor(D / T) =
+    ~floor(~D / T) for D < 0, so no negation and no remainder test (e.g. Y = -5, T = 10: D = 0,
+    q = 0; Y = -15: D = -10, ~D = 9, ~0 = -1; Y = -16: -2). Only the low ``quotient_bits``
+    quotient bits are produced (out_bits - 1 rounded up to DIV_BITS, at least 2 DIV_BITS): when
+    Y_c is the sum of at most T passes, |Y_c| <= T * out_max and x < T * 2^(out_bits - 1), so
+    every higher quotient bit is 0 and ``x >> quotient_bits`` (< T) is the initial remainder.
+    The argmax runs in the same loop: when class c is loaded, ``Y_c`` replaces the best so far
+    if c = 0 or ``Y_c > best`` (strictly, so ties keep the lowest index; the comparison is made
+    the cycle after the load); the next class is loaded in the last quotient cycle of the
+    previous one, whose average is written to ``averaged`` one cycle later. ``done`` pulses once
+    when every ``averaged_c`` of a class in use and ``cls`` are valid; they hold until the next
+    ``finish`` (classes c >= n_out read 0). ``finish`` with n_out = 0 gives ``cls = 0`` and an
+    immediate ``done``. T must be 1 .. T_max (T = 0 divides by zero: not meaningful). ``clear``
+    while ``busy`` aborts the division (no ``done``). ``finish`` while ``busy`` (a multiply-add
+    or a division running) is ignored.
 
     Parameters
     ----------
     params : RtlParams
-        outputs_max, sum_bits, scale_bits, offset_bits, out_bits, total_bits, t_bits,
+        classes_max, sum_bits, scale_bits, offset_bits, out_bits, total_bits, t_bits,
         output_bits_index.
 
     Ports
@@ -117,28 +117,28 @@ class AveragingBlock(wiring.Component):
         Start a new image: ``Y <= 0`` (abort a running multiply-add or division).
     pass_valid : In(1)
         One pass's ``S`` is present: latch it and start the multiply-adds.
-    S : In(ArrayLayout(signed(sum_bits), outputs_max))
+    S : In(ArrayLayout(signed(sum_bits), classes_max))
         The last layer's n-way sums of this pass (read only in the ``pass_valid`` cycle).
-    M : In(ArrayLayout(signed(scale_bits), outputs_max))
+    M : In(ArrayLayout(signed(scale_bits), classes_max))
         Output scales M_c (read while the multiply-adds run).
-    B : In(ArrayLayout(signed(offset_bits), outputs_max))
+    B : In(ArrayLayout(signed(offset_bits), classes_max))
         Output offsets B_c (read while the multiply-adds run).
     n_out : In(output_bits_index + 1)
-        Classes in use (values above outputs_max count as outputs_max); latched by
+        Classes in use (values above classes_max count as classes_max); latched by
         ``pass_valid`` and by ``finish``.
     T : In(t_bits)
         Passes per image, 1 .. T_max; latched by ``finish``.
     finish : In(1)
         All T passes are added: start the division (ignored while ``busy``).
-    y : Out(ArrayLayout(signed(out_bits), outputs_max))
+    y : Out(ArrayLayout(signed(out_bits), classes_max))
         ``M_c * S_c + B_c`` of the last pass for c < y_count (held until that class of the
         next pass).
-    y_count : Out(range(outputs_max + 1))
+    y_count : Out(range(classes_max + 1))
         Classes of the last pass whose ``y_c`` is in ``y`` (0 from the cycle after
         ``pass_valid`` or ``clear``, then + 1 per cycle up to n).
-    Y : Out(ArrayLayout(signed(total_bits), outputs_max))
+    Y : Out(ArrayLayout(signed(total_bits), classes_max))
         The running T-sums.
-    averaged : Out(ArrayLayout(signed(total_bits), outputs_max))
+    averaged : Out(ArrayLayout(signed(total_bits), classes_max))
         ``floor((Y_c + floor(T/2)) / T)`` for c < n_out, 0 for the others.
     cls : Out(output_bits_index)
         ``argmax_c Y_c`` over c < n_out, lowest index on ties.
@@ -147,7 +147,7 @@ class AveragingBlock(wiring.Component):
     busy : Out(1)
         A multiply-add of a pass or the divider is running.
     mult_ops : Out(32)
-        Multiply-adds performed: ``min(n_out, outputs_max)`` per ``pass_valid`` (the classes
+        Multiply-adds performed: ``min(n_out, classes_max)`` per ``pass_valid`` (the classes
         in use; wraps at 2^32).
     avg_ops : Out(32)
         Divisions performed: one per class and ``finish`` (wraps at 2^32).
@@ -167,16 +167,16 @@ class AveragingBlock(wiring.Component):
         super().__init__({
             "clear": In(1),
             "pass_valid": In(1),
-            "S": In(data.ArrayLayout(signed(p.sum_bits), p.outputs_max)),
-            "M": In(data.ArrayLayout(signed(p.scale_bits), p.outputs_max)),
-            "B": In(data.ArrayLayout(signed(p.offset_bits), p.outputs_max)),
+            "S": In(data.ArrayLayout(signed(p.sum_bits), p.classes_max)),
+            "M": In(data.ArrayLayout(signed(p.scale_bits), p.classes_max)),
+            "B": In(data.ArrayLayout(signed(p.offset_bits), p.classes_max)),
             "n_out": In(p.output_bits_index + 1),
             "T": In(p.t_bits),
             "finish": In(1),
-            "y": Out(data.ArrayLayout(signed(p.out_bits), p.outputs_max)),
-            "y_count": Out(range(p.outputs_max + 1)),
-            "Y": Out(data.ArrayLayout(signed(p.total_bits), p.outputs_max)),
-            "averaged": Out(data.ArrayLayout(signed(p.total_bits), p.outputs_max)),
+            "y": Out(data.ArrayLayout(signed(p.out_bits), p.classes_max)),
+            "y_count": Out(range(p.classes_max + 1)),
+            "Y": Out(data.ArrayLayout(signed(p.total_bits), p.classes_max)),
+            "averaged": Out(data.ArrayLayout(signed(p.total_bits), p.classes_max)),
             "cls": Out(p.output_bits_index),
             "done": Out(1),
             "busy": Out(1),
@@ -198,7 +198,7 @@ class AveragingBlock(wiring.Component):
     def elaborate(self, platform):
         p = self.params
         m = Module()
-        C, tb = p.outputs_max, p.total_bits
+        C, tb = p.classes_max, p.total_bits
 
         n_in = Signal(range(C + 1))
         m.d.comb += n_in.eq(Mux(self.n_out > C, C, self.n_out))

@@ -53,6 +53,9 @@ class RtlParams:
     T_max : most forward passes per image.
     rng_bits : W, bits of the emulated RNG word compared against the p_sw threshold.
     scale_bits, offset_bits : widths of the last layer's output scale M_c and offset B_c.
+    classes_max : most outputs of the last layer (the classes): the averaging block, the
+        output scales and offsets are sized by it (None: outputs_max). The digits MLP
+        64-64-10 needs outputs_max 64 for its hidden layer but only 10 classes.
     """
 
     N: int = 5
@@ -69,16 +72,22 @@ class RtlParams:
     rng_bits: int = 16
     scale_bits: int = 16
     offset_bits: int = 24
+    classes_max: int | None = None
 
     def __post_init__(self):
+        if self.classes_max is None:
+            object.__setattr__(self, "classes_max", self.outputs_max)
         for name in ("N", "n_max", "Q", "R", "A_in", "A", "rows_max", "outputs_max",
                      "layers_max", "groups_total", "T_max", "rng_bits", "scale_bits",
-                     "offset_bits"):
+                     "offset_bits", "classes_max"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if self.n_max > self.N:
             raise ValueError(f"n_max must not exceed N ({self.N}), not {self.n_max!r}")
+        if self.classes_max > self.outputs_max:
+            raise ValueError(f"classes_max must not exceed outputs_max ({self.outputs_max}), "
+                             f"not {self.classes_max!r}")
         if self.Q < 2 or self.Q > 8:
             raise ValueError(f"Q must be an integer in 2..8, not {self.Q!r}")
         if self.rng_bits > 32:

@@ -155,6 +155,7 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
     hidden_bits = [lay.out_bits for lay in hw.layers if not lay.is_output]
     kw = dict(N=hw.N, n_max=max(1, hw.n_way), Q=hw.Q, R=hw.R, A_in=hw.input_bits,
               A=max(hidden_bits, default=1), rows_max=max(rows), outputs_max=max(outs),
+              classes_max=outs[-1],
               layers_max=len(hw.layers), groups_total=sum(-(-r // hw.R) for r in rows),
               T_max=max(16, int(T)))
     kw.update(overrides)

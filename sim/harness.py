@@ -86,7 +86,7 @@ class CoverifyHarness(wiring.Component):
         if self.wlist_depth < 2:
             self._MustUse__silence = True
             raise ValueError(f"wlist_depth must be at least 2, not {wlist_depth!r}")
-        self.beat_depth = p.T_max * p.outputs_max + p.outputs_max + 1
+        self.beat_depth = p.T_max * p.classes_max + p.classes_max + 1
         self.trace_depth = p.layers_max * p.T_max
         self.core = SpinBayesCore(p, stuck_cells=stuck_cells)
         self.core._MustUse__silence = True     # elaborated with the harness, or not at all

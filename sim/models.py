@@ -213,6 +213,12 @@ def comparator_ops(n_out: int, outputs_max: int, levels: int) -> int:
 
 # --- averaging ------------------------------------------------------------------------------
 
+def classes_max(p: dict) -> int:
+    """The averaging block's classes: ``classes_max`` (outputs_max where a params dict from
+    before that field lacks it)."""
+    return p.get("classes_max") or p["outputs_max"]
+
+
 class AveragingModel:
     """rtl.averaging.AveragingBlock, cycle by cycle: one pipelined multiply-add per class in
     use (``y_c = M_c S_c + B_c`` at out_bits written MAC_LATENCY - 1 edges + c after the
@@ -224,7 +230,7 @@ class AveragingModel:
 
     def __init__(self, p: dict):
         self.p = p
-        C = p["outputs_max"]
+        C = classes_max(p)
         self.y = [0] * C
         self.Y = [0] * C
         self.y_count = 0
@@ -238,7 +244,7 @@ class AveragingModel:
 
     def edge(self, clear: int, pass_valid: int, S, M, B, n_out: int):
         """The clock edge ending a cycle with these inputs."""
-        p, C = self.p, self.p["outputs_max"]
+        p, C = self.p, classes_max(self.p)
         due = []
         for e in self._events:
             e[0] -= 1
@@ -268,8 +274,8 @@ class AveragingModel:
         return max(2, -(-(self.p["out_bits"] - 1) // self.DIV_BITS))
 
     def finish(self, T: int, n_out: int) -> dict:
-        """averaged (all outputs_max, 0 for unused), cls and cycles finish -> done."""
-        C = self.p["outputs_max"]
+        """averaged (all classes_max, 0 for unused), cls and cycles finish -> done."""
+        C = classes_max(self.p)
         n = min(n_out, C)
         avg = [(self.Y[c] + T // 2) // T if c < n else 0 for c in range(C)]
         used = self.Y[:n]

@@ -8,13 +8,13 @@ divider is skipped in one step to its last busy cycle (checked busy, not done) a
 cycle is checked (averaged, cls, avg_ops, busy), against
 :class:`spinbayes.sim.models.AveragingModel`. Values at the contract's extremes:
 S = +-sum_max, M = +-(2^(scale_bits-1) - 1), B at both ends of offset_bits, T = 1 and T_max,
-n_out = 0, all and above outputs_max. Transactions: passes plus finishes.
+n_out = 0, all and above classes_max. Transactions: passes plus finishes.
 """
 
 import cocotb
 
 from spinbayes.sim import common
-from spinbayes.sim.models import AveragingModel, bits_for, sum_max
+from spinbayes.sim.models import AveragingModel, bits_for, classes_max, sum_max
 
 
 def pick(rng, lo, hi, p_end=0.2):
@@ -27,10 +27,10 @@ def pick(rng, lo, hi, p_end=0.2):
 @cocotb.test()
 async def test_random_images(dut):
     params, s, rng, stalls = common.Setup()
-    C, T_max = params["outputs_max"], params["T_max"]
+    C, T_max = classes_max(params), params["T_max"]
     smax, m_max = sum_max(params), 2 ** (params["scale_bits"] - 1) - 1
     b_lo, b_hi = -(2 ** (params["offset_bits"] - 1)), 2 ** (params["offset_bits"] - 1) - 1
-    n_out_bits = bits_for(C) + 1
+    n_out_bits = bits_for(params["outputs_max"]) + 1    # the n_out port's width
     ob, tb = params["out_bits"], params["total_bits"]
     cov = common.CoverGroup("averaging", {
         "T": list(range(1, T_max + 1)),

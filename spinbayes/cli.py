@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Write OUT/<top>.v for every top and OUT/params.json. "
                            "--config is a JSON object of RtlParams fields (N, n_max, Q, R, "
                            "A_in, A, rows_max, outputs_max, layers_max, groups_total, T_max, "
-                           "rng_bits, scale_bits, offset_bits); missing fields keep their "
-                           "defaults (the digits MLP 64-64-10, N=5).")
+                           "rng_bits, scale_bits, offset_bits, classes_max); missing fields "
+                           "keep their defaults (the digits MLP 64-64-10, N=5).")
     e.add_argument("--config", help="JSON file of RtlParams fields (default: the defaults)")
     e.add_argument("--out", default="runs/rtl", help="output directory (default: runs/rtl)")
     e.add_argument("--top", action="append", help="export only this top (repeatable)")

@@ -168,8 +168,8 @@ def build_report(cfg, options, ctx: dict, files: dict, figures: dict, stages: di
                                                 "vfy_checked", "accuracy", "float_agreement",
                                                 "simulator", "cycles", "counter_totals")},
                            "params": {k: c["params"][k] for k in
-                                      ("N", "n_max", "rows_max", "outputs_max", "layers_max",
-                                       "groups_total", "T_max")}}
+                                      ("N", "n_max", "rows_max", "outputs_max", "classes_max",
+                                       "layers_max", "groups_total", "T_max")}}
     if "synth" in ctx:
         from .rtl.synth import markdown_table
 
@@ -269,7 +269,8 @@ def render(doc: dict) -> str:
         L += [f"Source: {c['source']}. {c['images']} test images through the Verilog core "
               f"({c['simulator']}, cocotb), design N = {c['params']['N']}, "
               f"{c['params']['rows_max']} x {c['params']['outputs_max']} crossbars, "
-              f"{c['params']['groups_total']} groups.", "",
+              f"{c['params']['groups_total']} groups, "
+              f"{c['params'].get('classes_max', c['params']['outputs_max'])} classes.", "",
               "| images | mismatches | passed | cells read back wrong / checked | "
               "RTL accuracy (%) | agreement with float model (%) | cycles min / median / max |",
               "|---:|---:|---|---:|---:|---:|---:|",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -59,6 +60,11 @@ def test_compile_refuses_a_design_that_does_not_fit(checkpoint, tmp_path, capsys
                  str(tmp_path / "fw"), "--rtl-config", str(rtl), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "layer 0: 16 x 64 exceeds outputs_max=64, rows_max=32" in err
+    assert not (tmp_path / "fw").exists()
+    rtl.write_text(json.dumps({"N": 5, "classes_max": 4}))
+    assert main(["firmware", "compile", "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "fw"), "--rtl-config", str(rtl), "--quiet"]) == 2
+    assert re.search(r"layer \d: \d+ classes exceed classes_max=4", capsys.readouterr().err)
     assert not (tmp_path / "fw").exists()
     rtl.write_text(json.dumps({"N": 5, "bogus": 1}))
     assert main(["firmware", "compile", "--checkpoint", str(checkpoint), "--out",

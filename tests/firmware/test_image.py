@@ -257,3 +257,23 @@ def test_existing_image_survives_a_failed_save(tiny, saved, monkeypatch):
     save_image(changed, tiny.params, saved)                # a complete save replaces it
     assert load_image(saved)[0].T == 2
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+def test_image_from_before_classes_max_loads_as_outputs_max(tiny, saved):
+    m = json.loads((saved / MANIFEST_FILE).read_text())
+    params = dict(m["params"])
+    del params["classes_max"]
+    _edit_manifest(saved, params=params)
+    prog, _ = load_image(saved)
+    assert np.array_equal(prog.cells, tiny.program.cells)
+    assert load_image(saved, replace(tiny.params, classes_max=None))
+
+
+def test_more_outputs_than_classes_max_are_refused(tiny, saved):
+    m = json.loads((saved / MANIFEST_FILE).read_text())
+    p = tiny.params
+    _edit_manifest(saved, n_outputs=p.classes_max + 1)
+    with pytest.raises(FirmwareImageError, match=rf"manifest\.json: n_outputs={p.classes_max + 1}"
+                       rf" outside 1\.\.classes_max={p.classes_max}"):
+        load_image(saved)
+    assert m["n_outputs"] <= p.classes_max
