@@ -23,11 +23,13 @@ class ComparatorBank(wiring.Component):
     """outputs_max x (2^A - 1) signed comparators: the thermometer activations of a layer.
 
     ``act_j = sum over m < levels of [sigma_j * S_j >= theta[j][m]]`` with sigma_j = -1 when
-    ``sign[j]`` is 1, else +1. The product sigma_j * S_j is formed one bit wider than S
-    (sum_bits + 1), so negating the most negative S never overflows; the comparison is then
-    at the wider of that and threshold_bits, so every theta in its signed range is exact. The
-    count is not gated by ``n_out``: outputs j >= n_out compute from whatever is on their
-    ports (the network controller masks them).
+    ``sign[j]`` is 1, else +1. No negation is formed: sigma_j = +1 tests ``S - theta >= 0``
+    and sigma_j = -1 tests ``-S >= theta``, i.e. ``S + theta <= 0``; both differences are
+    computed side by side one bit wider than the wider of sum_bits and threshold_bits, so
+    every S and theta in their signed ranges are exact (a negation followed by a comparison
+    was two carry chains in series on the periphery's critical path on the ECP5). The count
+    is not gated by ``n_out``: outputs j >= n_out compute from whatever is on their ports
+    (the network controller masks them).
 
     Parameters
     ----------
@@ -72,10 +74,15 @@ class ComparatorBank(wiring.Component):
     def elaborate(self, platform):
         p = self.params
         m = Module()
+        w = max(p.sum_bits, p.threshold_bits) + 1
         for j in range(p.outputs_max):
-            s = Signal(signed(p.sum_bits + 1), name=f"signed_sum{j}")
-            m.d.comb += s.eq(Mux(self.sign[j], -self.S[j], self.S[j]))
-            hits = [s >= self.theta[j][k] for k in range(p.levels)]
+            hits = []
+            for k in range(p.levels):
+                th = self.theta[j][k]
+                d_pos = Signal(signed(w), name=f"s_minus_theta{j}_{k}")
+                d_neg = Signal(signed(w), name=f"s_plus_theta{j}_{k}")
+                m.d.comb += [d_pos.eq(self.S[j] - th), d_neg.eq(self.S[j] + th)]
+                hits.append(Mux(self.sign[j], (d_neg < 0) | (d_neg == 0), d_pos >= 0))
             m.d.comb += self.act[j].eq(sum(hits[1:], hits[0]))
         n_used = Signal(range(p.outputs_max + 1))
         m.d.comb += n_used.eq(Mux(self.n_out > p.outputs_max, p.outputs_max, self.n_out))

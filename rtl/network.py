@@ -24,7 +24,7 @@ they are separate analog arrays with their own decoders).
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,6 +41,8 @@ __all__ = ["DRAIN", "SpinBayesCore"]
 
 #: Cycles from the last READ to ACT: crossbar read, selected-vector register, AAC add.
 DRAIN = 3
+#: Registered copies of each arbiter index that select the chosen crossbar's columns.
+SEL_COPIES = 8
 
 
 class SpinBayesCore(wiring.Component):
@@ -140,8 +142,8 @@ class SpinBayesCore(wiring.Component):
                                                                p.levels), p.outputs_max),
                              name=f"theta{i}") for i in range(L))
         sign = Array(Signal(p.outputs_max, name=f"sign{i}") for i in range(L))
-        scale = Signal(data.ArrayLayout(signed(p.scale_bits), p.outputs_max))
-        offset = Signal(data.ArrayLayout(signed(p.offset_bits), p.outputs_max))
+        scale = Signal(data.ArrayLayout(signed(p.scale_bits), p.classes_max))
+        offset = Signal(data.ArrayLayout(signed(p.offset_bits), p.classes_max))
         n_layers = Signal(range(L + 1), init=L)
         passes = Signal(p.t_bits, init=1)
         n_way = Signal(range(p.n_max + 1), init=1)
@@ -168,12 +170,59 @@ class SpinBayesCore(wiring.Component):
         for k, xb in enumerate(xbars):
             m.d.comb += [xb.w_row.eq(a), xb.w_col.eq(b), xb.w_level.eq(d),
                          xb.w_en.eq(wok & (sel == Reg.XBAR_CELL) & (c == k) & cell_ok)]
+        # Registered write stage: a descriptor, configuration or seed write accepted in cycle k
+        # lands at the end of cycle k + 1 (decoded straight from the port, one write reached
+        # the enables of every descriptor register in one cycle: the periphery's critical
+        # path on the ECP5). Cell writes go to the crossbars directly (their own two-cycle
+        # read-modify-write). No image starts while a write is accepted or in the stage:
+        # in_ready is low in IDLE in those cycles (see in_ok).
+        # The wide targets (thresholds and signs of each layer, scales, offsets) are decoded
+        # from sel and c before the stage, and each keeps its own registered copy of the index
+        # fields (with its own reset value, so yosys does not merge the copies): the decode
+        # after one shared stage register was the next critical path.
+        w_v = Signal()
+        w_sel, w_a, w_b, w_c = Signal.like(sel), Signal.like(a), Signal.like(b), Signal.like(c)
+        w_d = Signal.like(d)
+        m.d.sync += [w_v.eq(wok & (sel != Reg.XBAR_CELL)), w_sel.eq(sel), w_a.eq(a),
+                     w_b.eq(b), w_c.eq(c), w_d.eq(d)]
+        lp = c[:self._layer_bits]
+        wide = {}                                  # name -> (enable, a copy, b copy)
+        for n, (reg, layer_i) in enumerate(
+                [(Reg.THRESHOLD, i) for i in range(L)] + [(Reg.SIGN, i) for i in range(L)]
+                + [(Reg.SCALE, None), (Reg.OFFSET, None)]):
+            name = f"{reg.name.lower()}{'' if layer_i is None else layer_i}"
+            en = Signal(name=f"w_en_{name}")
+            ca = Signal.like(a, init=n + 1, name=f"w_a_{name}")
+            cb = Signal.like(b, init=n + 1, name=f"w_b_{name}")
+            hit = wok & (sel == reg)
+            if layer_i is not None:
+                hit = hit & (lp == layer_i)
+            m.d.sync += [en.eq(hit), ca.eq(a), cb.eq(b)]
+            wide[name] = (en, ca, cb)
+        sel, a, b, c, d = w_sel, w_a, w_b, w_c, w_d
+        # no write accepted now, in the stage, or landed in the last cycle (the registered
+        # descriptor copies below, e.g. rows0_m1, follow a landed write one cycle later)
+        w_v2 = Signal()
+        m.d.sync += w_v2.eq(w_v)
+        in_ok = Signal()
+        m.d.comb += in_ok.eq(~self.prog_en & ~w_v & ~w_v2)
         for i, arb in enumerate(arbs):
             m.d.comb += [arb.seed.eq(d), arb.seed_dev.eq(a), arb.threshold.eq(rng_thr),
-                         arb.seed_load.eq(wok & (sel == Reg.RNG_SEED) & (c == i)),
+                         arb.seed_load.eq(w_v & (sel == Reg.RNG_SEED) & (c == i)),
                          arb.n_way.eq(n_way)]
+        for i in range(L):
+            en, ca, cb = wide[f"threshold{i}"]
+            with m.If(en):
+                m.d.sync += theta[i][ca][cb].eq(d)
+            en, ca, _ = wide[f"sign{i}"]
+            with m.If(en):
+                m.d.sync += sign[i].bit_select(ca, 1).eq(d[0])
+        for name, target in (("scale", scale), ("offset", offset)):
+            en, ca, _ = wide[name]
+            with m.If(en):
+                m.d.sync += target[ca].eq(d)
         li = c[:self._layer_bits]
-        with m.If(wok):
+        with m.If(w_v):
             with m.Switch(sel):
                 with m.Case(Reg.LAYER_ROWS):
                     m.d.sync += rows[li].eq(d)
@@ -183,18 +232,6 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += gbase[li].eq(d)
                 with m.Case(Reg.LAYER_IN_BITS):
                     m.d.sync += in_bits[li].eq(d)
-                with m.Case(Reg.THRESHOLD):
-                    for i in range(L):
-                        with m.If(li == i):
-                            m.d.sync += theta[i][a][b].eq(d)
-                with m.Case(Reg.SIGN):
-                    for i in range(L):
-                        with m.If(li == i):
-                            m.d.sync += sign[i].bit_select(a, 1).eq(d[0])
-                with m.Case(Reg.SCALE):
-                    m.d.sync += scale[a].eq(d)
-                with m.Case(Reg.OFFSET):
-                    m.d.sync += offset[a].eq(d)
                 with m.Case(Reg.N_LAYERS):
                     m.d.sync += n_layers.eq(d)
                 with m.Case(Reg.PASSES):
@@ -219,14 +256,30 @@ class SpinBayesCore(wiring.Component):
         plane = Signal(range(p.A_max))
         group = Signal(range(p.groups_total))
         idx = Signal(range(p.rows_max + 1))
-        ngroups = Signal(range(p.groups_total + 1))
+        # the current layer's last group and last bit-plane (group count - 1, input bits - 1),
+        # registered (one cycle behind `layer`; READ starts at least two cycles after layer
+        # changes: ARB, ARB_WAIT): the descriptor multiplexer, ceil(rows / R) and the "+ 1"
+        # of the end tests were in the controller's critical path. Likewise the end tests of
+        # LOAD, EMIT and the passes compare with registered "- 1" copies.
+        last_group = Signal(range(p.groups_total + 1))
+        last_plane = Signal(range(p.A_max + 1))
+        m.d.sync += [last_group.eq((rows[layer] + p.R - 1) // p.R - 1),
+                     last_plane.eq(in_bits[layer] - 1)]
+        rows0_m1, passes_m1 = Signal.like(rows[0]), Signal.like(passes)
+        rows0_is1 = Signal()
+        m.d.sync += [rows0_m1.eq(rows[0] - 1), rows0_is1.eq(rows[0] == 1),
+                     passes_m1.eq(passes - 1)]
         last = Signal()
-        n_cls = Signal(range(p.outputs_max + 1))   # outputs of the last layer (classes)
+        n_cls = Signal(range(p.classes_max + 1))   # outputs of the last layer (classes)
         m.d.comb += [
-            ngroups.eq((rows[layer] + p.R - 1) // p.R),
             last.eq(layer == n_layers - 1),
-            n_cls.eq(outs[n_layers - 1]),
+            # at most classes_max (firmware refuses a larger last layer; a misprogrammed one
+            # streams its first classes_max classes)
+            n_cls.eq(Mux(outs[n_layers - 1] > p.classes_max, p.classes_max,
+                         outs[n_layers - 1])),
         ]
+        ncls_m1 = Signal.like(n_cls)
+        m.d.sync += ncls_m1.eq(n_cls - 1)
         arb_mask = Signal(p.N)
         arb_idx = Signal(data.ArrayLayout(unsigned(p.index_bits), p.n_max))
         m.d.comb += [arb_mask.eq(Array(x.mask for x in arbs)[layer]),
@@ -250,24 +303,50 @@ class SpinBayesCore(wiring.Component):
         # adds them one cycle after that (a read issued in cycle t is in S from t + 3)
         p_valid, p_valid2 = Signal(), Signal()
         p_plane, p_plane2 = Signal.like(plane), Signal.like(plane)
-        idx_q = Signal.like(arb_idx)
         p_sel = Signal.like(aac.p)
         m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
-                     p_plane2.eq(p_plane), idx_q.eq(arb_idx)]
+                     p_plane2.eq(p_plane)]
         # the accumulators are cleared in the first READ cycle (registered: no fan-out of the
         # FSM decode over the sum_bits x outputs_max accumulators), two cycles before the
         # first read reaches them
         aac_clear = Signal()
         m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(aac_clear),
                      aac.p.eq(p_sel)]
+        # The registered index of slot s is replicated, one copy per SEL_COPIES-th of the
+        # columns (one register drove all cols_max x adc_bits multiplexers: the periphery's
+        # critical path on the ECP5, 13 ns of routing). Copy g resets to g: copies that
+        # differed only by name would be merged back into one flip-flop by yosys (a keep
+        # attribute does not stop that). The reset value is never used: the indices are
+        # loaded before the first READ of every layer.
+        copies = min(SEL_COPIES, 2 ** (p.index_bits + 1), p.cols_max)
+        per = -(-p.cols_max // copies)
+        ab = p.adc_bits
+        # A slot outside the n-way (s >= n_way) holds index N, which selects zeros: the
+        # adder-accumulator's own slot mask stays all ones (n_way's fan-out into every
+        # accumulator was the next critical path).
         for s in range(p.n_max):
-            m.d.sync += p_sel[s].eq(Array(xb.p for xb in xbars)[idx_q[s]])
-            m.d.comb += aac.p_mask[s].eq(s < n_way)
+            for g in range(copies):
+                q = Signal(p.index_bits + 1, init=g, name=f"idx_q{s}_{g}")
+                m.d.sync += q.eq(Mux(s < n_way, arb_idx[s], p.N))
+                lo, hi = g * per * ab, min(p.cols_max, (g + 1) * per) * ab
+                zero = C(0, hi - lo)
+                entries = [xb.p.as_value()[lo:hi] for xb in xbars]
+                entries += [zero] * (2 ** (p.index_bits + 1) - p.N)
+                m.d.sync += p_sel[s].as_value()[lo:hi].eq(Array(entries)[q])
+            m.d.comb += aac.p_mask[s].eq(1)
 
         # comparators and averaging see the AAC's sums
-        m.d.comb += [cmp.S.eq(aac.S), cmp.theta.eq(theta[layer]), cmp.sign.eq(sign[layer]),
-                     cmp.n_out.eq(outs[layer]),
-                     avg.S.eq(aac.S), avg.M.eq(scale), avg.B.eq(offset),
+        # the current layer's thresholds, signs and outputs, registered (one cycle behind
+        # `layer`, like last_group): the layer multiplexer in front of all comparators was in
+        # the periphery's critical path on the ECP5
+        cur_theta, cur_sign = Signal.like(theta[0]), Signal.like(sign[0])
+        cur_outs = Signal.like(outs[0])
+        m.d.sync += [cur_theta.eq(theta[layer]), cur_sign.eq(sign[layer]),
+                     cur_outs.eq(outs[layer])]
+        m.d.comb += [cmp.S.eq(aac.S), cmp.theta.eq(cur_theta), cmp.sign.eq(cur_sign),
+                     cmp.n_out.eq(cur_outs),
+                     *(avg.S[j].eq(aac.S[j]) for j in range(p.classes_max)),
+                     avg.M.eq(scale), avg.B.eq(offset),
                      avg.n_out.eq(n_cls), avg.T.eq(passes)]
 
         # --- controller --------------------------------------------------------------
@@ -286,9 +365,9 @@ class SpinBayesCore(wiring.Component):
         # busy (and cnt_cycles after it) would stay X until the first state change.
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(self.in_valid):
+                with m.If(self.in_valid & in_ok):
                     m.d.sync += [img[0].eq(self.in_data), idx.eq(1)]
-                    with m.If(rows[0] == 1):
+                    with m.If(rows0_is1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
                         m.next = "ARB"
                     with m.Else():
@@ -297,7 +376,7 @@ class SpinBayesCore(wiring.Component):
                 with m.If(self.in_valid):
                     m.d.sync += [img.as_value().word_select(idx[:p.row_bits], p.A_max)
                                  .eq(self.in_data), idx.eq(idx + 1)]
-                    with m.If(idx + 1 == rows[0]):
+                    with m.If(idx == rows0_m1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
                         m.next = "ARB"
             with m.State("ARB"):
@@ -307,9 +386,9 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += [plane.eq(0), group.eq(0)]
                     m.next = "READ"
             with m.State("READ"):
-                with m.If(group + 1 == ngroups):
+                with m.If(group == last_group):
                     m.d.sync += group.eq(0)
-                    with m.If(plane + 1 == in_bits[layer]):
+                    with m.If(plane == last_plane):
                         m.d.sync += drain.eq(0)
                         m.next = "DRAIN"
                     with m.Else():
@@ -326,7 +405,7 @@ class SpinBayesCore(wiring.Component):
                     m.next = "EMIT_Y_WAIT"
                 with m.Else():
                     for j in range(p.outputs_max):
-                        m.d.sync += act[j].eq(Mux(j < outs[layer], cmp.act[j], 0))
+                        m.d.sync += act[j].eq(Mux(j < cur_outs, cmp.act[j], 0))
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"
             with m.State("EMIT_Y_WAIT"):
@@ -334,9 +413,9 @@ class SpinBayesCore(wiring.Component):
             with m.State("EMIT_Y"):
                 with m.If(self.out_ready):
                     m.d.sync += out_c.eq(out_c + 1)
-                    with m.If(out_c + 1 == n_cls):
+                    with m.If(out_c == ncls_m1):
                         m.d.sync += layer.eq(0)
-                        with m.If(t + 1 == passes):
+                        with m.If(t == passes_m1):
                             m.next = "FINISH"
                         with m.Else():
                             m.d.sync += t.eq(t + 1)
@@ -350,7 +429,7 @@ class SpinBayesCore(wiring.Component):
             with m.State("EMIT_AVG"):
                 with m.If(self.out_ready):
                     m.d.sync += out_c.eq(out_c + 1)
-                    with m.If(out_c + 1 == n_cls):
+                    with m.If(out_c == ncls_m1):
                         m.next = "EMIT_CLASS"
             with m.State("EMIT_CLASS"):
                 with m.If(self.out_ready):
@@ -360,14 +439,20 @@ class SpinBayesCore(wiring.Component):
         idle, load = st("IDLE"), st("LOAD")
         emit_y, emit_avg, emit_cls = st("EMIT_Y"), st("EMIT_AVG"), st("EMIT_CLASS")
         act_st = st("ACT")
-        start_img = (idle | load) & self.in_valid & Mux(idle, rows[0] == 1, idx + 1 == rows[0])
+        start_img = (((idle & in_ok) | load) & self.in_valid
+                     & Mux(idle, rows0_is1, idx == rows0_m1))
         m.d.sync += aac_clear.eq(st("ARB_WAIT") & arb_done)
+        # the averaging block is cleared the cycle after the image's last input beat
+        # (registered: the input handshake's decode reached every Y register's reset in one
+        # cycle, the periphery's critical path on the ECP5); its first pass is far later
+        avg_clear = Signal()
+        m.d.sync += avg_clear.eq(start_img)
         m.d.comb += [
             self.busy.eq(~idle),
-            self.in_ready.eq(idle | load),
+            self.in_ready.eq((idle & in_ok) | load),
             arb_start.eq(st("ARB")),
             issue.eq(st("READ")),
-            avg.clear.eq(start_img),
+            avg.clear.eq(avg_clear),
             # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's
             # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
             avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),

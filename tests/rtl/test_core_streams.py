@@ -163,6 +163,40 @@ def test_programming_write_while_busy_waits_for_idle(tiny, unstalled, check_refe
     check_reference(hw, x[1:], [second])
 
 
+def test_no_image_starts_while_a_write_lands(tiny):
+    """A descriptor write lands the cycle after it is accepted; in_ready stays low in IDLE in
+    the cycle of the write and the two after (the registered copies of the descriptor follow
+    one cycle later), so the image sees the new value."""
+    _, _, program, codes = tiny
+    seen = []
+
+    async def tb(ctx, dut, rst):
+        drv = CoreDriver(AmaranthBus(ctx, dut))
+        await drv.program(program, cells=False)
+        await ctx.tick().repeat(2)
+        passes = dut.descriptor["passes"]
+        ctx.set(dut.in_valid, 1)
+        ctx.set(dut.in_data, int(codes[0][0]))
+        seen.append(("idle", ctx.get(dut.in_ready), ctx.get(passes)))
+        ctx.set(dut.prog_en, 1)
+        ctx.set(dut.prog_sel, Reg.PASSES)
+        ctx.set(dut.prog_data, T + 1)
+        seen.append(("write", ctx.get(dut.prog_ready), ctx.get(dut.in_ready)))
+        await ctx.tick()
+        ctx.set(dut.prog_en, 0)
+        seen.append(("stage", ctx.get(dut.in_ready), ctx.get(passes)))
+        await ctx.tick()
+        seen.append(("landed", ctx.get(dut.in_ready), ctx.get(passes), ctx.get(dut.busy)))
+        await ctx.tick()
+        seen.append(("copied", ctx.get(dut.in_ready), ctx.get(dut.busy)))
+        await ctx.tick()
+        seen.append(("taken", ctx.get(dut.busy)))
+
+    simulate(program, tb)
+    assert seen == [("idle", 1, T), ("write", 1, 0), ("stage", 0, T),
+                    ("landed", 0, T + 1, 0), ("copied", 1, 0), ("taken", 1)]
+
+
 def test_reset_mid_inference(tiny, check_reference):
     hw, x, program, codes = tiny
     out = {}
@@ -174,6 +208,8 @@ def test_reset_mid_inference(tiny, check_reference):
         for code in codes[0]:                              # stream the image
             ctx.set(dut.in_valid, 1)
             ctx.set(dut.in_data, int(code))
+            while not ctx.get(dut.in_ready):               # the last write is still landing
+                await ctx.tick()
             await ctx.tick()
         ctx.set(dut.in_valid, 0)
         while not (ctx.get(dut.trace_valid) and ctx.get(dut.trace_pass) == 1):
@@ -245,4 +281,7 @@ def test_activity_counters_match_the_network_shape(tiny, unstalled):
                   + T * (1 + C)                                        # EMIT_Y_WAIT, EMIT_Y
                   + 1 + C * dc + 4 + C + 1)            # FINISH, DIVIDE, EMIT_AVG, EMIT_CLASS
         assert got["cnt_cycles"] == cycles
-        assert r.cycles == cycles + 1                                  # + the IDLE beat
+        # + the IDLE beat; the first image's first beat also waits two cycles in IDLE for the
+        # programming's last write to land (in_ready low while a write is in its stage and
+        # the cycle after)
+        assert r.cycles == cycles + 1 + 2 * (b == 0)
