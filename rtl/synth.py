@@ -43,8 +43,8 @@ from ..golden.checkpoint import atomic_write
 from .export import PARAMS_JSON, TOPS, build_top
 from .params import RtlParams
 
-__all__ = ["BLOCK_TOPS", "DEFAULT_TOPS", "DEVICES", "QUICK_TOPS", "SYNTH_TOPS", "TARGETS",
-           "SynthError", "ToolMissing", "blackbox_crossbars", "markdown_table",
+__all__ = ["BLOCK_TOPS", "DEFAULT_TOPS", "DEVICES", "QUICK_TOPS", "ROUTERS", "SYNTH_TOPS",
+           "TARGETS", "SynthError", "ToolMissing", "blackbox_crossbars", "markdown_table",
            "parse_nextpnr_report", "parse_yosys_stat", "synthesize", "tool_versions"]
 
 #: Synthesis targets, in run order.
@@ -60,6 +60,8 @@ DEFAULT_TOPS = (*BLOCK_TOPS, "periphery")
 #: block (when it had 64 parallel multipliers: 149k generic cells, 266 s of generic synth;
 #: it now has one, not measured in quick mode).
 QUICK_TOPS = ("rng", "arbiter", "aac", "comparator")
+#: nextpnr routers (``--router``).
+ROUTERS = ("router2", "router1")
 #: Devices tried in order (smallest first) per FPGA target: (nextpnr flag, package).
 DEVICES = {
     "ice40": (("up5k", "sg48"), ("hx8k", "ct256")),
@@ -372,7 +374,7 @@ def _split_core(stat: dict) -> dict:
 
 
 def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
-          timeout, progress) -> dict:
+          timeout, progress, router: str = "router2") -> dict:
     mod = _module_of(top)
     stem = f"{top}.{target}"
     strip = "delete t:spinbayes_core.xbar*; " if top == "periphery" else ""
@@ -410,7 +412,8 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
         report = f"{stem}.report.json"
         (out / report).unlink(missing_ok=True)
         args = [f"--{flag}", "--package", package, "--json", f"{stem}.json", "--report", report,
-                "--freq", f"{freq:g}", "--seed", str(seed), "--timing-allow-fail"]
+                "--freq", f"{freq:g}", "--seed", str(seed), "--router", router,
+                "--timing-allow-fail"]
         rc, secs = _run_tool(f"nextpnr-{target}", args, out, f"{stem}.nextpnr.log", timeout)
         psecs += secs
         tried.append(f"{flag}: rc {rc}")
@@ -447,14 +450,19 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
 # --- the whole run -------------------------------------------------------------------------
 def synthesize(params: RtlParams, out_dir, *, targets=TARGETS, tops=None, progress=True,
                freq_mhz: float = 100, seed: int = 1, quick: bool = False,
-               timeout: float | None = None) -> dict:
+               timeout: float | None = None, router: str = "router2",
+               fpga_tops=()) -> dict:
     """Synthesise ``tops`` (default: :data:`DEFAULT_TOPS`; :data:`QUICK_TOPS` if ``quick``) for
     ``targets`` and write ``out_dir/synth.json`` and ``out_dir/synth.md``; returns the dict.
 
     Every target runs every top; the generic ``core`` also gets its per-module split
     (``split``: crossbar modules against the rest). ``timeout`` bounds each tool call
-    (seconds; None: unbounded). Raises :class:`SynthError` (or :class:`ToolMissing`) with the
-    tool's log tail when a step fails.
+    (seconds; None: unbounded). ``router`` is nextpnr's router (``router2``, the default: on
+    the periphery nextpnr's own default ``router1`` had not converged after 27 minutes where
+    ``router2`` finished in about 3; docs/SYNTHESIS.md). ``fpga_tops`` are tops run on the
+    FPGA targets only (the main job's periphery: its generic figures add nothing to the
+    ECP5's and cost a minute). Raises :class:`SynthError` (or
+    :class:`ToolMissing`) with the tool's log tail when a step fails.
     """
     if not isinstance(params, RtlParams):
         raise ValueError(f"params must be an RtlParams, not {params!r}")
@@ -466,26 +474,33 @@ def synthesize(params: RtlParams, out_dir, *, targets=TARGETS, tops=None, progre
     bad = [t for t in tops if t not in SYNTH_TOPS]
     if bad or not tops:
         raise ValueError(f"tops must be a non-empty subset of {SYNTH_TOPS}, not {tops!r}")
+    fpga_tops = tuple(t for t in fpga_tops if t not in tops)
+    if any(t not in SYNTH_TOPS for t in fpga_tops):
+        raise ValueError(f"fpga_tops must be a subset of {SYNTH_TOPS}, not {fpga_tops!r}")
     if not freq_mhz > 0:
         raise ValueError(f"freq_mhz must be positive, not {freq_mhz!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {ROUTERS}, not {router!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     _say(progress, "tool versions (the first call of each tool compiles it, ~25 s)")
     result = {"params": params.describe(), "mode": "quick" if quick else "default",
-              "tops": list(tops), "freq_mhz": freq_mhz, "seed": seed,
+              "tops": list(tops + fpga_tops), "freq_mhz": freq_mhz, "seed": seed,
+              "router": router,
               "tools": tool_versions(out), "targets": {}}
-    files = _sources(params, out, tops, progress)
+    files = _sources(params, out, tops + fpga_tops, progress)
     for target in targets:
         entry = result["targets"].setdefault(target, {})
         t0 = time.perf_counter()
-        for top in tops:
+        for top in tops + (fpga_tops if target != "generic" else ()):
             _say(progress, f"{target}: {top} ...")
             try:
                 if target == "generic":
                     r = _generic(top, files[top], out, timeout)
                 else:
-                    r = _fpga(target, top, files[top], out, freq_mhz, seed, timeout, progress)
+                    r = _fpga(target, top, files[top], out, freq_mhz, seed, timeout, progress,
+                              router)
             except ToolMissing:
                 raise
             except SynthError as e:
@@ -536,7 +551,8 @@ def markdown_table(result: dict) -> str:
         raise ValueError(f"not a synthesize() result: missing {e}") from None
     lines = [f"### Synthesis resources ({result.get('mode', 'default')} mode, N={params['N']}, "
              f"{params['rows_max']}x{params['outputs_max']} crossbars, "
-             f"{params['groups_total']} groups)", ""]
+             f"{params['groups_total']} groups, "
+             f"{params.get('classes_max', params['outputs_max'])} classes)", ""]
     if "generic" in targets:
         lines += ["Generic (`synth; stat`): cells and flip-flops.", "",
                   "| top | cells | FF | seconds |", "|---|---:|---:|---:|"]
@@ -555,6 +571,7 @@ def markdown_table(result: dict) -> str:
         if target not in targets:
             continue
         lines += [f"{target} (`synth_{target}` + nextpnr-{target}, {freq:g} MHz constraint, "
+                  f"placer seed {result.get('seed', 1)}, {result.get('router', 'router1')}, "
                   "ports other than clk/rst cut, register-to-register Fmax).", "",
                   "| top | device | LUT | FF | carry | BRAM | DSP | Fmax (MHz) | meets | "
                   "seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]

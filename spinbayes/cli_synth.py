@@ -21,7 +21,7 @@ def load_rtl_params(path: str | None):
 
 def add_synth_parser(sub) -> None:
     """Add the ``synth`` subcommand to the ``spinbayes`` subparsers ``sub``."""
-    from .rtl.synth import DEFAULT_TOPS, QUICK_TOPS, SYNTH_TOPS, TARGETS
+    from .rtl.synth import DEFAULT_TOPS, QUICK_TOPS, ROUTERS, SYNTH_TOPS, TARGETS
 
     p = sub.add_parser(
         "synth", help="synthesis resources: yosys generic, iCE40 and ECP5 with nextpnr",
@@ -40,6 +40,9 @@ def add_synth_parser(sub) -> None:
     p.add_argument("--freq", type=float, default=100.0,
                    help="clock constraint for nextpnr in MHz (default: 100)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
+    p.add_argument("--router", choices=ROUTERS, default="router2",
+                   help="nextpnr router (default: router2; router1 is nextpnr's own default "
+                   "and much slower on the periphery)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds allowed per tool call (default: none)")
     p.add_argument("--out", default="runs/synth", help="output directory (default: runs/synth)")
@@ -58,7 +61,7 @@ def run_synth(args) -> int:
                                                                             "ecp5")),
                             tops=tuple(args.top) if args.top else None,
                             progress=not args.quiet, freq_mhz=args.freq, seed=args.seed,
-                            quick=args.quick, timeout=args.timeout)
+                            quick=args.quick, timeout=args.timeout, router=args.router)
     except (ValueError, OSError, SynthError) as e:
         print(f"spinbayes synth: error: {e}", file=sys.stderr)
         return 2

@@ -183,15 +183,15 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
         def synth():
             from .rtl.synth import QUICK_TOPS, synthesize
 
-            # The main job must finish in about 10 minutes on 2 cores. Measured: the
-            # periphery on ECP5 alone takes ~1 h (placement and routing), the averaging block
-            # ~2-4 min of generic synthesis, the behavioural crossbar ~3 min; they are
-            # measured by `spinbayes synth` (docs/SYNTHESIS.md), not here. The main job
-            # synthesizes the small periphery blocks: generic + ECP5 (--quick: generic only).
+            # The main job must finish in about 10 minutes on 2 cores. It synthesizes the
+            # small periphery blocks (generic + ECP5) and the whole periphery of this run's
+            # design on the ECP5 (~4 min: yosys ~1 min, nextpnr with router2 ~3 min;
+            # docs/SYNTHESIS.md); the behavioural crossbar and the averaging block alone are
+            # measured by `spinbayes synth`. --quick: the small blocks, generic only.
             targets = options.synth_targets or (("generic",) if options.quick
                                                 else ("generic", "ecp5"))
-            tops = QUICK_TOPS
-            r = synthesize(ctx["params"], out / SYNTH_DIR, targets=targets, tops=tops,
+            r = synthesize(ctx["params"], out / SYNTH_DIR, targets=targets, tops=QUICK_TOPS,
+                           fpga_tops=() if options.quick else ("periphery",),
                            quick=options.quick, progress=progress)
             files["synth"] = f"{SYNTH_DIR}/synth.json"
             ctx["synth"] = r

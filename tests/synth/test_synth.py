@@ -80,6 +80,7 @@ def test_nextpnr_report_matches_log(rng_run, target):
     assert r["fmax_by_clock"][clock] == pytest.approx(float(mhz), abs=0.01)
     assert r["fmax_mhz"] == min(r["fmax_by_clock"].values())
     assert r["meets"] == (r["fmax_mhz"] >= res["freq_mhz"])
+    assert res["router"] == "router2" and "Running router2" in log     # the default router
     # the device is the first of the list (the RNG fits the smallest), and the report's
     # capacity is that device's
     flag, package = DEVICES[target][0]
@@ -187,6 +188,20 @@ def test_bad_arguments(tmp_path):
         synthesize({"N": 5}, tmp_path, progress=False)
     with pytest.raises(ValueError, match="freq_mhz"):
         synthesize(RtlParams(), tmp_path, freq_mhz=0, progress=False)
+    with pytest.raises(ValueError, match=r"router must be one of \('router2', 'router1'\), "
+                       "not 'router3'"):
+        synthesize(RtlParams(), tmp_path, router="router3", progress=False)
+    with pytest.raises(ValueError, match="fpga_tops must be a subset"):
+        synthesize(RtlParams(), tmp_path, fpga_tops=("dsp",), progress=False)
+
+
+def test_fpga_tops_skip_the_generic_target(tmp_path):
+    """The main job's periphery runs on the FPGA targets only."""
+    res = synthesize(TINY, tmp_path, targets=("generic",), tops=("rng",),
+                     fpga_tops=("periphery",), progress=False)
+    assert res["tops"] == ["rng", "periphery"]
+    assert list(res["targets"]["generic"]) == ["rng"]
+    assert (tmp_path / "periphery.v").exists()          # exported for the FPGA targets
     with pytest.raises(ValueError, match="markdown|synthesize"):
         markdown_table({"targets": {}})
 
@@ -203,9 +218,10 @@ def test_cli_bad_config(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_periphery_ecp5(tmp_path):
-    """The issue's target: the digits-MLP periphery (RtlParams()) on ECP5 at 100 MHz."""
-    res = synthesize(RtlParams(), tmp_path, targets=("ecp5",), tops=("periphery",),
-                     progress=True)
+    """The issue's target: the digits-MLP periphery on ECP5 at 100 MHz: the main job's design
+    (params_for of the 64-64-10 MLP: n_max = 1, 10 classes)."""
+    res = synthesize(RtlParams(n_max=1, classes_max=10), tmp_path, targets=("ecp5",),
+                     tops=("periphery",), progress=True)
     r = res["targets"]["ecp5"]["periphery"]
     assert r["fits"] and r["capacity"]["dsp"] >= r["dsp"] > 0
     assert r["capacity"]["lut"] >= r["lut"] > 0 and r["ff"] > 0 and r["fmax_mhz"] > 0
