@@ -318,8 +318,8 @@ class SpinBayesCore(wiring.Component):
         # differed only by name would be merged back into one flip-flop by yosys (a keep
         # attribute does not stop that). The reset value is never used: the indices are
         # loaded before the first READ of every layer.
-        copies = min(SEL_COPIES, 2 ** (p.index_bits + 1), p.cols_max)
-        per = -(-p.cols_max // copies)
+        per = -(-p.cols_max // min(SEL_COPIES, 2 ** (p.index_bits + 1), p.cols_max))
+        copies = -(-p.cols_max // per)             # every copy has at least one column
         ab = p.adc_bits
         # A slot outside the n-way (s >= n_way) holds index N, which selects zeros: the
         # adder-accumulator's own slot mask stays all ones (n_way's fan-out into every
