@@ -374,7 +374,7 @@ def _split_core(stat: dict) -> dict:
 
 
 def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
-          timeout, progress, router: str = "router2") -> dict:
+          timeout, progress, router: str) -> dict:
     mod = _module_of(top)
     stem = f"{top}.{target}"
     strip = "delete t:spinbayes_core.xbar*; " if top == "periphery" else ""
@@ -458,11 +458,11 @@ def synthesize(params: RtlParams, out_dir, *, targets=TARGETS, tops=None, progre
     Every target runs every top; the generic ``core`` also gets its per-module split
     (``split``: crossbar modules against the rest). ``timeout`` bounds each tool call
     (seconds; None: unbounded). ``router`` is nextpnr's router (``router2``, the default: on
-    the periphery nextpnr's own default ``router1`` had not converged after 27 minutes where
-    ``router2`` finished in about 3; docs/SYNTHESIS.md). ``fpga_tops`` are tops run on the
-    FPGA targets only (the main job's periphery: its generic figures add nothing to the
-    ECP5's and cost a minute). Raises :class:`SynthError` (or
-    :class:`ToolMissing`) with the tool's log tail when a step fails.
+    the periphery nextpnr's own default ``router1`` had not converged after 29 minutes where
+    ``router2`` finished the same netlist in 6.5; docs/SYNTHESIS.md). ``fpga_tops`` are tops
+    run on the FPGA targets only (the main job's periphery: its generic figures add nothing
+    to the ECP5's and cost a minute). Raises :class:`SynthError` (or :class:`ToolMissing`)
+    with the tool's log tail when a step fails.
     """
     if not isinstance(params, RtlParams):
         raise ValueError(f"params must be an RtlParams, not {params!r}")

@@ -131,9 +131,12 @@ def _tool_path() -> str:
     return os.pathsep.join([*parts, os.environ.get("PATH", "")])
 
 
+#: The executable that builds each simulator's model.
+_EXECUTABLE = {"icarus": "iverilog", "verilator": "verilator"}
+
+
 def simulator_available(sim: str) -> bool:
-    exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
-    return shutil.which(exe, path=_tool_path()) is not None
+    return shutil.which(_EXECUTABLE[sim], path=_tool_path()) is not None
 
 
 def _cache_root(cache_dir) -> Path:
@@ -156,8 +159,7 @@ def toolchain_id(sim: str) -> str:
     build made from another venv cannot be reused)."""
     import cocotb
 
-    exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
-    return "|".join([str(shutil.which(exe, path=_tool_path())), cocotb.__version__,
+    return "|".join([str(shutil.which(_EXECUTABLE[sim], path=_tool_path())), cocotb.__version__,
                      str(Path(cocotb.__file__).resolve().parent)])
 
 
