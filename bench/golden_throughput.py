@@ -30,7 +30,7 @@ from spinbayes.config import Config
 from spinbayes.golden.approximation import approximate
 from spinbayes.golden.hardware import fold_network
 from spinbayes.golden.inference import SpinBayesNet, sample_choices
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import bbb_predict
 
 T = 10

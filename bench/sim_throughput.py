@@ -36,7 +36,7 @@ from spinbayes.golden.datasets import load_digits_split
 from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.hardware import fold_network
 from spinbayes.golden.layers import input_codes
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import train_bbb
 from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.sim.coverify import params_for, run_images

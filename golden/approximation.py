@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .layers import BayesConv2d, bayes_layers
-from .models import BayesNet
+from .networks import BayesNet
 
 __all__ = ["CrossbarImages", "CrossbarLayer", "approximate", "quantize_eq3"]
 

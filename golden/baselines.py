@@ -2,7 +2,7 @@
 n-way study of section 4.4.
 
 Every baseline is a *deterministic twin* of the Bayesian network of a :class:`Config`: the
-same :class:`~spinbayes.golden.models.Stage` list (bias-free weight layer -> BatchNorm ->
+same :class:`~spinbayes.golden.networks.Stage` list (bias-free weight layer -> BatchNorm ->
 comparator with straight-through gradient, or ReLU -> [pool] -> [flatten]), the same input
 quantisation and the same initial weights (the BBB posterior means drawn from ``cfg.seed``),
 with plain weights instead of a Gaussian posterior:
@@ -47,7 +47,7 @@ from ..config import Config
 from .approximation import CrossbarImages
 from .datasets import Dataset
 from .evaluate import MethodResult, build_spinbayes, evaluate_probs
-from .models import BayesNet, Stage, build_model
+from .networks import BayesNet, Stage, build_model
 from .train import batches, set_seed
 
 __all__ = ["BASELINES", "METHODS", "DeterministicNet", "DropConnect", "InputDropout",
@@ -155,7 +155,7 @@ def build_deterministic(cfg: Config, image_shape: tuple[int, int, int], num_clas
     Parameters
     ----------
     cfg, image_shape, num_classes
-        As for :func:`~spinbayes.golden.models.build_model`: topology, activation, input
+        As for :func:`~spinbayes.golden.networks.build_model`: topology, activation, input
         bits, initialisation seed ``cfg.seed``; (C, H, W) of an image; number of logits.
     method : str
         ``"deterministic"`` (no masks; ``p`` is ignored), ``"mc_dropout"`` (dropout on the

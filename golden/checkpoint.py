@@ -3,7 +3,7 @@
 A checkpoint is a directory with two files:
 
 * ``model.safetensors`` (:data:`CHECKPOINT_WEIGHTS`): the posterior (mu, rho) and the
-  BatchNorm state of a trained :class:`~spinbayes.golden.models.BayesNet`;
+  BatchNorm state of a trained :class:`~spinbayes.golden.networks.BayesNet`;
 * ``manifest.json`` (:data:`CHECKPOINT_MANIFEST`): format name and version, the full
   :class:`~spinbayes.config.Config` (topology, Q, N, seed, data, ...), the data shape, the
   SHA-256 of the weights file and the training history.
@@ -30,7 +30,7 @@ from safetensors.torch import save as st_save
 
 from ..config import Config
 from .approximation import CrossbarImages, CrossbarLayer
-from .models import BayesNet, build_model
+from .networks import BayesNet, build_model
 
 __all__ = [
     "CHECKPOINT_MANIFEST",

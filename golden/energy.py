@@ -184,7 +184,7 @@ def shapes_of_hw(hw) -> list[LayerShape]:
 
 def layer_shapes(model, image_shape, input_bits: int | None = None,
                  act_bits: int | None = None) -> list[LayerShape]:
-    """The crossbar layers of a golden :class:`~spinbayes.golden.models.BayesNet` (dense and
+    """The crossbar layers of a golden :class:`~spinbayes.golden.networks.BayesNet` (dense and
     conv), found by running one zero image through it and recording each weight layer's
     input and output shapes. Works on any device, including ``meta``-free CPU models."""
     import torch
@@ -222,9 +222,9 @@ def layer_shapes(model, image_shape, input_bits: int | None = None,
 
 
 def lenet5_shapes(input_bits: int = 4, act_bits: int = 1, num_classes: int = 10):
-    """LeNet-5 on 28x28 MNIST (spinbayes.golden.models), as :class:`LayerShape` s."""
+    """LeNet-5 on 28x28 MNIST (spinbayes.golden.networks), as :class:`LayerShape` s."""
     from ..config import Config
-    from .models import build_model
+    from .networks import build_model
 
     cfg = Config(topology="lenet5", input_bits=input_bits, act_bits=act_bits, epochs=1)
     return layer_shapes(build_model(cfg, (1, 28, 28), num_classes), (1, 28, 28))

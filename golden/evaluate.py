@@ -24,7 +24,7 @@ from .approximation import CrossbarImages
 from .datasets import OOD_NAMES, Dataset
 from .hardware import Agreement, compare_with_float, fold_network
 from .inference import SpinBayesNet, recalibrate_bn
-from .models import BayesNet
+from .networks import BayesNet
 from .train import bbb_predict
 
 __all__ = ["MethodResult", "build_spinbayes", "evaluate", "evaluate_probs", "tables_markdown"]

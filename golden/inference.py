@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .approximation import CrossbarImages, CrossbarLayer
 from .layers import quantize_input
-from .models import BayesNet
+from .networks import BayesNet
 
 __all__ = ["SpinBayesNet", "SpinBayesOutput", "recalibrate_bn", "sample_choices"]
 

@@ -11,7 +11,7 @@ Two entry points:
   ``nn.Linear`` / ``nn.Conv2d`` gives mu = its weight and sigma = ``sigma`` (default 0).
 * :func:`bayesnet_from_sequential` turns an ``nn.Sequential`` of the shape SpinBayes runs
   (weight layer -> BatchNorm -> activation -> [MaxPool] ..., the last weight layer followed
-  by BatchNorm only) into this project's :class:`~spinbayes.golden.models.BayesNet`, so the
+  by BatchNorm only) into this project's :class:`~spinbayes.golden.networks.BayesNet`, so the
   whole flow (crossbar images, re-calibration, SpinBayes inference, hardware mode) applies.
 
 Deterministic networks: with sigma = 0 the N crossbars of a layer are identical, so the
@@ -34,7 +34,7 @@ from torch import nn
 
 from .approximation import PosteriorLayer
 from .layers import BayesConv2d, BayesLinear, Comparator
-from .models import BayesNet, Stage
+from .networks import BayesNet, Stage
 
 __all__ = ["posterior_from_module", "bayesnet_from_sequential"]
 

@@ -184,7 +184,7 @@ def paper_models(device: str = "meta") -> dict[str, nn.Module]:
     from spinbayes.config import Config
 
     from . import zoo
-    from .models import build_model
+    from .networks import build_model
 
     return {
         "MLP (digits)": build_model(Config(), (1, 8, 8), 10),

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import Config
-from .models import BayesNet
+from .networks import BayesNet
 
 __all__ = ["batches", "bbb_predict", "set_seed", "train_bbb"]
 

@@ -146,7 +146,7 @@ def _setup(args) -> bool:
 def _train(cfg: Config, out: Path, progress: bool):
     from .golden.checkpoint import save_checkpoint
     from .golden.datasets import load_dataset
-    from .golden.models import build_model
+    from .golden.networks import build_model
     from .golden.train import train_bbb
 
     data = load_dataset(cfg)

@@ -8,7 +8,7 @@ import torch
 
 from spinbayes.config import Config
 from spinbayes.golden.datasets import load_digits_split
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import train_bbb
 
 

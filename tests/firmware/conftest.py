@@ -12,7 +12,7 @@ from spinbayes.firmware.compiler import Program, compile_network
 from spinbayes.golden.approximation import approximate
 from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.hardware import HwNetwork, fold_network
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import train_bbb
 from spinbayes.rtl.params import RtlParams
 

@@ -11,7 +11,7 @@ from spinbayes.golden.datasets import ood_sets
 from spinbayes.golden.evaluate import evaluate_probs
 from spinbayes.golden.layers import Comparator
 from spinbayes.golden.metrics import accuracy
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 
 CFG = Config(hidden=(16,), epochs=3, seed=0, T=4)
 

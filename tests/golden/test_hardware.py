@@ -17,7 +17,7 @@ from spinbayes.golden.hardware import (
     signed_bits,
 )
 from spinbayes.golden.inference import SpinBayesNet, sample_choices
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 
 
 @pytest.mark.parametrize("max_abs, bits", [(0, 1), (1, 2), (7, 4), (8, 5), (16, 6), (6720, 14)])

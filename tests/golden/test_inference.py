@@ -115,7 +115,7 @@ def test_bn_recalibration_changes_only_statistics(small_model, digits):
 def test_conv_crossbars_match_dense_loop():
     """LeNet-style conv crossbars: grouped forward equals per-pass F.conv2d."""
     from spinbayes.config import Config
-    from spinbayes.golden.models import build_model
+    from spinbayes.golden.networks import build_model
 
     cfg = Config(topology="lenet5", dataset="digits")
     model = build_model(cfg, (1, 28, 28), 10).eval()

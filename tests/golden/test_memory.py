@@ -11,7 +11,7 @@ from spinbayes.config import Config
 from spinbayes.golden import memory as mem
 from spinbayes.golden import zoo
 from spinbayes.golden.layers import bayes_layers
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 
 # Published totals (torchvision model cards; CIFAR ResNet-18: kuangliu/pytorch-cifar).
 PUBLISHED = [

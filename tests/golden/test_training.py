@@ -21,7 +21,7 @@ from spinbayes.golden.checkpoint import (
     save_crossbar_images,
 )
 from spinbayes.golden.layers import BayesLinear, Comparator, quantize_input
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import bbb_predict, train_bbb
 
 

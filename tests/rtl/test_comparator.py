@@ -11,7 +11,7 @@ from spinbayes.golden.approximation import CrossbarImages, CrossbarLayer, approx
 from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.hardware import HwLayer, fold_network
 from spinbayes.golden.inference import SpinBayesNet, sample_choices
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.rtl.comparator import ComparatorBank
 from spinbayes.rtl.params import RtlParams
 

@@ -15,7 +15,7 @@ from spinbayes.firmware.compiler import compile_network
 from spinbayes.golden.approximation import approximate
 from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.hardware import fold_network
-from spinbayes.golden.models import build_model
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import train_bbb
 from spinbayes.rtl.regs import OutKind
 from spinbayes.sim.coverify import decode_logs, params_for, run_images
