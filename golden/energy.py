@@ -1,60 +1,43 @@
-"""Energy model of section 4.3.1: per-operation energies (Table 4) times operation counts.
+"""Energy per image (section 4.3.1): operation counts times per-operation energies.
 
-The paper gives one dynamic energy per circuit (Table 4) but not the operation each figure is
-charged per. This module makes that reading explicit (docs/ENERGY.md) and switchable where
-two readings are plausible:
-
-* **memory** (decoding / sensing, 4.71 pJ): ``per="read"`` (default), one read of R rows x
-  all columns of one crossbar (read decoder, bit-line drive and ADC sensing), the RTL's
-  ``cnt_xbar_reads``; or ``per="mvm"``, one whole matrix-vector product of one crossbar
-  (all rows and bit-planes of one input vector at once, as an analog array with multi-bit
-  DACs would do it).
-* **rng** (spintronic RNG, 3.80 pJ): ``per="draw"`` (default), one k-bit code drawn by the
-  arbiter's k devices in parallel, rejected codes included (``cnt_rng_draws``); or
-  ``per="device"``, one device switching attempt (k per draw).
-* **averaging** (18.42 pJ): ``per="op"`` (default), the RTL's ``cnt_avg_ops``: one
-  multiply-add y_c = M_c S_c + B_c per class and pass plus one division per class and
-  image; or ``per="image"``, the whole block once per image.
-* **aac** (adder-accumulator, 0.06 pJ): per accumulate of one read (all columns in
-  parallel), ``cnt_aac_ops``.
-* **comparator** (0.01 pJ): per comparison of one neuron with one threshold,
-  ``cnt_cmp_ops``.
-
-Operation counts come from two places that must agree: the RTL's activity counters, and
-:func:`count_operations`, the analytic schedule of docs/ARCHITECTURE.md (dense layers: one
-read per R-row group, bit-plane and chosen crossbar; conv layers: the same per output
-position, im2col windows over a crossbar of k*k*C_in rows). For a network the RTL runs,
-``tests/report`` checks that the two are equal, counter for counter.
+:func:`energy_of_counts` charges the analytic counts (:mod:`.energy_counts`) and
+:func:`energy_of_counters` the RTL's activity counters to an :class:`EnergyModel`
+(:mod:`.energy_model`, where docs/ENERGY.md's readings of Table 4 are explained). This module
+also builds Table 5 against the paper, the scaling series in T, N and the input bits, and
+their figures; it re-exports the names of the other two modules.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BLOCKS", "COUNTER_OF", "PAPER_TABLE4", "PAPER_TABLE5", "READINGS", "EnergyModel",
-           "LayerShape", "LayerCounts", "arbiter_draws", "count_operations", "energy_of_counts",
-           "energy_of_counters", "layer_shapes", "lenet5_shapes", "load_energy_model",
-           "plot_energy_breakdown", "plot_scaling", "shapes_of_hw", "table5_rows"]
+from .energy_counts import (
+    LayerCounts,
+    LayerShape,
+    arbiter_draws,
+    count_operations,
+    layer_shapes,
+    lenet5_shapes,
+    shapes_of_hw,
+    totals,
+)
+from .energy_model import (
+    BLOCKS,
+    COUNTER_OF,
+    PAPER_TABLE4,
+    READINGS,
+    EnergyModel,
+    load_energy_model,
+)
 
-#: The blocks of Table 4, in report order.
-BLOCKS = ("memory", "rng", "averaging", "aac", "comparator")
-#: Table 4 of the paper: dynamic energy per operation, pJ (TSMC 40 nm; arbiter and memory at
-#: circuit level).
-PAPER_TABLE4 = {"memory": 4.71, "rng": 3.80, "averaging": 18.42, "aac": 0.06,
-                "comparator": 0.01}
-#: The operations each block may be charged per; the first is the default reading.
-READINGS = {"memory": ("read", "mvm"), "rng": ("draw", "device"),
-            "averaging": ("op", "image"), "aac": ("read",), "comparator": ("comparison",)}
-#: The RTL activity counter that counts each block's default operation.
-COUNTER_OF = {"memory": "cnt_xbar_reads", "rng": "cnt_rng_draws", "averaging": "cnt_avg_ops",
-              "aac": "cnt_aac_ops", "comparator": "cnt_cmp_ops"}
+__all__ = ["BLOCKS", "COUNTER_OF", "PAPER_TABLE4", "PAPER_TABLE5", "READINGS", "EnergyModel",
+           "LayerCounts", "LayerShape", "arbiter_draws", "count_operations", "energy_of_counts",
+           "energy_of_counters", "layer_shapes", "lenet5_shapes", "load_energy_model",
+           "plot_energy_breakdown", "plot_scaling", "scaling_series", "shapes_of_hw",
+           "table5_rows", "totals"]
+
 #: Table 5 of the paper (MNIST, T = 10 forward passes), with the numbers of RNGs its text
 #: gives. ``rngs`` is the paper's wording.
 PAPER_TABLE5 = (
@@ -68,258 +51,6 @@ PAPER_TABLE5 = (
      "uj_per_image": 0.26, "network": "LeNet-5"},
 )
 
-
-@dataclass(frozen=True)
-class EnergyModel:
-    """Per-operation energies (pJ) and the operation each is charged per (:data:`READINGS`)."""
-
-    pj: dict = field(default_factory=lambda: dict(PAPER_TABLE4))
-    per: dict = field(default_factory=lambda: {b: r[0] for b, r in READINGS.items()})
-    source: str = "paper Table 4"
-
-    def __post_init__(self):
-        for what, d in (("energy", self.pj), ("reading", self.per)):
-            if not isinstance(d, dict):
-                raise ValueError(f"{what} table must be a dict keyed by block, not {d!r}")
-            unknown = set(d) - set(BLOCKS)
-            if unknown:
-                raise ValueError(f"unknown {what} block(s) {sorted(unknown)}; the blocks are "
-                                 f"{list(BLOCKS)}")
-            missing = set(BLOCKS) - set(d)
-            if missing:
-                raise ValueError(f"{what} table is missing block(s) {sorted(missing)}")
-        for b, v in self.pj.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0:
-                raise ValueError(f"energy of {b!r} must be a finite number >= 0 pJ, not {v!r}")
-        for b, r in self.per.items():
-            if r not in READINGS[b]:
-                raise ValueError(f"{b!r} can be charged per {list(READINGS[b])}, not {r!r}")
-
-    def with_reading(self, **per) -> EnergyModel:
-        """The same energies charged per other operations, e.g. ``with_reading(memory="mvm")``."""
-        return replace(self, per={**self.per, **per})
-
-    def to_dict(self) -> dict:
-        return {"pj": dict(self.pj), "per": dict(self.per), "source": self.source}
-
-
-def load_energy_model(path: str | os.PathLike) -> EnergyModel:
-    """Read an energy table from JSON (``.json``) or TOML (``.toml``).
-
-    Each key is a block of :data:`BLOCKS`; its value is the energy in pJ, or a table
-    ``{"pj": 4.71, "per": "read"}``. Blocks left out keep the paper's Table 4 value and
-    default reading. Unknown blocks or fields, negative / NaN / non-numeric energies and
-    unknown readings raise ValueError naming the file; a missing file raises
-    FileNotFoundError.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"energy table {path}: no such file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-            raw = tomllib.loads(text)
-        else:
-            raw = json.loads(text)
-    except (ValueError, json.JSONDecodeError) as e:   # tomllib.TOMLDecodeError is a ValueError
-        raise ValueError(f"energy table {path}: cannot parse ({e})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"energy table {path}: expected an object of blocks {list(BLOCKS)}")
-    pj, per = dict(PAPER_TABLE4), {b: r[0] for b, r in READINGS.items()}
-    for block, v in raw.items():
-        if block not in BLOCKS:
-            raise ValueError(f"energy table {path}: unknown block {block!r}; the blocks are "
-                             f"{list(BLOCKS)}")
-        if isinstance(v, dict):
-            extra = set(v) - {"pj", "per"}
-            if extra or "pj" not in v:
-                raise ValueError(f"energy table {path}: block {block!r} takes the fields "
-                                 f"'pj' (required) and 'per', not {sorted(v)}")
-            pj[block] = v["pj"]
-            if "per" in v:
-                per[block] = v["per"]
-        else:
-            pj[block] = v
-    try:
-        return EnergyModel(pj, per, source=str(path))
-    except ValueError as e:
-        raise ValueError(f"energy table {path}: {e}") from None
-
-
-# --- layer shapes ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LayerShape:
-    """What the schedule needs of one crossbar layer.
-
-    rows: crossbar rows (inputs, or k*k*C_in for a convolution); outputs: neurons (columns
-    of weights); positions: output positions per image (H' x W' for a convolution, 1 for a
-    dense layer); in_bits: bits of the input code, read bit-serially; last: the output layer
-    (output scaling and averaging instead of comparators); act_bits: A of its comparators.
-    """
-
-    name: str
-    kind: str
-    rows: int
-    outputs: int
-    positions: int = 1
-    in_bits: int = 1
-    last: bool = False
-    act_bits: int = 1
-
-
-def shapes_of_hw(hw) -> list[LayerShape]:
-    """The layer shapes of a :class:`~spinbayes.golden.hardware.HwNetwork` (dense layers; the
-    positions of a conv layer need the image size, see :func:`layer_shapes`)."""
-    out = []
-    for i, layer in enumerate(hw.layers):
-        if layer.kind != "linear":
-            raise ValueError(f"layer {i} is {layer.kind!r}: use layer_shapes(model, "
-                             f"image_shape) for convolutions")
-        out.append(LayerShape(f"layer{i}", "linear", layer.rows, int(layer.codes.shape[1]), 1,
-                              layer.in_bits, layer.is_output, max(1, layer.out_bits)))
-    return out
-
-
-def layer_shapes(model, image_shape, input_bits: int | None = None,
-                 act_bits: int | None = None) -> list[LayerShape]:
-    """The crossbar layers of a golden :class:`~spinbayes.golden.networks.BayesNet` (dense and
-    conv), found by running one zero image through it and recording each weight layer's
-    input and output shapes. Works on any device, including ``meta``-free CPU models."""
-    import torch
-
-    from .layers import BayesConv2d, BayesLinear
-
-    stages = list(model.stages)
-    seen = []
-    hooks = [s.weight.register_forward_hook(
-        lambda mod, inp, out, i=i: seen.append((i, tuple(inp[0].shape), tuple(out.shape))))
-        for i, s in enumerate(stages)]
-    try:
-        with torch.no_grad():
-            model.eval()
-            model(torch.zeros(1, *image_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-    A_in = model.input_bits if input_bits is None else input_bits
-    out = []
-    for (i, _, oshape), stage in zip(seen, stages):
-        w = stage.weight
-        last = i == len(stages) - 1
-        a = act_bits if act_bits is not None else getattr(stage.act, "bits", 1)
-        if isinstance(w, BayesConv2d):
-            rows = w.in_channels * w.kernel_size ** 2
-            out.append(LayerShape(f"conv{i}", "conv2d", rows, w.out_channels,
-                                  int(oshape[2] * oshape[3]), A_in if i == 0 else a, last, a))
-        elif isinstance(w, BayesLinear):
-            out.append(LayerShape(f"fc{i}", "linear", w.in_features, w.out_features, 1,
-                                  A_in if i == 0 else a, last, a))
-        else:
-            raise ValueError(f"stage {i}: unsupported weight layer {type(w).__name__}")
-    return out
-
-
-def lenet5_shapes(input_bits: int = 4, act_bits: int = 1, num_classes: int = 10):
-    """LeNet-5 on 28x28 MNIST (spinbayes.golden.networks), as :class:`LayerShape` s."""
-    from ..config import Config
-    from .networks import build_model
-
-    cfg = Config(topology="lenet5", input_bits=input_bits, act_bits=act_bits, epochs=1)
-    return layer_shapes(build_model(cfg, (1, 28, 28), num_classes), (1, 28, 28))
-
-
-# --- operation counts -----------------------------------------------------------------------
-@dataclass
-class LayerCounts:
-    """Operations of one layer per image (T passes). Floats where ``draws`` is an expectation.
-
-    The fields named like the RTL's counters count exactly what those counters count.
-    """
-
-    name: str
-    cnt_xbar_reads: float
-    cnt_aac_ops: float
-    cnt_cmp_ops: float
-    cnt_avg_ops: float
-    cnt_rng_draws: float
-    mvms: float          # whole-vector crossbar activations (memory per="mvm")
-    rng_devices: float   # device switching attempts, k per draw (rng per="device")
-    images: float = 1.0  # averaging per="image": charged once, to the output layer
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def count_operations(shapes: list[LayerShape], *, N: int, n_way: int, T: int, R: int,
-                     draws=None) -> list[LayerCounts]:
-    """Operations per image of each layer under the dense/conv schedule (ARCHITECTURE.md).
-
-    Per pass and layer: reads = positions * ceil(rows / R) * in_bits * n (one R-row group,
-    one bit-plane, one chosen crossbar each); AAC accumulates = reads / n (the n chosen
-    crossbars are summed in one step); comparators = positions * outputs * (2^A - 1) for
-    hidden layers; averaging = outputs multiply-adds per pass and outputs divisions per image
-    for the last layer. RNG draws: ``draws`` (L,) exact per-image draws of each layer's
-    arbiter (e.g. from :func:`arbiter_draws`), or None for the expectation T *
-    E[draws per pass] (golden.arbiter.expected_draws). Max-pooling and flattening of
-    binary comparator outputs cost nothing here (Table 4 has no entry for them).
-    """
-    from .arbiter import code_bits, expected_draws
-
-    for name, v, lo in (("N", N, 1), ("n_way", n_way, 1), ("T", T, 1), ("R", R, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
-    if n_way > N:
-        raise ValueError(f"n_way must not exceed N ({N}), not {n_way!r}")
-    if not shapes:
-        raise ValueError("no layers to count")
-    if draws is not None and len(draws) != len(shapes):
-        raise ValueError(f"draws has {len(draws)} entries for {len(shapes)} layers")
-    k = code_bits(N)
-    e_draws = Fraction(T) * expected_draws(N, n_way)
-    out = []
-    for i, s in enumerate(shapes):
-        if s.rows < 1 or s.outputs < 1 or s.positions < 1 or s.in_bits < 1:
-            raise ValueError(f"layer {s.name}: rows, outputs, positions and in_bits must be "
-                             f">= 1, got {s}")
-        aac = T * s.positions * math.ceil(s.rows / R) * s.in_bits
-        d = float(e_draws) if draws is None else float(draws[i])
-        out.append(LayerCounts(
-            name=s.name, cnt_xbar_reads=aac * n_way, cnt_aac_ops=aac,
-            cnt_cmp_ops=0 if s.last else T * s.positions * s.outputs * (2 ** s.act_bits - 1),
-            cnt_avg_ops=(T + 1) * s.outputs if s.last else 0,
-            cnt_rng_draws=d, mvms=T * s.positions * n_way, rng_devices=k * d,
-            images=1.0 if s.last else 0.0))
-    return out
-
-
-def totals(counts: list[LayerCounts]) -> dict:
-    """Sum of every field of :func:`count_operations` over the layers."""
-    keys = [k for k in counts[0].as_dict() if k != "name"]
-    return {k: sum(getattr(c, k) for c in counts) for k in keys}
-
-
-def arbiter_draws(L: int, B: int, T: int, N: int, n_way: int = 1, *, seed: int,
-                  current: float = 230e-6, threshold_bits: int = 16) -> np.ndarray:
-    """Draws (L, B) each layer's arbiter makes for each image: the RTL's ``cnt_rng_draws``
-    split by layer, replayed from the seed exactly as
-    :func:`~spinbayes.golden.arbiter.arbiter_choices` replays the choices."""
-    from .arbiter import Arbiter, DeviceBank, code_bits, device_seed
-    from .mtj import EmulatedRng
-
-    k = code_bits(N)
-    out = np.zeros((L, B), dtype=np.int64)
-    for layer in range(L):
-        bank = DeviceBank([EmulatedRng.from_current(device_seed(seed, layer, d, k), current,
-                                                    threshold_bits=threshold_bits)
-                           for d in range(k)])
-        arb = Arbiter(N, n_way, bank)
-        for b in range(B):
-            before = arb.draws
-            arb.choose(T)
-            out[layer, b] = arb.draws - before
-    return out
 
 
 # --- energy ---------------------------------------------------------------------------------
