@@ -1,4 +1,4 @@
-"""The core's streams, programming port, reset and activity counters (issue 5).
+"""The core's streams, programming port, reset and activity counters.
 
 In Amaranth's simulator, on a tiny design (N = 3, 2-way, 16-6-10 MLP on 4x4 digits):
 

@@ -1,4 +1,4 @@
-"""Every exported top passes ``verilator --lint-only`` and compiles in Icarus (issue 5).
+"""Every exported top passes ``verilator --lint-only`` and compiles in Icarus.
 
 The tops of :data:`spinbayes.rtl.export.TOPS` are exported once per session for a small
 :class:`RtlParams` and for the default one (module-scoped fixture). A lint *error* or a

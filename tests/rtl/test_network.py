@@ -98,7 +98,7 @@ def test_oversized_network_is_refused(small_model, digits):
 
 @pytest.mark.slow
 def test_digits_mlp_64_32_10_fifty_images(digits, check_reference):
-    """Definition of done of the RTL issue: 64-32-10, N=5, Q=4, T=10, 50 test images."""
+    """The trained digits MLP on the RTL core: 64-32-10, N=5, Q=4, T=10, 50 test images."""
     cfg = Config(hidden=(32,), epochs=30)
     model = build_model(cfg, (1, 8, 8), 10)
     train_bbb(model, digits.x_train, digits.y_train, cfg, progress=False)

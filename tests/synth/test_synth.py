@@ -218,7 +218,7 @@ def test_cli_bad_config(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_periphery_ecp5(tmp_path):
-    """The issue's target: the digits-MLP periphery on ECP5 at 100 MHz: the main job's design
+    """The digits-MLP periphery on ECP5 at 100 MHz: the main job's design
     (params_for of the 64-64-10 MLP: n_max = 1, 10 classes)."""
     res = synthesize(RtlParams(n_max=1, classes_max=10), tmp_path, targets=("ecp5",),
                      tops=("periphery",), progress=True)
