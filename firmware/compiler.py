@@ -11,15 +11,18 @@ the layer and the limit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..golden.arbiter import device_seed
 from ..golden.cells import encode_weights
-from ..golden.hardware import HwNetwork
 from ..golden.mtj import EmulatedRng
 from ..rtl.params import RtlParams
 from ..rtl.regs import Reg
+
+if TYPE_CHECKING:   # torch; the compiler reads the network's int64 tensors through .numpy()
+    from ..golden.hardware import HwNetwork
 
 __all__ = ["Write", "Program", "compile_network"]
 

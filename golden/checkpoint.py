@@ -9,8 +9,9 @@ A checkpoint is a directory with two files:
   SHA-256 of the weights file and the training history.
 
 Crossbar images (the in-memory approximation) are stored the same way in
-``crossbars.safetensors`` / ``crossbars.json``. Every file is written to a temporary file
-in the same directory and renamed into place, so a crash never leaves a half-written file
+``crossbars.safetensors`` / ``crossbars.json``. Every file is written by
+:func:`~spinbayes.golden.contract.atomic_write` (re-exported here) to a temporary file in the
+same directory and renamed into place, so a crash never leaves a half-written file
 under the final name; the manifest is written last and names the weights' checksum, so a
 manifest never points at weights it was not written with. Loading checks format, version,
 checksum and tensor names, and names the file and the problem when one is wrong.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from safetensors.torch import save as st_save
 
 from ..config import Config
 from .approximation import CrossbarImages, CrossbarLayer
+from .contract import atomic_write
 from .networks import BayesNet, build_model
 
 __all__ = [
@@ -61,23 +62,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint or crossbar-image file is missing, corrupt or of the wrong format."""
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sha256(raw: bytes) -> str:

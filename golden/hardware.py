@@ -17,8 +17,9 @@ output by output, given the same crossbar choices. Per layer and pass:
    averaged_c = floor((Y_c + floor(T/2)) / T); class = argmax_c Y_c, lowest index on ties.
    The host computes eq. 4 itself from the per-pass y (softmax(y / 2^F), then the mean).
 
-Every width is derived from the parameters by :func:`layer_widths` with the bound written
-beside it; the tests drive each layer at its extremes.
+Every width is derived from the parameters by :func:`layer_widths` (golden/contract.py,
+torch-free, shared with rtl/ and sim/) with the bound written beside it; the tests drive each
+layer at its extremes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .approximation import CrossbarImages
-from .cells import cells_per_weight, encode_weights
+from .cells import encode_weights
+from .contract import ROWS_PER_READ, LayerWidths, layer_widths, signed_bits
 from .inference import SpinBayesNet
 from .layers import Comparator, input_codes
 
@@ -39,53 +41,8 @@ __all__ = ["signed_bits", "LayerWidths", "layer_widths", "HwLayer", "HwNetwork",
            "fold_network", "crossbar_mvm_bitserial", "Agreement", "compare_with_float"]
 
 
-def signed_bits(max_abs: int) -> int:
-    """Bits of a two's-complement word that holds every integer in -max_abs..max_abs."""
-    if max_abs < 0:
-        raise ValueError(f"max_abs must be >= 0, not {max_abs!r}")
-    return int(max_abs).bit_length() + 1
-
-
-@dataclass(frozen=True)
-class LayerWidths:
-    """Derived widths (bits, two's complement unless noted) and the bounds they hold."""
-
-    rows: int          # crossbar rows (inputs, or k*k*C_in for a convolution)
-    cell_columns: int  # outputs * cells per weight
-    in_bits: int       # A of the unsigned input code
-    adc_bits: int      # |p| <= 4R
-    acc_max: int       # |acc| <= rows * (2^A - 1) * q_max
-    acc_bits: int
-    sum_max: int       # |S| <= n * acc_max
-    sum_bits: int
-    threshold_bits: int  # thresholds clamp to -sum_max .. sum_max + 1
-    out_max: int = 0   # last layer: |y| <= max|M| * sum_max + max|B|
-    out_bits: int = 0
-    total_bits: int = 0  # last layer: |Y| <= T * out_max
-
-
-def layer_widths(rows: int, outputs: int, in_bits: int, Q: int, R: int, n_way: int, *,
-                 T: int = 1, m_max: int = 0, b_max: int = 0) -> LayerWidths:
-    """Widths of one layer; ``m_max``/``b_max`` (output scale and offset) for the last one."""
-    for name, v in (("rows", rows), ("outputs", outputs), ("in_bits", in_bits), ("Q", Q),
-                    ("R", R), ("n_way", n_way), ("T", T)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, not {v!r}")
-    q_max = 2 ** (Q - 1) - 1
-    acc_max = rows * (2 ** in_bits - 1) * q_max
-    sum_max = n_way * acc_max
-    out_max = m_max * sum_max + b_max
-    return LayerWidths(
-        rows=rows, cell_columns=outputs * cells_per_weight(Q), in_bits=in_bits,
-        adc_bits=signed_bits(4 * R), acc_max=acc_max, acc_bits=signed_bits(acc_max),
-        sum_max=sum_max, sum_bits=signed_bits(sum_max),
-        threshold_bits=signed_bits(sum_max + 1),
-        out_max=out_max, out_bits=signed_bits(out_max) if out_max else 0,
-        total_bits=signed_bits(T * out_max) if out_max else 0)
-
-
 def crossbar_mvm_bitserial(a: torch.Tensor, codes: torch.Tensor, in_bits: int, Q: int,
-                           R: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+                           R: int = ROWS_PER_READ) -> tuple[torch.Tensor, torch.Tensor]:
     """The crossbar read and AAC of steps 2-3, spelled out, for one crossbar.
 
     a: int (B, rows) input codes in 0..2^in_bits - 1; codes: int (out, rows) weight codes.
@@ -195,7 +152,7 @@ class HwNetwork:
     """The integer network; :meth:`run` is the reference the RTL is checked against."""
 
     def __init__(self, layers: list[HwLayer], input_bits: int, flatten_input: bool, N: int,
-                 Q: int, n_way: int, R: int = 4):
+                 Q: int, n_way: int, R: int = ROWS_PER_READ):
         self.layers, self.input_bits, self.flatten_input = layers, input_bits, flatten_input
         self.N, self.Q, self.n_way, self.R = N, Q, n_way, R
         for i, w in enumerate(self.widths()):
@@ -253,7 +210,7 @@ def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def fold_network(net: SpinBayesNet, images: CrossbarImages, *, R: int = 4,
+def fold_network(net: SpinBayesNet, images: CrossbarImages, *, R: int = ROWS_PER_READ,
                  scale_bits: int = 16) -> HwNetwork:
     """Fold a (re-calibrated) SpinBayes network into the integer network of the contract.
 

@@ -13,29 +13,17 @@ divider produces :data:`DIV_BITS` quotient bits per cycle.
 
 from __future__ import annotations
 
-import math
-
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import RtlParams, check_params
+# The pipeline constants live in rtl/params.py (Amaranth-free, shared with sim/models.py).
+from .params import DIV_BITS, MAC_LATENCY, RtlParams, check_params, divide_cycles
 
 __all__ = ["AveragingBlock", "DIV_BITS", "MAC_LATENCY", "Y_GROUP", "divide_cycles"]
 
-#: Quotient bits the divider produces per cycle (radix 2^DIV_BITS: the digit is chosen by
-#: 2^DIV_BITS - 1 subtractions of the multiples of T from the partial remainder, in parallel).
-DIV_BITS = 4
-#: Cycles from ``pass_valid`` to class 0's ``y`` (operands, product, sum; all registered).
-MAC_LATENCY = 3
 #: Entries per first-level group of the registered two-level read multiplexers (Y, M, S, B).
 Y_GROUP = 8
-
-
-def divide_cycles(params: RtlParams) -> int:
-    """Divider cycles per class: ceil((out_bits - 1) / DIV_BITS), at least 2 (the next
-    class's Y is read two cycles ahead of its load) (AveragingBlock)."""
-    return max(2, math.ceil((params.out_bits - 1) / DIV_BITS))
 
 
 def _grouped_read(m: Module, entries, index, shape, name: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from ..golden.checkpoint import atomic_write
+from ..golden.contract import atomic_write
 from .params import RtlParams
 
 __all__ = ["TOPS", "build_top", "export"]

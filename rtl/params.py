@@ -1,28 +1,50 @@
 """Generation parameters of the SpinBayes periphery and every width derived from them.
 
 One frozen :class:`RtlParams` sizes the whole design; the widths follow the bounds of
-docs/HARDWARE.md ("Numeric formats"), computed by the golden model's own
-:func:`spinbayes.golden.hardware.layer_widths`, so the RTL and the integer reference cannot
-disagree on a width. The network's shape is data (a descriptor table written by firmware);
-these parameters only bound it.
+docs/HARDWARE.md ("Numeric formats"), computed by the contract's own
+:func:`spinbayes.golden.contract.layer_widths` (the function the integer reference
+golden/hardware.py uses), so the RTL and the integer reference cannot disagree on a width.
+The network's shape is data (a descriptor table written by firmware); these parameters only
+bound it. Also here: the averaging block's pipeline constants (:data:`MAC_LATENCY`,
+:data:`DIV_BITS`, :func:`divide_cycles`), which the cycle models of sim/models.py share.
+
+Neither torch nor Amaranth is imported: sim/ and firmware/ read this module cheaply.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..golden.cells import cells_per_weight
-from ..golden.hardware import layer_widths
+from ..golden.contract import (
+    MAX_LEVEL,
+    ROWS_PER_READ,
+    LayerWidths,
+    bits_for,
+    cells_per_weight,
+    layer_widths,
+    signed_bits,
+)
 
-__all__ = ["RtlParams", "bits_for", "check_params", "params_from_json"]
+__all__ = ["DIV_BITS", "MAC_LATENCY", "RtlParams", "bits_for", "check_params", "divide_cycles",
+           "params_from_json"]
+
+#: Quotient bits the averaging block's divider produces per cycle (radix 2^DIV_BITS: the digit
+#: is chosen by 2^DIV_BITS - 1 subtractions of the multiples of T from the partial remainder,
+#: in parallel).
+DIV_BITS = 4
+#: Cycles from ``pass_valid`` to class 0's ``y`` in the averaging block (operands, product,
+#: sum; all registered).
+MAC_LATENCY = 3
 
 
-def bits_for(n: int) -> int:
-    """Unsigned bits that index 0 .. n-1 (at least 1, so no port is zero-width)."""
-    return max(1, (n - 1).bit_length())
+def divide_cycles(params: RtlParams) -> int:
+    """Divider cycles per class: ceil((out_bits - 1) / DIV_BITS), at least 2 (the next
+    class's Y is read two cycles ahead of its load) (rtl.averaging.AveragingBlock)."""
+    return max(2, math.ceil((params.out_bits - 1) / DIV_BITS))
 
 
 def check_params(component, params) -> RtlParams:
@@ -61,7 +83,7 @@ class RtlParams:
     N: int = 5
     n_max: int = 2
     Q: int = 4
-    R: int = 4
+    R: int = ROWS_PER_READ
     A_in: int = 4
     A: int = 1
     rows_max: int = 64
@@ -135,9 +157,10 @@ class RtlParams:
         return 2 ** self.A - 1
 
     # --- derived widths (docs/HARDWARE.md) -----------------------------------------------
-    @property
-    def widths(self):
-        """Worst-case widths of any layer: rows_max inputs at A_max bits, n_max-way."""
+    @functools.cached_property
+    def widths(self) -> LayerWidths:
+        """Worst-case widths of any layer: rows_max inputs at A_max bits, n_max-way (computed
+        once: the reference models read them every cycle)."""
         return layer_widths(self.rows_max, self.outputs_max, self.A_max, self.Q, self.R,
                             self.n_max, T=self.T_max,
                             m_max=2 ** (self.scale_bits - 1) - 1,
@@ -146,11 +169,16 @@ class RtlParams:
     @property
     def level_bits(self) -> int:
         """A stored signed cell level -4..4."""
-        return 4
+        return signed_bits(MAX_LEVEL)
 
     @property
     def adc_bits(self) -> int:
         return self.widths.adc_bits
+
+    @property
+    def sum_max(self) -> int:
+        """|S| bound of the design: n_max * rows_max * (2^A_max - 1) * q_max."""
+        return self.widths.sum_max
 
     @property
     def sum_bits(self) -> int:
@@ -199,6 +227,25 @@ class RtlParams:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d.update({n: getattr(self, n) for n in names})
         return d
+
+    @classmethod
+    def from_describe(cls, described: dict) -> RtlParams:
+        """The RtlParams whose :meth:`describe` is ``described`` (the ``params.json`` a
+        testbench reads); ValueError when a field is missing or a derived width differs
+        (a file written by another version of the RTL)."""
+        if not isinstance(described, dict):
+            raise ValueError(f"described params must be a dict, not {described!r}")
+        missing = sorted(set(cls.__dataclass_fields__) - set(described))
+        if missing:
+            raise ValueError(f"described params lack the RtlParams fields {missing}")
+        params = cls(**{f: described[f] for f in cls.__dataclass_fields__})
+        ours = params.describe()
+        differ = {k: (v, ours[k]) for k, v in described.items() if k in ours and ours[k] != v}
+        if differ:
+            raise ValueError("described params disagree with the widths RtlParams derives "
+                             "(name: (described, derived)): "
+                             + ", ".join(f"{k}: {v}" for k, v in sorted(differ.items())))
+        return params
 
 
 def params_from_json(path) -> RtlParams:

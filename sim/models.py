@@ -4,8 +4,10 @@ They follow the port contracts written in rtl/*.py and docs/HARDWARE.md and reus
 twins where those are cheap per transaction (``golden.mtj.xorshift32``); tests/sim
 checks each model against the golden model it stands for (``EmulatedRng``, the golden
 ``Arbiter`` over a ``DeviceBank``, ``HwLayer.activate``, ``HwOutput``), so a tb compares the
-RTL with the golden contract through a fast per-transaction model. Torch is not imported
-here: it would add seconds to every simulator start.
+RTL with the golden contract through a fast per-transaction model. The models of blocks built
+from an :class:`~spinbayes.rtl.params.RtlParams` take that same object, and every width,
+bound and pipeline constant is the RTL's own (rtl/params.py, golden/contract.py). Neither
+torch nor Amaranth is imported here: they would add seconds to every simulator start.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from spinbayes.golden.mtj import xorshift32
+from spinbayes.rtl.params import MAC_LATENCY, RtlParams, divide_cycles
 
 __all__ = ["AacModel", "ArbiterModel", "AveragingModel", "CrossbarModel", "RngModel",
-           "comparator_act", "read_decoder", "sum_max", "wrap", "write_decoder"]
+           "comparator_act", "comparator_ops", "read_decoder", "wrap", "write_decoder"]
 
 
 def wrap(x: int, bits: int) -> int:
@@ -23,8 +26,11 @@ def wrap(x: int, bits: int) -> int:
     return (int(x) + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
 
 
-def bits_for(n: int) -> int:
-    return max(1, (n - 1).bit_length())
+def _checked(params) -> RtlParams:
+    if not isinstance(params, RtlParams):
+        raise ValueError(f"params must be an RtlParams (RtlParams.from_describe reads a "
+                         f"params.json dict), not {params!r}")
+    return params
 
 
 # --- SOT-MTJ RNG -------------------------------------------------------------------------------
@@ -118,18 +124,19 @@ class ArbiterModel:
 
 # --- decoders ---------------------------------------------------------------------------------
 
-def read_decoder(p: dict, en: int, group: int) -> dict:
+def read_decoder(p: RtlParams, en: int, group: int) -> dict:
     """rtl.decoders.ReadDecoder outputs."""
-    row_bits = bits_for(p["groups_total"] * p["R"])
-    return {"row_base": (group * p["R"]) % (1 << row_bits), "active": en,
-            "wl": ((1 << p["R"]) - 1) if en else 0}
+    p = _checked(p)
+    return {"row_base": (group * p.R) % (1 << p.row_bits), "active": en,
+            "wl": ((1 << p.R) - 1) if en else 0}
 
 
-def write_decoder(p: dict, en: int, row: int, col: int) -> dict:
+def write_decoder(p: RtlParams, en: int, row: int, col: int) -> dict:
     """rtl.decoders.WriteDecoder outputs."""
-    R, rows, cols = p["R"], p["groups_total"] * p["R"], p["cols_max"]
-    bad = row >= rows or col >= cols
-    return {"group": (row // R) % (1 << bits_for(p["groups_total"])), "lane": row % R,
+    p = _checked(p)
+    R, rows = p.R, p.groups_total * p.R
+    bad = row >= rows or col >= p.cols_max
+    return {"group": (row // R) % (1 << p.group_bits), "lane": row % R,
             "col_sel": col, "we": int(en and not bad), "error": int(en and bad)}
 
 
@@ -142,9 +149,9 @@ class CrossbarModel:
     cycle (combinational ``w_error``; ``v_level``, ``p``, ``p_valid`` of the previous cycle's
     requests), then applies the cycle's write (reads never see a write of the same cycle)."""
 
-    def __init__(self, p: dict):
-        self.p = p
-        self.R, self.G, self.C = p["R"], p["groups_total"], p["cols_max"]
+    def __init__(self, p: RtlParams):
+        self.p = p = _checked(p)
+        self.R, self.G, self.C = p.R, p.groups_total, p.cols_max
         self.levels = np.zeros((self.G * self.R, self.C), dtype=np.int64)
         self.v_next = 0
         self.p_next = np.zeros(self.C, dtype=np.int64)
@@ -178,22 +185,22 @@ class CrossbarModel:
 class AacModel:
     """rtl.aac.AdderAccumulator: ``S`` (sum_bits, wrapping) and ``ops`` after each edge."""
 
-    def __init__(self, p: dict):
-        self.p = p
-        self.S = [0] * p["outputs_max"]
+    def __init__(self, p: RtlParams):
+        self.p = p = _checked(p)
+        self.S = [0] * p.outputs_max
         self.ops = 0
 
     def edge(self, clear: int, valid: int, plane: int, codes, p_mask: int):
         """codes: (n_max, cols_max) ADC codes of the read."""
-        p, k = self.p, self.p["k_cells"]
-        for j in range(p["outputs_max"]):
+        p, k = self.p, self.p.k_cells
+        for j in range(p.outputs_max):
             add = 0
             if valid:
-                t = sum(codes[x][j * k + c] for x in range(p["n_max"]) if p_mask >> x & 1
+                t = sum(codes[x][j * k + c] for x in range(p.n_max) if p_mask >> x & 1
                         for c in range(k))
                 add = t << plane
             base = 0 if clear else self.S[j]
-            self.S[j] = wrap(base + add, p["sum_bits"])
+            self.S[j] = wrap(base + add, p.sum_bits)
         if valid:
             self.ops = (self.ops + 1) % 2 ** 32
 
@@ -213,24 +220,16 @@ def comparator_ops(n_out: int, outputs_max: int, levels: int) -> int:
 
 # --- averaging ------------------------------------------------------------------------------
 
-def classes_max(p: dict) -> int:
-    """The averaging block's classes: ``classes_max`` (outputs_max where a params dict from
-    before that field lacks it)."""
-    return p.get("classes_max") or p["outputs_max"]
-
-
 class AveragingModel:
     """rtl.averaging.AveragingBlock, cycle by cycle: one pipelined multiply-add per class in
     use (``y_c = M_c S_c + B_c`` at out_bits written MAC_LATENCY - 1 edges + c after the
     ``pass_valid`` edge, ``Y_c += y_c`` at total_bits one edge later), the per-image floor
-    average, argmax and divider latency (DIV_BITS quotient bits per cycle)."""
+    average, argmax and divider latency (DIV_BITS quotient bits per cycle); the constants
+    and :func:`~spinbayes.rtl.params.divide_cycles` are the RTL's (rtl/params.py)."""
 
-    MAC_LATENCY = 3                    # rtl.averaging.MAC_LATENCY
-    DIV_BITS = 4                       # rtl.averaging.DIV_BITS
-
-    def __init__(self, p: dict):
-        self.p = p
-        C = classes_max(p)
+    def __init__(self, p: RtlParams):
+        self.p = p = _checked(p)
+        C = p.classes_max
         self.y = [0] * C
         self.Y = [0] * C
         self.y_count = 0
@@ -244,7 +243,7 @@ class AveragingModel:
 
     def edge(self, clear: int, pass_valid: int, S, M, B, n_out: int):
         """The clock edge ending a cycle with these inputs."""
-        p, C = self.p, classes_max(self.p)
+        p, C = self.p, self.p.classes_max
         due = []
         for e in self._events:
             e[0] -= 1
@@ -256,7 +255,7 @@ class AveragingModel:
                 self.y[c] = y
                 self.y_count += 1
             else:
-                self.Y[c] = wrap(self.Y[c] + y, p["total_bits"])
+                self.Y[c] = wrap(self.Y[c] + y, p.total_bits)
         if clear:
             self.Y = [0] * C
             self.y_count = 0
@@ -264,29 +263,20 @@ class AveragingModel:
         if pass_valid:
             n = min(n_out, C)
             for c in range(n):
-                y = wrap(M[c] * S[c] + B[c], p["out_bits"])
-                self._events += [[self.MAC_LATENCY - 1 + c, "y", c, y],
-                                 [self.MAC_LATENCY + c, "Y", c, y]]
+                y = wrap(M[c] * S[c] + B[c], p.out_bits)
+                self._events += [[MAC_LATENCY - 1 + c, "y", c, y],
+                                 [MAC_LATENCY + c, "Y", c, y]]
             self.y_count = 0
             self.mult_ops = (self.mult_ops + n) % 2 ** 32
 
-    def divide_cycles(self) -> int:
-        return max(2, -(-(self.p["out_bits"] - 1) // self.DIV_BITS))
-
     def finish(self, T: int, n_out: int) -> dict:
         """averaged (all classes_max, 0 for unused), cls and cycles finish -> done."""
-        C = classes_max(self.p)
+        C = self.p.classes_max
         n = min(n_out, C)
         avg = [(self.Y[c] + T // 2) // T if c < n else 0 for c in range(C)]
         used = self.Y[:n]
         cls = used.index(max(used)) if n else 0
         self.avg_ops = (self.avg_ops + n) % 2 ** 32
         return {"averaged": avg, "cls": cls,
-                "cycles": n * self.divide_cycles() + 4 if n else 1}
+                "cycles": n * divide_cycles(self.p) + 4 if n else 1}
 
-
-def sum_max(p: dict) -> int:
-    """|S| bound of the design: n_max * rows_max * (2^A_max - 1) * q_max (golden
-    ``layer_widths``; docs/HARDWARE.md "Numeric formats")."""
-    return (p["n_max"] * p["rows_max"] * (2 ** max(p["A_in"], p["A"]) - 1)
-            * (2 ** (p["Q"] - 1) - 1))

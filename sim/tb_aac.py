@@ -10,16 +10,18 @@ width extreme). ``S`` and ``ops`` are checked every cycle against
 import cocotb
 import numpy as np
 
+from spinbayes.rtl.params import RtlParams, bits_for
 from spinbayes.sim import common
-from spinbayes.sim.models import AacModel, bits_for, sum_max
+from spinbayes.sim.models import AacModel
 
 
 @cocotb.test()
 async def test_random_reads(dut):
-    params, s, rng, stalls = common.Setup()
-    n_max, C, n_out, R = params["n_max"], params["cols_max"], params["outputs_max"], params["R"]
-    A_max, adc, sb_bits = max(params["A_in"], params["A"]), params["adc_bits"], params["sum_bits"]
-    smax, code_max = sum_max(params), 4 * R
+    described, s, rng, stalls = common.Setup()
+    params = RtlParams.from_describe(described)
+    n_max, C, n_out, R = params.n_max, params.cols_max, params.outputs_max, params.R
+    A_max, adc, sb_bits = params.A_max, params.adc_bits, params.sum_bits
+    smax, code_max = params.sum_max, 4 * R
     cov = common.CoverGroup("aac", {
         "plane": list(range(A_max)),
         "p_mask": list(range(1 << n_max)),

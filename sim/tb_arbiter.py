@@ -14,6 +14,7 @@ selection completes and ``stuck`` rises after 64 * 2^k rejections.
 import cocotb
 import numpy as np
 
+from spinbayes.rtl.params import RtlParams
 from spinbayes.sim.common import (
     CoverGroup,
     Scoreboard,
@@ -27,7 +28,7 @@ from spinbayes.sim.common import (
     tb_env,
     unpack,
 )
-from spinbayes.sim.models import ArbiterModel, bits_for
+from spinbayes.sim.models import ArbiterModel
 
 
 def thresholds(W):
@@ -39,11 +40,11 @@ def thresholds(W):
 class Bench:
     """Drives the arbiter and checks each selection cycle by cycle."""
 
-    def __init__(self, dut, c, params, sb):
+    def __init__(self, dut, c, params: RtlParams, sb):
         self.dut, self.c, self.sb = dut, c, sb
-        self.N, self.n_max, self.W = params["N"], params["n_max"], params["rng_bits"]
+        self.N, self.n_max, self.W = params.N, params.n_max, params.rng_bits
         self.model = ArbiterModel(self.N, self.n_max, self.W)
-        self.idx_bits = bits_for(self.N)
+        self.idx_bits = params.index_bits
         self.k = self.model.k
         self.pending = None        # the expected done-cycle view of the last selection
 
@@ -124,8 +125,9 @@ def ext_draws(rng, k, n, stuck=None):
 
 @cocotb.test()
 async def test_random_selections(dut):
-    params, s, rng, stalls = Setup()
-    N, n_max, W = params["N"], params["n_max"], params["rng_bits"]
+    described, s, rng, stalls = Setup()
+    params = RtlParams.from_describe(described)
+    N, n_max, W = params.N, params.n_max, params.rng_bits
     thr = thresholds(W)
     n_way_values = list(range(2 ** n_max.bit_length()))
     cov = CoverGroup("arbiter", {
@@ -174,8 +176,9 @@ def chi_square(counts):
 
 @cocotb.test()
 async def test_chi_square(dut):
-    params, config = tb_env()
-    N, W = params["N"], params["rng_bits"]
+    described, config = tb_env()
+    params = RtlParams.from_describe(described)
+    N, W = params.N, params.rng_bits
     passes = config_get(config, "chi_passes", 2000, lo=10)
     p_min = config_get(config, "chi_p_min", 1e-3, kind=float, lo=0, hi=1)
     seed = config_get(config, "seed", 0, lo=0)
@@ -202,8 +205,9 @@ async def test_chi_square(dut):
 
 @cocotb.test()
 async def test_stuck_device(dut):
-    params, config = tb_env()
-    N, n_max = params["N"], params["n_max"]
+    described, config = tb_env()
+    params = RtlParams.from_describe(described)
+    N, n_max = params.N, params.n_max
     passes = config_get(config, "stuck_passes", 500, lo=10)
     seed = config_get(config, "seed", 0, lo=0)
     rng = np.random.default_rng(seed + 7)

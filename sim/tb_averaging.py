@@ -13,8 +13,9 @@ n_out = 0, all and above classes_max. Transactions: passes plus finishes.
 
 import cocotb
 
+from spinbayes.rtl.params import RtlParams, bits_for
 from spinbayes.sim import common
-from spinbayes.sim.models import AveragingModel, bits_for, classes_max, sum_max
+from spinbayes.sim.models import AveragingModel
 
 
 def pick(rng, lo, hi, p_end=0.2):
@@ -26,12 +27,13 @@ def pick(rng, lo, hi, p_end=0.2):
 
 @cocotb.test()
 async def test_random_images(dut):
-    params, s, rng, stalls = common.Setup()
-    C, T_max = classes_max(params), params["T_max"]
-    smax, m_max = sum_max(params), 2 ** (params["scale_bits"] - 1) - 1
-    b_lo, b_hi = -(2 ** (params["offset_bits"] - 1)), 2 ** (params["offset_bits"] - 1) - 1
-    n_out_bits = bits_for(params["outputs_max"]) + 1    # the n_out port's width
-    ob, tb = params["out_bits"], params["total_bits"]
+    described, s, rng, stalls = common.Setup()
+    params = RtlParams.from_describe(described)
+    C, T_max = params.classes_max, params.T_max
+    smax, m_max = params.sum_max, 2 ** (params.scale_bits - 1) - 1
+    b_lo, b_hi = -(2 ** (params.offset_bits - 1)), 2 ** (params.offset_bits - 1) - 1
+    n_out_bits = bits_for(params.outputs_max) + 1    # the n_out port's width
+    ob, tb = params.out_bits, params.total_bits
     cov = common.CoverGroup("averaging", {
         "T": list(range(1, T_max + 1)),
         "n_out": list(range(1 << n_out_bits)),
@@ -50,9 +52,9 @@ async def test_random_images(dut):
         """One cycle: drive, observe, compare the registered outputs, advance the model."""
         dut.clear.value, dut.pass_valid.value = clear, pass_valid
         if S is not None:
-            dut.S.value = common.pack(S, params["sum_bits"])
-            dut.M.value = common.pack(M, params["scale_bits"])
-            dut.B.value = common.pack(B, params["offset_bits"])
+            dut.S.value = common.pack(S, params.sum_bits)
+            dut.M.value = common.pack(M, params.scale_bits)
+            dut.B.value = common.pack(B, params.offset_bits)
         exp_y, exp_Y, exp_ops = list(model.y), list(model.Y), model.mult_ops
         exp_count, exp_busy = model.y_count, int(model.busy)
         await c.cycle()
@@ -64,7 +66,7 @@ async def test_random_images(dut):
         model.edge(clear, pass_valid, S, M, B, n_out)
         if pass_valid:                   # latched: the port is not read any more
             dut.S.value = common.pack([pick(rng, -smax, smax) for _ in range(C)],
-                                      params["sum_bits"])
+                                      params.sum_bits)
 
     done = 0
     while done < s["transactions"]:

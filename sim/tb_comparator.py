@@ -10,8 +10,9 @@ of threshold_bits, equal to sigma * S and one above it (the >= boundary).
 
 import cocotb
 
+from spinbayes.rtl.params import RtlParams, bits_for
 from spinbayes.sim import common
-from spinbayes.sim.models import bits_for, comparator_act, comparator_ops, sum_max
+from spinbayes.sim.models import comparator_act, comparator_ops
 
 S_KINDS = ("min", "max", "-sum_max", "+sum_max", "zero", "random")
 THETA_KINDS = ("clamp_low", "clamp_high", "min", "max", "eq", "eq+1", "random")
@@ -19,9 +20,10 @@ THETA_KINDS = ("clamp_low", "clamp_high", "min", "max", "eq", "eq+1", "random")
 
 @cocotb.test()
 async def test_random_compares(dut):
-    params, s, rng, _ = common.Setup()
-    n_o, L = params["outputs_max"], params["levels"]
-    sbits, tbits, smax = params["sum_bits"], params["threshold_bits"], sum_max(params)
+    described, s, rng, _ = common.Setup()
+    params = RtlParams.from_describe(described)
+    n_o, L = params.outputs_max, params.levels
+    sbits, tbits, smax = params.sum_bits, params.threshold_bits, params.sum_max
     n_out_bits = bits_for(n_o) + 1
     s_val = {"min": -(1 << (sbits - 1)), "max": (1 << (sbits - 1)) - 1, "-sum_max": -smax,
              "+sum_max": smax, "zero": 0}
@@ -56,7 +58,7 @@ async def test_random_compares(dut):
         await c.cycle()
         exp = comparator_act(S, theta, sign)
         ctx = {"S": S, "theta": theta, "sign": sign}
-        sb.check("act", exp, common.unpack(dut.act.value, params["A"], n_o), **ctx)
+        sb.check("act", exp, common.unpack(dut.act.value, params.A, n_o), **ctx)
         sb.check("ops", ops, int(dut.ops.value), n_out=n_out)
         sb.transaction()
         if valid:

@@ -12,16 +12,18 @@ applied to the model. Every output of every cycle (``w_error``, ``v_level``, ``p
 import cocotb
 import numpy as np
 
+from spinbayes.rtl.params import RtlParams
 from spinbayes.sim import common
-from spinbayes.sim.models import CrossbarModel, bits_for
+from spinbayes.sim.models import CrossbarModel
 
 
 @cocotb.test()
 async def test_random_cycles(dut):
-    params, s, rng, stalls = common.Setup()
-    R, G, C = params["R"], params["groups_total"], params["cols_max"]
-    rows, row_bits, col_bits = G * R, bits_for(G * R), bits_for(C)
-    group_bits, adc = bits_for(G), params["adc_bits"]
+    described, s, rng, stalls = common.Setup()
+    params = RtlParams.from_describe(described)
+    R, G, C = params.R, params.groups_total, params.cols_max
+    rows, row_bits, col_bits = G * R, params.row_bits, params.col_bits
+    group_bits, adc = params.group_bits, params.adc_bits
     row_kinds = [k for k in common.KINDS if k != "outside" or rows < 1 << row_bits]
     col_kinds = [k for k in common.KINDS if k != "outside" or C < 1 << col_bits]
     cov = common.CoverGroup("crossbar", {
@@ -115,10 +117,11 @@ async def test_program_stream(dut):
     with random stalls, honouring w_ready; a StreamMonitor records the accepted writes),
     then read every cell back: the monitored writes equal the sent ones, in order, and every
     read-back level equals the image."""
-    params, config = common.tb_env()
+    described, config = common.tb_env()
+    params = RtlParams.from_describe(described)
     s = common.tb_settings(config)
     rng = np.random.default_rng(s["seed"] + 5)
-    R, G, C = params["R"], params["groups_total"], params["cols_max"]
+    R, G, C = params.R, params.groups_total, params.cols_max
     image = rng.integers(-4, 5, size=(G * R, C))
     c = await common.start(dut, w_en=0, w_row=0, w_col=0, w_level=0, v_row=0, v_col=0,
                            rd_en=0, rd_group=0, rd_bits=0)

@@ -11,17 +11,19 @@ Addresses are drawn at the corners (first, last row/column), inside and outside 
 import cocotb
 from cocotb.triggers import Timer
 
+from spinbayes.rtl.params import RtlParams
 from spinbayes.sim import common
 from spinbayes.sim.common import KINDS, address
-from spinbayes.sim.models import bits_for, read_decoder, write_decoder
+from spinbayes.sim.models import read_decoder, write_decoder
 
 
 @cocotb.test()
 async def test_random_addresses(dut):
-    params, s, rng, _ = common.Setup()
-    R, G, C = params["R"], params["groups_total"], params["cols_max"]
-    rows, row_bits = G * R, bits_for(G * R)
-    col_bits, group_bits = bits_for(C), bits_for(G)
+    described, s, rng, _ = common.Setup()
+    params = RtlParams.from_describe(described)
+    R, G, C = params.R, params.groups_total, params.cols_max
+    rows, row_bits = G * R, params.row_bits
+    col_bits, group_bits = params.col_bits, params.group_bits
     row_kinds = [k for k in KINDS if k != "outside" or rows < 1 << row_bits]
     col_kinds = [k for k in KINDS if k != "outside" or C < 1 << col_bits]
     cov = common.CoverGroup("decoders", {

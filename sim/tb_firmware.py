@@ -50,8 +50,7 @@ async def reset(dut, cycles: int = 2) -> None:
 async def program_verify_and_infer(dut):
     cfg = json.loads(Path(os.environ["SPINBAYES_TB_CONFIG"]).read_text())
     described = json.loads(Path(os.environ["SPINBAYES_PARAMS"]).read_text())
-    params = RtlParams(**{f: described[f] for f in RtlParams.__dataclass_fields__
-                          if f in described})
+    params = RtlParams.from_describe(described)
     program, manifest = load_image(cfg["image"], params)
     codes = np.load(cfg["inputs"])["codes"]
     n_way = next(w.data for w in program.descriptor if w.sel == Reg.N_WAY)

@@ -12,6 +12,7 @@ import math
 import cocotb
 import numpy as np
 
+from spinbayes.rtl.params import RtlParams
 from spinbayes.sim.common import (
     CoverGroup,
     Scoreboard,
@@ -35,8 +36,8 @@ def thresholds(W):
 
 @cocotb.test()
 async def test_random_ops(dut):
-    params, s, rng, _ = Setup()
-    W = params["rng_bits"]
+    described, s, rng, _ = Setup()
+    W = RtlParams.from_describe(described).rng_bits
     thr_of = thresholds(W)
     cov = CoverGroup("rng", {
         "op": OPS,
@@ -96,8 +97,8 @@ async def test_p_at_230uA(dut):
     """p = 0.5 +- 4 sigma (sigma = sqrt(p(1-p)/n)) at the 230 uA threshold."""
     from spinbayes.golden.mtj import EmulatedRng, p_sw, threshold_for
 
-    params, config = tb_env()
-    W = params["rng_bits"]
+    described, config = tb_env()
+    W = RtlParams.from_describe(described).rng_bits
     n = config_get(config, "stat_bits", 16384, lo=100)
     seed = config_get(config, "stat_seed", 2024, lo=1, hi=2 ** 32 - 1)
     thr = threshold_for(float(p_sw(230e-6)), W)

@@ -22,9 +22,8 @@ from spinbayes.golden.arbiter import Arbiter as GoldenArbiter
 from spinbayes.golden.arbiter import DeviceBank
 from spinbayes.golden.hardware import HwLayer, HwOutput
 from spinbayes.golden.mtj import EmulatedRng
-from spinbayes.rtl.averaging import DIV_BITS, MAC_LATENCY, divide_cycles
 from spinbayes.rtl.export import build_top
-from spinbayes.rtl.params import RtlParams
+from spinbayes.rtl.params import MAC_LATENCY, RtlParams, divide_cycles
 from spinbayes.sim import common, models
 from spinbayes.sim.runner import SIMULATORS, SimulatorMissing, run_cocotb
 
@@ -166,10 +165,9 @@ def test_comparator_model_equals_hw_layer():
 
 def test_averaging_model_equals_hw_output():
     params = RtlParams(outputs_max=4, rows_max=4, groups_total=1, T_max=7)
-    p = params.describe()
     rng = np.random.default_rng(4)
     for T in (1, 2, 5, 7):
-        m = models.AveragingModel(p)
+        m = models.AveragingModel(params)
         S = rng.integers(-300, 301, size=(T, 4))
         M = rng.integers(-100, 101, size=4).tolist()
         B = rng.integers(-1000, 1001, size=4).tolist()
@@ -178,10 +176,10 @@ def test_averaging_model_equals_hw_output():
             m.edge(t == 0, 1, S[t].tolist(), M, B, 4)
             edges = 1
             while m.busy:                       # the multiply-adds, one class per cycle
-                assert m.y_count == max(0, edges - models.AveragingModel.MAC_LATENCY + 1)
+                assert m.y_count == max(0, edges - MAC_LATENCY + 1)
                 m.edge(0, 0, None, None, None, 4)
                 edges += 1
-            assert m.y_count == 4 and edges == models.AveragingModel.MAC_LATENCY + 4
+            assert m.y_count == 4 and edges == MAC_LATENCY + 4
             ys.append(list(m.y))
         out = HwOutput(torch.tensor(ys)[None], 0, torch.zeros(1, 1, T, 1, dtype=torch.long))
         r = m.finish(T, 3)
@@ -190,13 +188,10 @@ def test_averaging_model_equals_hw_output():
         assert r["averaged"] == [*used.averaged[0].tolist(), 0]
         assert r["cls"] == int(used.prediction[0])
         assert r["cycles"] == 3 * divide_cycles(params) + 4
-    # the model's pipeline constants are the RTL's
-    assert models.AveragingModel.MAC_LATENCY == MAC_LATENCY
-    assert models.AveragingModel.DIV_BITS == DIV_BITS
 
 
 def test_crossbar_and_decoder_models():
-    p = RtlParams(rows_max=8, outputs_max=3, groups_total=3).describe()
+    p = RtlParams(rows_max=8, outputs_max=3, groups_total=3)
     m = models.CrossbarModel(p)
     assert m.cycle(w_en=1, w_row=5, w_col=2, w_level=-3)["w_error"] == 0
     assert m.cycle(w_en=1, w_row=12, w_col=0, w_level=4)["w_error"] == 1   # row 12 outside
@@ -206,6 +201,19 @@ def test_crossbar_and_decoder_models():
     assert models.write_decoder(p, 1, 13, 1) == {"group": 3, "lane": 1, "col_sel": 1,
                                                   "we": 0, "error": 1}
     assert models.read_decoder(p, 1, 3)["row_base"] == 12
+
+
+def test_models_take_rtl_params():
+    """The block models read the RtlParams the RTL is built from; a describe() dict (what a
+    tb reads from params.json) is refused with a message naming RtlParams.from_describe."""
+    p = RtlParams(rows_max=8, outputs_max=3, groups_total=3)
+    d = p.describe()
+    for make in (models.CrossbarModel, models.AacModel, models.AveragingModel,
+                 lambda q: models.read_decoder(q, 1, 0),
+                 lambda q: models.write_decoder(q, 1, 0, 0)):
+        with pytest.raises(ValueError, match="params must be an RtlParams.*from_describe"):
+            make(d)
+    assert models.AacModel(RtlParams.from_describe(d)).p == p
 
 
 # --- helpers ---------------------------------------------------------------------------------
