@@ -31,8 +31,8 @@ from spinbayes.golden.arbiter import Arbiter, DeviceBank, device_seed
 from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.hardware import fold_network
 from spinbayes.golden.layers import input_codes
-from spinbayes.golden.networks import build_model
 from spinbayes.golden.mtj import EmulatedRng
+from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import train_bbb
 from spinbayes.rtl.averaging import divide_cycles
 from spinbayes.rtl.network import DRAIN, SpinBayesCore
