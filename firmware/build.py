@@ -1,13 +1,13 @@
 """From a trained checkpoint to a firmware image on disk.
 
-checkpoint (:func:`spinbayes.golden.checkpoint.load_checkpoint`) + design parameters
--> in-memory approximation (N samples per layer, eq. 3) -> SpinBayes network with BatchNorm
-re-calibrated on the training set -> integer network (:func:`fold_network`) ->
+checkpoint + design parameters -> the workflow's mapped model
+(:func:`spinbayes.workflow.load`, :func:`spinbayes.workflow.map_trained`: N samples per layer,
+eq. 3, BatchNorm re-calibrated, the integer network) ->
 :func:`~spinbayes.firmware.compiler.compile_network` ->
 :func:`~spinbayes.firmware.image.save_image`.
 
-The steps are the same calls, with the same seeds, as ``spinbayes eval``'s hardware mode, so
-an image compiled here runs the network that evaluation measured.
+The network is the one ``spinbayes eval``'s hardware mode measures: the same workflow calls
+with the same seeds.
 """
 
 from __future__ import annotations
@@ -42,14 +42,11 @@ def compile_checkpoint(checkpoint, params: RtlParams | None = None, *, T: int | 
     devices (default the Config's seed). ``data``: the data set for BatchNorm
     re-calibration (default: loaded from the Config, as ``spinbayes eval`` does).
     """
-    from ..golden.approximation import approximate
-    from ..golden.checkpoint import load_checkpoint
-    from ..golden.datasets import load_dataset
-    from ..golden.evaluate import build_spinbayes
-    from ..golden.hardware import fold_network
+    from ..workflow import load, map_trained
 
     params = params or RtlParams()
-    model, cfg, manifest = load_checkpoint(checkpoint)
+    trained = load(checkpoint, data=data)
+    manifest, cfg, data = trained.manifest, trained.cfg, trained.data
     T = cfg.T if T is None else T
     seed = cfg.seed if seed is None else seed
     n_way = cfg.n_way if n_way is None else n_way
@@ -61,15 +58,12 @@ def compile_checkpoint(checkpoint, params: RtlParams | None = None, *, T: int | 
     if cfg.N != params.N or cfg.Q != params.Q:
         raise ValueError(f"the checkpoint maps onto N={cfg.N} crossbars of Q={cfg.Q} bits, "
                          f"the design has N={params.N}, Q={params.Q}")
-    data = data if data is not None else load_dataset(cfg)
     shape = tuple(manifest["image_shape"])
     if tuple(data.x_train.shape[1:]) != shape:
         raise ValueError(f"{checkpoint}: trained on images of shape {shape}, the data set has "
                          f"{tuple(data.x_train.shape[1:])}")
-    images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
-    net = build_spinbayes(images, model, data.x_train, n_way, cfg.recal_batches, seed=cfg.seed,
-                          progress=progress)
-    hw = fold_network(net, images, R=params.R)
+    mapped = map_trained(trained, progress=progress)
+    hw = mapped.hw(n_way, R=params.R)
     program = compile_network(hw, params, T=T, seed=seed)
     meta = {"checkpoint": str(Path(checkpoint).resolve()),
             "checkpoint_sha256": manifest.get("sha256"), "config": cfg.to_dict(),

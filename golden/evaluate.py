@@ -20,14 +20,14 @@ import torch
 
 from ..config import Config
 from . import metrics
-from .approximation import CrossbarImages
 from .datasets import OOD_NAMES, Dataset
-from .hardware import Agreement, compare_with_float, fold_network
-from .inference import SpinBayesNet, recalibrate_bn
+from .hardware import Agreement, compare_with_float
+from .mapping import MappedModel, build_spinbayes
 from .networks import BayesNet
 from .train import bbb_predict
 
-__all__ = ["MethodResult", "build_spinbayes", "evaluate", "evaluate_probs", "tables_markdown"]
+__all__ = ["MethodResult", "build_spinbayes", "evaluate", "evaluate_bbb", "evaluate_hardware",
+           "evaluate_probs", "hardware_markdown", "spinbayes_entropies", "tables_markdown"]
 
 
 @dataclass
@@ -67,26 +67,15 @@ def evaluate_probs(name: str, probs_test: torch.Tensor, y_test: torch.Tensor,
     return MethodResult(name, acc, 100.0 - acc, ratios, ood)
 
 
-def build_spinbayes(images: CrossbarImages, model: BayesNet, x_train: torch.Tensor,
-                    n_way: int, recal_batches: int, seed: int, *,
-                    progress: bool = False) -> SpinBayesNet:
-    """A SpinBayes network for ``n_way``, BatchNorm re-calibrated on ``recal_batches``."""
-    net = SpinBayesNet(images, model, n_way)
-    recalibrate_bn(net, x_train, recal_batches,
-                   generator=torch.Generator().manual_seed(seed + 7919 * n_way),
-                   progress=progress)
-    return net
-
-
-def evaluate(model: BayesNet, images: CrossbarImages, data: Dataset,
-             ood_sets: dict[str, torch.Tensor], cfg: Config, *,
-             n_ways: tuple[int, ...] = (1, 2), progress: bool = True) -> list[MethodResult]:
-    """Evaluate float BBB and SpinBayes (each n in ``n_ways``, with and without BN
-    re-calibration) on ``data``'s test set and every OoD set, with T = ``cfg.T``."""
+def evaluate(mapped: MappedModel, data: Dataset, ood_sets: dict[str, torch.Tensor],
+             cfg: Config, *, n_ways: tuple[int, ...] = (1, 2),
+             progress: bool = True) -> list[MethodResult]:
+    """Evaluate float BBB (``mapped.model``) and SpinBayes (each n in ``n_ways``, with and
+    without BN re-calibration) on ``data``'s test set and every OoD set, T = ``cfg.T``."""
     from tqdm.auto import tqdm
 
     sets = {"test": data.x_test, **ood_sets}
-    n_ways = tuple(n for n in dict.fromkeys(n_ways) if 1 <= n <= images.N)
+    n_ways = tuple(n for n in dict.fromkeys(n_ways) if 1 <= n <= mapped.N)
     jobs = [("BBB (float)", None, None)]
     for n in n_ways:
         jobs.append((f"SpinBayes n={n}", n, cfg.recal_batches))
@@ -98,22 +87,22 @@ def evaluate(model: BayesNet, images: CrossbarImages, data: Dataset,
         bar.set_postfix_str(name)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         if n is None:
-            results.append(evaluate_bbb(model, data, ood_sets, cfg))
+            results.append(evaluate_bbb(mapped.model, data, ood_sets, cfg))
             continue
-        net = build_spinbayes(images, model, data.x_train, n, recal, cfg.seed)
+        net = mapped.net(n, recal)
         probs = {k: net.predict(x, cfg.T, generator=gen).probs for k, x in sets.items()}
         test = probs.pop("test")
         results.append(evaluate_probs(name, test, data.y_test, probs, cfg))
     return results
 
 
-def spinbayes_entropies(images: CrossbarImages, model: BayesNet, data: Dataset,
+def spinbayes_entropies(mapped: MappedModel, data: Dataset,
                         ood_sets: dict[str, torch.Tensor], cfg: Config,
                         n_way: int) -> dict[str, torch.Tensor]:
     """Per-image normalised predictive entropy (B,) of ``SpinBayes n=n_way`` on the test set
     (key ``"test"``) and every OoD set, with the same network, T and generator seed as
     :func:`evaluate` (for histograms of in- versus out-of-distribution uncertainty)."""
-    net = build_spinbayes(images, model, data.x_train, n_way, cfg.recal_batches, cfg.seed)
+    net = mapped.net(n_way)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     return {k: torch.as_tensor(metrics.normalized_entropy(net.predict(x, cfg.T,
                                                                       generator=gen).probs))
@@ -168,13 +157,12 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str) -> s
     return "\n".join(lines) + "\n"
 
 
-def evaluate_hardware(model: BayesNet, images: CrossbarImages, data: Dataset, cfg: Config, *,
+def evaluate_hardware(mapped: MappedModel, data: Dataset, cfg: Config, *,
                       n_ways: tuple[int, ...] = (1, 2)) -> list[Agreement]:
     """The integer hardware mode against the float SpinBayes model, per n, same choices."""
     out = []
-    for n in (n for n in dict.fromkeys(n_ways) if 1 <= n <= images.N):
-        net = build_spinbayes(images, model, data.x_train, n, cfg.recal_batches, cfg.seed)
-        out.append(compare_with_float(net, fold_network(net, images), data.x_test,
+    for n in (n for n in dict.fromkeys(n_ways) if 1 <= n <= mapped.N):
+        out.append(compare_with_float(mapped.net(n), mapped.hw(n), data.x_test,
                                       data.y_test, cfg.T,
                                       torch.Generator().manual_seed(cfg.seed + 1)))
     return out

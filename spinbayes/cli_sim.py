@@ -1,7 +1,7 @@
 """``spinbayes sim``: K test images through the exported RTL under cocotb, checked in a batch.
 
-Registered by :func:`spinbayes.cli.build_parser` through :func:`add_parser`; dispatched by
-:func:`spinbayes.cli.main` to :func:`main`. docs/COVERIFICATION.md documents the flow.
+:func:`add_parser` adds the subcommand to the main parser, :func:`main` is its handler; the
+work is :func:`spinbayes.workflow_hw.coverify`. docs/COVERIFICATION.md documents the flow.
 Exit code: 0 when every per-pass output, average, class and read-back cell equals the
 integer reference, 1 on any mismatch, 2 on an error (bad input, missing simulator).
 """
@@ -24,6 +24,7 @@ SIM_MARKDOWN = "sim.md"
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``sim`` subcommand to the subparsers ``sub`` of the main parser."""
+    from .cli_args import add_checkpoint, add_common, add_simulator
     from .config import add_config_arguments
 
     p = sub.add_parser("sim", help="co-verify K test images on the RTL under cocotb",
@@ -34,19 +35,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        "output, average and class with the integer reference on the RTL's "
                        "own arbiter trace. Writes OUT/sim.json and OUT/sim.md; exit code 1 "
                        "on any mismatch.")
-    p.add_argument("--checkpoint", help="checkpoint directory (from train); default: train")
+    add_checkpoint(p, required=False)
     p.add_argument("--images", type=int, default=10, help="test images to run (default: 10)")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default=None,
-                   help="cocotb simulator (default: $SPINBAYES_SIM, else icarus)")
+    add_simulator(p, "icarus")
     p.add_argument("--stall", type=float, default=0.1,
                    help="probability of a stall cycle on the input and result streams "
                         "(default: 0.1)")
     p.add_argument("--waves", action="store_true", help="dump waveforms (FST/VCD)")
     p.add_argument("--driver-images", type=int, default=0,
                    help="also run this many images with the per-cycle CoreDriver")
-    p.add_argument("--out", default="runs/sim", help="output directory (default: runs/sim)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_common(p, "runs/sim")
     add_config_arguments(p)
     return p
 
@@ -88,49 +86,53 @@ def _f(v) -> str:
 
 
 def main(args) -> int:
-    import torch
-
-    from .golden.approximation import approximate
-    from .golden.checkpoint import atomic_write
-    from .golden.evaluate import build_spinbayes
-    from .golden.hardware import fold_network
-    from .sim.coverify import params_for, run_images
-    from .sim.runner import SimulatorMissing, default_simulator
+    from . import workflow as wf
+    from . import workflow_hw as wh
+    from .cli_args import config_changes
+    from .config import Config, config_from_args
+    from .golden.contract import atomic_write
+    from .sim.runner import SimulatorMissing
 
     try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        # every flag is checked before anything is trained, loaded or written
         if args.images < 1:
             raise ValueError(f"--images must be at least 1, not {args.images}")
+        if not 0.0 <= args.stall < 1.0:
+            raise ValueError(f"--stall must be a probability in [0, 1), not {args.stall}")
+        if not 0 <= args.driver_images <= args.images:
+            raise ValueError(f"--driver-images must lie in 0..--images ({args.images}), "
+                             f"not {args.driver_images}")
+        sim, why = wh.choose_simulator(args.simulator, prefer="icarus")
         out = Path(args.out)
         progress = not args.quiet
-        from .cli import model_and_data
+        wf.set_threads(args.threads)
+        if args.checkpoint:
+            from .golden.checkpoint import read_manifest
 
-        model, data, cfg = model_and_data(args, out, progress)
-        if args.images > len(data.x_test):
-            raise ValueError(f"--images {args.images}: the test set has {len(data.x_test)}")
-        images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
-        net = build_spinbayes(images, model, data.x_train, cfg.n_way, cfg.recal_batches,
-                              seed=cfg.seed)
-        hw = fold_network(net, images)
-        params = params_for(hw, cfg.T)
-        sim = args.simulator or default_simulator()
-        x, y = data.x_test[:args.images], data.y_test[:args.images]
-        print(f"co-verifying {len(x)} images on {sim}: N={cfg.N}, n={cfg.n_way}, T={cfg.T}, "
-              f"stall {args.stall}, layers {[tuple(lay.codes.shape[1:3]) for lay in hw.layers]}")
+            changes = config_changes(args)
+            Config.from_dict({**read_manifest(args.checkpoint)["config"], **changes})
+            trained = wf.load(args.checkpoint, changes)
+        else:
+            trained = wf.train(config_from_args(args), out, progress=progress)
+        cfg = trained.cfg
+        mapped = wf.map_trained(trained)
+        params = wh.hw_params(mapped, cfg)
+        layers = [tuple(lay.codes.shape[1:3]) for lay in mapped.hw(cfg.n_way).layers]
+        print(f"co-verifying {args.images} images on {sim} ({why}): N={cfg.N}, "
+              f"n={cfg.n_way}, T={cfg.T}, stall {args.stall}, layers {layers}")
         t0 = time.perf_counter()
-        res = run_images(hw, x, params=params, T=cfg.T, seed=cfg.seed, simulator=sim,
-                         waves=args.waves, stall=args.stall, progress=progress,
-                         float_net=net, labels=y.numpy(), driver_images=args.driver_images)
-    except SimulatorMissing as e:
+        res, params = wh.coverify(trained, mapped, images=args.images, simulator=sim,
+                                  stall=args.stall, waves=args.waves,
+                                  driver_images=args.driver_images, progress=progress)
+    except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as e:
-        print(f"spinbayes sim: error: {e}", file=sys.stderr)
+    except AssertionError as e:    # the simulation itself failed (timeout, crash)
+        print(f"spinbayes sim: error: the simulation failed: {e}", file=sys.stderr)
         return 2
     summary = res.summary()
-    summary.update(config=cfg.to_dict(), params=params.describe(),
-                   wall_s=time.perf_counter() - t0,
+    summary.update(config=cfg.to_dict(), params=params.describe(), simulator_choice=why,
+                   wall_s=time.perf_counter() - t0, provenance=trained.provenance,
                    cycles_per_image=np.asarray(res.cycles).tolist())
     text = markdown(summary)
     print()

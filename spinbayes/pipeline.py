@@ -30,8 +30,6 @@ ENERGY_JSON = "energy.json"
 MEMORY_JSON = "memory.json"
 SYNTH_DIR = "synth"
 REPORT_JSON = "report.json"
-#: Table 5 is stated for T = 10 forward passes on MNIST with LeNet-5.
-TABLE5_T = 10
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,9 @@ class RunOptions:
 
     quick: bool = False
     images_sim: int | None = None      # K images through the RTL (default 200, quick 4)
-    # None: Verilator, whose build (~2 min) is repaid at once (Icarus runs the busy 64-64-10
-    # core at ~30 cycles/s, docs/ARCHITECTURE.md "RTL simulation speed", ~50 s per image);
-    # with --quick Icarus, which needs no C++ build, on the 16-neuron quick network.
+    # None: Verilator for the full job, whose C++ build (about 1.5 min) is repaid by its
+    # speed over 200 images; Icarus with --quick (no build, 4 images of the 16-neuron
+    # network). Either falls back to the other when it is not installed.
     simulator: str | None = None
     energy_table: str | None = None     # JSON / TOML energy table (golden.energy)
     rtl: bool = True
@@ -60,10 +58,6 @@ class RunOptions:
     @property
     def k_images(self) -> int:
         return self.images_sim if self.images_sim is not None else (4 if self.quick else 200)
-
-    @property
-    def hdl_simulator(self) -> str:
-        return self.simulator or ("icarus" if self.quick else "verilator")
 
 
 def apply_quick(cfg: Config, explicit: set[str]) -> Config:
@@ -115,16 +109,14 @@ class _Stages:
 
 def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
                  progress: bool = True) -> dict:
-    """The whole flow into ``out``; returns the report dict (also ``out/report.json``)."""
-    import torch
-
+    """The whole flow into ``out``; returns the report dict (also ``out/report.json``).
+    Every stage is one call of the workflow layer (:mod:`spinbayes.workflow`,
+    :mod:`spinbayes.workflow_hw`) on the objects the earlier stages returned."""
     from . import report as rep
-    from .cli import EVAL_JSON, _eval, _train
+    from . import workflow as wf
+    from . import workflow_hw as wh
     from .golden import energy as en
-    from .golden.approximation import approximate
-    from .golden.datasets import ood_sets
-    from .golden.evaluate import build_spinbayes, spinbayes_entropies
-    from .golden.hardware import fold_network
+    from .golden.evaluate import spinbayes_entropies
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,42 +129,38 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
     ctx: dict = {}
     files: dict[str, str] = {}
     try:
-        model, data = st.run("train", lambda: _train(cfg, out, progress))
+        trained = st.run("train", lambda: wf.train(cfg, out, progress=progress))
+        mapped = wf.map_trained(trained)
 
         def golden():
-            _eval(model, data, cfg, out, progress)
-            files["eval"] = EVAL_JSON
-            ctx["eval"] = json.loads((out / EVAL_JSON).read_text())
-            images = approximate(model, cfg.N, cfg.Q, seed=cfg.seed)
-            ood = ood_sets(data, n=cfg.ood_samples, noisy_sigma=cfg.noisy_sigma,
-                           seed=cfg.seed, data_dir=cfg.data_dir)
-            ctx["images"] = images
-            ctx["entropies"] = spinbayes_entropies(images, model, data, ood, cfg, cfg.n_way)
+            sets = wf.ood(trained)
+            ev = wf.evaluate(trained, mapped, sets, out, progress=progress)
+            print()
+            print(ev.text)
+            files["eval"] = wf.EVAL_JSON
+            ctx["eval"] = json.loads(json.dumps(ev.report, allow_nan=True))
+            ctx["images"] = mapped.images
+            ctx["entropies"] = spinbayes_entropies(mapped, trained.data, sets, cfg,
+                                                   cfg.n_way)
         st.run("golden evaluation", golden)
 
         def map_rtl():
-            if cfg.topology != "mlp":
-                raise ValueError(f"the RTL runs dense networks only; {cfg.topology} has "
-                                 f"convolutions (no window-address generator yet)")
-            net = build_spinbayes(ctx["images"], model, data.x_train, cfg.n_way,
-                                  cfg.recal_batches, cfg.seed)
-            ctx["net"], ctx["hw"] = net, fold_network(net, ctx["images"])
-            from .sim.coverify import params_for
-
-            ctx["params"] = params_for(ctx["hw"], cfg.T)
+            ctx["params"] = wh.hw_params(mapped, cfg)
+            ctx["hw"] = mapped.hw(cfg.n_way)
         st.run("map to RTL", map_rtl, optional=True)
         have_hw = "hw" in ctx
 
         def coverify():
-            from .sim.coverify import run_images
-
-            k = min(options.k_images, len(data.x_test))
-            res = run_images(ctx["hw"], data.x_test[:k], params=ctx["params"], T=cfg.T,
-                             seed=cfg.seed, simulator=options.hdl_simulator, progress=progress,
-                             float_net=ctx["net"], labels=data.y_test[:k])
+            k = min(options.k_images, len(trained.data.x_test))
+            sim, why = wh.choose_simulator(options.simulator,
+                                           prefer="icarus" if options.quick else "verilator")
+            print(f"RTL co-verification: {k} images on {sim} ({why})")
+            res, params = wh.coverify(trained, mapped, images=k, simulator=sim,
+                                      progress=progress)
             summary = res.summary()
             summary["counters_per_image"] = {n: v.tolist() for n, v in res.counters.items()}
-            summary["params"] = ctx["params"].describe()
+            summary["params"] = params.describe()
+            summary["simulator_choice"] = why
             _json(out / COVERIFY_JSON, summary)
             files["coverify"] = COVERIFY_JSON
             ctx["coverify"] = summary
@@ -181,26 +169,17 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
                ("--no-rtl" if not options.rtl else "no integer network to simulate"))
 
         def synth():
-            from .rtl.synth import QUICK_TOPS, synthesize
-
-            # The main job must finish in about 10 minutes on 2 cores. It synthesizes the
-            # small periphery blocks (generic + ECP5) and the whole periphery of this run's
-            # design on the ECP5 (~4 min: yosys ~1 min, nextpnr with router2 ~3 min;
-            # docs/SYNTHESIS.md); the behavioural crossbar and the averaging block alone are
-            # measured by `spinbayes synth`. --quick: the small blocks, generic only.
-            targets = options.synth_targets or (("generic",) if options.quick
-                                                else ("generic", "ecp5"))
-            r = synthesize(ctx["params"], out / SYNTH_DIR, targets=targets, tops=QUICK_TOPS,
-                           fpga_tops=() if options.quick else ("periphery",),
-                           quick=options.quick, progress=progress)
+            ctx["synth"] = wh.synthesize(ctx["params"], out / SYNTH_DIR, quick=options.quick,
+                                         targets=options.synth_targets, progress=progress)
             files["synth"] = f"{SYNTH_DIR}/synth.json"
-            ctx["synth"] = r
         st.run("synthesis", synth, optional=True,
                skip=None if options.synth and have_hw else
                ("--no-synth" if not options.synth else "no RTL parameters (map stage)"))
 
         def energy():
-            ctx["energy"] = _energy(cfg, model, data, ctx, emodel, out)
+            ctx["energy"] = wh.energy(cfg, trained.model, trained.data.image_shape,
+                                      hw=ctx.get("hw"), coverify_summary=ctx.get("coverify"),
+                                      emodel=emodel)
             _json(out / ENERGY_JSON, ctx["energy"])
             files["energy"] = ENERGY_JSON
         st.run("energy", energy)
@@ -219,7 +198,8 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
             figures = rep.make_figures(out, ctx, cfg)
             doc = rep.build_report(cfg, options, ctx, files, figures, st.status,
                                    time.perf_counter() - t_start,
-                                   versions={"torch": torch.__version__})
+                                   versions=trained.provenance["versions"])
+            doc["provenance"] = trained.provenance
             ctx["report"] = doc
             rep.write_report(out, doc)
         st.run("figures and report", report)
@@ -229,69 +209,3 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
           f"({time.perf_counter() - t_start:.0f} s)")
     return ctx["report"]
 
-
-def _energy(cfg: Config, model, data, ctx: dict, emodel, out: Path) -> dict:
-    """Measured (RTL counters) and analytic energy of the run's network, LeNet-5 analytic
-    energy for Table 5 under both memory readings, and the scaling series."""
-    from .golden import energy as en
-
-    res: dict = {"model": emodel.to_dict()}
-    R = ctx["hw"].R if "hw" in ctx else 4
-    if "hw" in ctx:
-        shapes = en.shapes_of_hw(ctx["hw"])
-    else:
-        shapes = en.layer_shapes(model, data.image_shape)
-    counts = en.count_operations(shapes, N=cfg.N, n_way=cfg.n_way, T=cfg.T, R=R)
-    res["network"] = {"shapes": [s.__dict__ for s in shapes], "T": cfg.T, "N": cfg.N,
-                      "n_way": cfg.n_way, "R": R}
-    res["analytic"] = en.energy_of_counts(counts, emodel)
-    res["analytic"]["counts"] = [c.as_dict() for c in counts]
-    cov = ctx.get("coverify")
-    if cov is not None:
-        k = int(cov["images"])
-        draws = en.arbiter_draws(len(shapes), k, cfg.T, cfg.N, cfg.n_way, seed=cfg.seed)
-        exact = en.count_operations(shapes, N=cfg.N, n_way=cfg.n_way, T=cfg.T, R=R,
-                                    draws=draws.sum(1) / k)
-        tot = en.totals(exact)
-        check = {name: {"rtl_total": int(cov["counter_totals"][name]),
-                        "analytic_total": _int_if_whole(tot[name] * k)}
-                 for name in en.COUNTER_OF.values()}
-        for v in check.values():
-            v["equal"] = v["rtl_total"] == v["analytic_total"]
-        meas = en.energy_of_counters(cov["counter_totals"], k, emodel, counts=exact)
-        meas["counter_check"] = check
-        meas["all_counters_equal"] = all(v["equal"] for v in check.values())
-        res["measured"] = meas
-    lenet = en.lenet5_shapes(cfg.input_bits, cfg.act_bits)
-    lc = en.count_operations(lenet, N=cfg.N, n_way=1, T=TABLE5_T, R=R)
-    res["lenet5"] = {"shapes": [s.__dict__ for s in lenet], "T": TABLE5_T, "N": cfg.N,
-                     "n_way": 1, "R": R, "counts": [c.as_dict() for c in lc],
-                     "readings": {}}
-    for label, per in (("memory per read", {}), ("memory per MVM", {"memory": "mvm"})):
-        e = en.energy_of_counts(lc, emodel.with_reading(**per))
-        res["lenet5"]["readings"][label] = e
-    k_bits = (cfg.N - 1).bit_length()
-    res["table5"] = en.table5_rows(
-        {f"LeNet-5, {lab}": v["total_uj"] for lab, v in res["lenet5"]["readings"].items()},
-        f"{k_bits} per layer x {len(lenet)} layers = {k_bits * len(lenet)}")
-    res["scaling"] = {
-        "run network": en.scaling_series(
-            lambda b: _with_input_bits(shapes, b), N=cfg.N, n_way=cfg.n_way, T=cfg.T, R=R,
-            input_bits=shapes[0].in_bits, model=emodel),
-        "LeNet-5 (MNIST)": en.scaling_series(
-            lambda b: en.lenet5_shapes(b, cfg.act_bits), N=cfg.N, n_way=1, T=TABLE5_T, R=R,
-            input_bits=cfg.input_bits, model=emodel),
-    }
-    res["scaling_defaults"] = {"T": cfg.T, "N": cfg.N, "input_bits": cfg.input_bits}
-    return res
-
-
-def _int_if_whole(v: float):
-    r = round(v, 6)
-    return int(r) if r == int(r) else r
-
-
-def _with_input_bits(shapes, bits: int):
-    from dataclasses import replace
-
-    return [replace(s, in_bits=bits) if i == 0 else s for i, s in enumerate(shapes)]

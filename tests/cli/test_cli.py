@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from spinbayes.cli import EVAL_JSON, EVAL_MARKDOWN, build_parser, main
+from spinbayes.cli import build_parser, main
+from spinbayes.workflow import EVAL_JSON, EVAL_MARKDOWN
 
 
 def test_every_subcommand_has_useful_help(capsys):
@@ -20,9 +21,11 @@ def test_every_subcommand_has_useful_help(capsys):
 
 
 def test_run_then_eval(tmp_path, capsys):
+    """The golden stages of the main job, then `eval` on its checkpoint (the RTL stages are
+    in tests/report's `run --quick` test and the slow full-job test)."""
     out = tmp_path / "run"
     rc = main(["run", "--out", str(out), "--quiet", "--epochs", "3", "--hidden", "16",
-               "--ood-samples", "50", "--recal-batches", "2"])
+               "--ood-samples", "50", "--recal-batches", "2", "--no-rtl", "--no-synth"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "Table 1" in text and "Table 3" in text and "SpinBayes n=2" in text
@@ -75,7 +78,7 @@ def test_run_lenet5_on_mnist_files_with_fashion_ood(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["run", "--out", str(out), "--quiet", "--dataset", "mnist", "--data-dir",
                str(data), "--topology", "lenet5", "--epochs", "1", "--T", "2",
-               "--ood-samples", "8", "--recal-batches", "1", "--N", "3"])
+               "--ood-samples", "8", "--recal-batches", "1", "--N", "3", "--no-synth"])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / EVAL_JSON).read_text())
     assert report["dataset"] == "mnist"
@@ -112,3 +115,39 @@ def test_rtl_export_is_reproducible(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"bogus": 1}')
     assert main(["rtl", "export", "--config", str(bad), "--out", str(tmp_path / "c")]) == 2
+
+
+@pytest.mark.slow
+def test_main_job_with_its_defaults(tmp_path):
+    """`spinbayes run` exactly as the README runs it (about 7 min: 200 images on Verilator,
+    the periphery placed and routed on the ECP5)."""
+    out = tmp_path / "run"
+    assert main(["run", "--quiet", "--out", str(out)]) == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert all(s["status"] == "ok" for s in doc["stages"].values()), doc["stages"]
+    assert doc["coverify"]["images"] == 200 and doc["coverify"]["mismatches"] == 0
+    assert doc["energy"]["measured"]["all_counters_equal"]
+
+
+def test_simulator_choices_agree_with_the_runner():
+    from spinbayes.cli_args import SIMULATOR_CHOICES
+    from spinbayes.sim.runner import SIMULATORS
+
+    assert tuple(SIMULATORS) == SIMULATOR_CHOICES
+
+
+def test_simulator_choice_falls_back_and_says_so(monkeypatch):
+    from spinbayes import workflow_hw as wh
+    from spinbayes.sim import runner
+
+    monkeypatch.delenv("SPINBAYES_SIM", raising=False)
+    monkeypatch.setattr(runner, "simulator_available", lambda s: s == "verilator")
+    assert wh.choose_simulator(None, prefer="icarus") == ("verilator",
+                                                          "icarus is not installed")
+    assert wh.choose_simulator("icarus", prefer="verilator") == ("icarus", "asked for")
+    monkeypatch.setenv("SPINBAYES_SIM", "icarus")
+    assert wh.choose_simulator(None, prefer="verilator") == ("icarus", "$SPINBAYES_SIM")
+    monkeypatch.delenv("SPINBAYES_SIM")
+    monkeypatch.setattr(runner, "simulator_available", lambda s: False)
+    with pytest.raises(runner.SimulatorMissing, match="neither icarus nor verilator"):
+        wh.choose_simulator(None, prefer="icarus")

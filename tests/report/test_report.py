@@ -4,6 +4,7 @@ report.json's values are those of the stage files it cites (eval.json, energy.js
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -116,12 +117,17 @@ def test_bad_energy_table_fails_before_training(tmp_path):
 
 
 def test_spinbayes_run_quick_end_to_end(tmp_path):
-    """`spinbayes run --quick` (~30 s): every stage, RTL co-verification (Icarus) and
-    synthesis included."""
+    """`spinbayes run --quick --threads 1` (about 30 s): every stage, RTL co-verification
+    (Icarus) and synthesis included; the README's excerpt is this run's, figure for figure."""
     from spinbayes.cli import main
+    from spinbayes.excerpt import COMMAND, readme_block, render
 
     out = tmp_path / "run"
-    assert main(["run", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert main([*COMMAND, "--quiet", "--out", str(out)]) == 0
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert readme_block(readme) == render(out), (
+        "README.md's excerpt is not what the main job prints now: regenerate it with "
+        "`python -m spinbayes.excerpt RUN_DIR --update README.md`")
     doc, text = check_report(out)
     st = doc["stages"]
     assert st["train"]["status"] == st["golden evaluation"]["status"] == "ok"
