@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import brentq
 
 __all__ = ["MTJParams", "DEFAULT", "X_BARRIER_ZERO", "barrier", "p_sw", "solve_ic0",
            "current_for_probability", "MTJRng", "xorshift32", "threshold_for", "EmulatedRng",
@@ -117,6 +116,8 @@ def current_for_probability(p: float, params: MTJParams = DEFAULT, t: float | No
     """Inverse of :func:`p_sw`: the current (A) at which a pulse of width t switches with p."""
     _check_probability(p, params, t)
     i_hi = X_BARRIER_ZERO * params.ic0
+    from scipy.optimize import brentq  # here: every cocotb testbench imports this module
+
     return brentq(lambda i: float(p_sw(i, params, t)) - p, 0.0, i_hi, xtol=1e-15, rtol=1e-13)
 
 
@@ -128,6 +129,8 @@ def solve_ic0(current: float = 230e-6, p: float = 0.5, delta: float = 40.0,
 
     def f(ic0):
         return float(p_sw(current, MTJParams(delta, tau0, ic0, t), t)) - p
+
+    from scipy.optimize import brentq
 
     return brentq(f, current, current / 1e-3, xtol=1e-16, rtol=1e-14)
 
