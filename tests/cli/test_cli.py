@@ -151,3 +151,15 @@ def test_simulator_choice_falls_back_and_says_so(monkeypatch):
     monkeypatch.setattr(runner, "simulator_available", lambda s: False)
     with pytest.raises(runner.SimulatorMissing, match="neither icarus nor verilator"):
         wh.choose_simulator(None, prefer="icarus")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stall", "1.5"], "--stall must be a probability in [0, 1), not 1.5"),
+    (["--images", "0"], "--images must be at least 1, not 0"),
+    (["--driver-images", "3", "--images", "2"], "--driver-images must lie in 0..--images"),
+])
+def test_sim_checks_its_flags_before_training(tmp_path, capsys, argv, message):
+    out = tmp_path / "sim"
+    assert main(["sim", *argv, "--quiet", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
