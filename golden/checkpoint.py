@@ -8,6 +8,10 @@ A checkpoint is a directory with two files:
   :class:`~spinbayes.config.Config` (topology, Q, N, seed, data, ...), the data shape, the
   SHA-256 of the weights file and the training history.
 
+Each manifest also carries ``manifest_sha256``, the SHA-256 of all its other entries
+(:func:`manifest_checksum`), so a manifest edited by hand (its configuration, data shape,
+layer scales, ...) is refused on load instead of silently changing the results.
+
 Crossbar images (the in-memory approximation) are stored the same way in
 ``crossbars.safetensors`` / ``crossbars.json``. Every file is written by
 :func:`~spinbayes.golden.contract.atomic_write` (re-exported here) to a temporary file in the
@@ -39,10 +43,13 @@ __all__ = [
     "CROSSBAR_MANIFEST",
     "CROSSBAR_WEIGHTS",
     "FORMAT_VERSION",
+    "MANIFEST_CHECKSUM",
     "CheckpointError",
     "atomic_write",
     "load_checkpoint",
     "load_crossbar_images",
+    "manifest_checksum",
+    "read_manifest",
     "save_checkpoint",
     "save_crossbar_images",
 ]
@@ -57,7 +64,9 @@ CROSSBAR_WEIGHTS = "crossbars.safetensors"
 #: Manifest of the crossbar images (shapes, N, Q, scales, checksum).
 CROSSBAR_MANIFEST = "crossbars.json"
 #: Bumped whenever the layout of either file pair changes incompatibly.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The manifest entry that holds the checksum of all the other entries.
+MANIFEST_CHECKSUM = "manifest_sha256"
 
 
 class CheckpointError(ValueError):
@@ -66,6 +75,20 @@ class CheckpointError(ValueError):
 
 def _sha256(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of every entry of ``manifest`` but :data:`MANIFEST_CHECKSUM`, in a canonical
+    JSON form (sorted keys, no spaces), so it survives writing and reading the file."""
+    rest = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    canonical = json.dumps(json.loads(json.dumps(rest)), sort_keys=True, separators=(",", ":"))
+    return _sha256(canonical.encode())
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    """Write ``manifest`` with its checksum (:func:`manifest_checksum`)."""
+    signed = {**manifest, MANIFEST_CHECKSUM: manifest_checksum(manifest)}
+    atomic_write(path, json.dumps(signed, indent=2))
 
 
 def _read_manifest(path: Path, fmt: str) -> dict:
@@ -81,6 +104,10 @@ def _read_manifest(path: Path, fmt: str) -> dict:
     if manifest.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format version {manifest.get('version')!r} is not "
                               f"supported (this code reads version {FORMAT_VERSION})")
+    if manifest.get(MANIFEST_CHECKSUM) != manifest_checksum(manifest):
+        raise CheckpointError(f"{path}: the manifest does not match its checksum "
+                              f"({MANIFEST_CHECKSUM}): it was edited or corrupted after it was "
+                              f"written; write it again rather than editing it")
     return manifest
 
 
@@ -99,8 +126,10 @@ def _read_tensors(path: Path, sha256: str) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(directory: str | os.PathLike, model: BayesNet, cfg: Config, *,
                     image_shape: tuple[int, int, int], num_classes: int,
-                    history: list | None = None) -> Path:
-    """Write ``model`` and its configuration to ``directory``; returns the directory."""
+                    history: list | None = None, provenance: dict | None = None) -> Path:
+    """Write ``model`` and its configuration to ``directory``; returns the directory.
+    ``provenance``: what else decides the weights (torch threads, package versions, the
+    data set's checksum; :func:`spinbayes.workflow.provenance`)."""
     directory = Path(directory)
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     raw = st_save(tensors)
@@ -109,10 +138,19 @@ def save_checkpoint(directory: str | os.PathLike, model: BayesNet, cfg: Config, 
         "format": "spinbayes-checkpoint", "version": FORMAT_VERSION,
         "config": cfg.to_dict(), "image_shape": list(image_shape),
         "num_classes": num_classes, "weights": CHECKPOINT_WEIGHTS, "sha256": _sha256(raw),
-        "history": history or [],
+        "history": history or [], "provenance": provenance or {},
     }
-    atomic_write(directory / CHECKPOINT_MANIFEST, json.dumps(manifest, indent=2))
+    _write_manifest(directory / CHECKPOINT_MANIFEST, manifest)
     return directory
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of the checkpoint in ``directory`` (format and version checked), without
+    loading its weights."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint directory not found")
+    return _read_manifest(directory / CHECKPOINT_MANIFEST, "spinbayes-checkpoint")
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[BayesNet, Config, dict]:
@@ -153,7 +191,7 @@ def save_crossbar_images(directory: str | os.PathLike, images: CrossbarImages) -
                     "scale": layer.scale, "stride": layer.stride, "padding": layer.padding}
                    for layer in images.layers],
     }
-    atomic_write(directory / CROSSBAR_MANIFEST, json.dumps(manifest, indent=2))
+    _write_manifest(directory / CROSSBAR_MANIFEST, manifest)
     return directory
 
 

@@ -69,6 +69,8 @@ class Dataset:
                 raise ValueError(f"x_{split} must have shape (n, 1, H, W), not {tuple(x.shape)}")
             if y.dim() != 1 or len(y) != len(x):
                 raise ValueError(f"y_{split} must have shape ({len(x)},), not {tuple(y.shape)}")
+            if len(x) == 0:
+                raise ValueError(f"the {split} set of {self.name!r} is empty (0 images)")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ValueError(f"train images {tuple(self.x_train.shape[1:])} and test images "
                              f"{tuple(self.x_test.shape[1:])} differ in shape")
@@ -208,6 +210,9 @@ def _read_images(folder: Path, name: str) -> np.ndarray:
     if images.ndim != 3:
         raise DatasetError(f"{path}: images must be 3-D (n, rows, cols), "
                            f"found shape {images.shape}")
+    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise DatasetError(f"{path}: holds no image data (shape {images.shape}); "
+                           f"expected at least one image of at least 1x1 pixels")
     if images.dtype != np.uint8:
         raise DatasetError(f"{path}: images must be uint8 (type code 0x08), "
                            f"found {images.dtype}")

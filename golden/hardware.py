@@ -34,8 +34,9 @@ from torch import nn
 from .approximation import CrossbarImages
 from .cells import encode_weights
 from .contract import ROWS_PER_READ, LayerWidths, layer_widths, signed_bits
-from .inference import SpinBayesNet
+from .inference import SpinBayesNet, check_choices
 from .layers import Comparator, input_codes
+from .networks import check_input
 
 __all__ = ["signed_bits", "LayerWidths", "layer_widths", "HwLayer", "HwNetwork", "HwOutput",
            "fold_network", "crossbar_mvm_bitserial", "Agreement", "compare_with_float"]
@@ -152,8 +153,11 @@ class HwNetwork:
     """The integer network; :meth:`run` is the reference the RTL is checked against."""
 
     def __init__(self, layers: list[HwLayer], input_bits: int, flatten_input: bool, N: int,
-                 Q: int, n_way: int, R: int = ROWS_PER_READ):
+                 Q: int, n_way: int, R: int = ROWS_PER_READ,
+                 image_shape: tuple[int, ...] | None = None):
         self.layers, self.input_bits, self.flatten_input = layers, input_bits, flatten_input
+        # (C, H, W): the only input shape run() accepts (None: only the fan-in is checked)
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.N, self.Q, self.n_way, self.R = N, Q, n_way, R
         for i, w in enumerate(self.widths()):
             if w.sum_max >= 2 ** 53:
@@ -172,11 +176,13 @@ class HwNetwork:
         return out
 
     def run(self, x: torch.Tensor, choices: torch.Tensor) -> HwOutput:
-        """x: (B, 1, H, W) images in [0, 1] (or int codes (B, ...)); choices (L, B, T, n)."""
+        """x: (B, C, H, W) images in [0, 1], or their integer input codes in 0..2^A_in - 1;
+        choices int (L, B, T, n) in 0..N-1. Both are checked
+        (:func:`~spinbayes.golden.networks.check_input`, :func:`check_choices`)."""
+        check_input(x, image_shape=self.image_shape, flatten_input=self.flatten_input,
+                    fan_in=int(self.layers[0].codes.shape[2]), code_bits=self.input_bits)
         B = x.shape[0]
-        if choices.shape[:2] != (len(self.layers), B) or choices.shape[3] != self.n_way:
-            raise ValueError(f"choices must have shape (L={len(self.layers)}, B={B}, T, "
-                             f"n={self.n_way}), got {tuple(choices.shape)}")
+        choices = check_choices(choices, L=len(self.layers), B=B, N=self.N, n=self.n_way)
         T = choices.shape[2]
         a = x.long() if not x.is_floating_point() else input_codes(x, self.input_bits)
         if self.flatten_input:
@@ -262,7 +268,8 @@ def fold_network(net: SpinBayesNet, images: CrossbarImages, *, R: int = ROWS_PER
         theta = theta.clamp(-sum_max, sum_max + 1).long()
         layers.append(HwLayer(**common, thresholds=theta, sign=sign, out_bits=stage.act.bits))
         in_bits = stage.act.bits
-    return HwNetwork(layers, net.input_bits, net.flatten_input, images.N, images.Q, n, R)
+    return HwNetwork(layers, net.input_bits, net.flatten_input, images.N, images.Q, n, R,
+                     image_shape=net.image_shape)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 
 from .approximation import CrossbarImages, CrossbarLayer
 from .layers import quantize_input
-from .networks import BayesNet
+from .networks import BayesNet, check_input
 
-__all__ = ["SpinBayesNet", "SpinBayesOutput", "recalibrate_bn", "sample_choices"]
+__all__ = ["SpinBayesNet", "SpinBayesOutput", "check_choices", "recalibrate_bn",
+           "sample_choices"]
 
 
 def sample_choices(L: int, B: int, T: int, N: int, n: int,
@@ -42,6 +43,28 @@ def sample_choices(L: int, B: int, T: int, N: int, n: int,
         return torch.randint(N, (L, B, T, 1), generator=generator)
     keys = torch.rand((L, B, T, N), generator=generator)
     return keys.argsort(dim=-1)[..., :n].sort(dim=-1).values
+
+
+def check_choices(choices: torch.Tensor, *, L: int, B: int, N: int,
+                  n: int | None = None) -> torch.Tensor:
+    """Validate crossbar choices: int (L, B, T, n), T >= 1, values in 0..N-1, distinct per
+    row (and n as given); returns them as int64."""
+    want = f"(L={L}, B={B}, T, n{'' if n is None else f'={n}'})"
+    shape = tuple(getattr(choices, "shape", ()))
+    if (not isinstance(choices, torch.Tensor) or choices.dim() != 4 or shape[:2] != (L, B)
+            or shape[2] < 1 or shape[3] < 1 or (n is not None and shape[3] != n)):
+        raise ValueError(f"choices must have shape {want} with T >= 1, got {shape}")
+    if choices.dtype.is_floating_point or choices.dtype == torch.bool or choices.is_complex():
+        raise ValueError(f"choices must be integer crossbar indices, not {choices.dtype}")
+    choices = choices.long()
+    if choices.numel() and (choices.min() < 0 or choices.max() >= N):
+        raise ValueError(f"choices must lie in 0..{N - 1}, got "
+                         f"{int(choices.min())}..{int(choices.max())}")
+    if shape[3] > 1:
+        s = choices.sort(dim=-1).values
+        if (s[..., 1:] == s[..., :-1]).any():
+            raise ValueError("an n-way choice names the same crossbar twice")
+    return choices
 
 
 @dataclass
@@ -172,7 +195,15 @@ class SpinBayesNet(nn.Module):
             post.weight = nn.Identity()  # the crossbars replace the Bayesian weights
             self.stages.append(post)
         self.input_bits, self.flatten_input = model.input_bits, model.flatten_input
+        self.image_shape = getattr(model, "image_shape", None)
         self.eval()
+
+    def check_input(self, x: torch.Tensor, name: str = "x") -> None:
+        """Raise ValueError unless x is a batch of images this network runs
+        (:func:`~spinbayes.golden.networks.check_input`)."""
+        # crossbar weights: (N, out, in) dense or (N, out, C_in, k, k) convolution
+        check_input(x, image_shape=self.image_shape, flatten_input=self.flatten_input,
+                    fan_in=int(self.crossbars[0].weight.shape[2]), name=name)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         x = quantize_input(x, self.input_bits)
@@ -183,20 +214,8 @@ class SpinBayesNet(nn.Module):
         return len(self.crossbars)
 
     def check_choices(self, choices: torch.Tensor, B: int) -> torch.Tensor:
-        """Validate recorded choices: int (L, B, T, n), values in 0..N-1, distinct per row."""
-        if choices.dim() != 4 or choices.shape[0] != self.num_layers or choices.shape[1] != B:
-            raise ValueError(f"choices must have shape (L={self.num_layers}, B={B}, T, n), "
-                             f"got {tuple(choices.shape)}")
-        if choices.dtype.is_floating_point or choices.dtype == torch.bool:
-            raise ValueError(f"choices must be integer crossbar indices, not {choices.dtype}")
-        if choices.numel() and (choices.min() < 0 or choices.max() >= self.N):
-            raise ValueError(f"choices must lie in 0..{self.N - 1}, got "
-                             f"{int(choices.min())}..{int(choices.max())}")
-        if choices.shape[3] > 1:
-            s = choices.sort(dim=-1).values
-            if (s[..., 1:] == s[..., :-1]).any():
-                raise ValueError("an n-way choice names the same crossbar twice")
-        return choices.long()
+        """Validate recorded choices (:func:`check_choices`); returns them as int64."""
+        return check_choices(choices, L=self.num_layers, B=B, N=self.N)
 
     def forward(self, x: torch.Tensor, T: int | None = None, *,
                 choices: torch.Tensor | None = None,
@@ -206,9 +225,10 @@ class SpinBayesNet(nn.Module):
 
         Give either ``T`` (choices are drawn from ``generator``) or recorded ``choices``.
         """
+        self.check_input(x)
         B = x.shape[0]
         if choices is None:
-            if T is None or T < 1:
+            if not isinstance(T, int) or isinstance(T, bool) or T < 1:
                 raise ValueError(f"T must be a positive integer, not {T!r}")
             choices = sample_choices(self.num_layers, B, T, self.N, self.n_way, generator)
         else:
@@ -268,6 +288,9 @@ class SpinBayesNet(nn.Module):
                 batch_size: int = 512, progress: bool = False,
                 desc: str = "SpinBayes") -> SpinBayesOutput:
         """:meth:`forward` in mini-batches; returns the concatenated output."""
+        self.check_input(x)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.eval()
         outs = [self(x[i:i + batch_size], T, generator=generator)
                 for i in tqdm(range(0, len(x), batch_size), desc=desc,

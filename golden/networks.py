@@ -9,13 +9,77 @@ BatchNorm output is the logits. The same stage list is reused by the SpinBayes n
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..config import Config
 from .layers import BayesConv2d, BayesLinear, Comparator, bayes_layers, quantize_input
 
-__all__ = ["BayesNet", "Stage", "build_model"]
+__all__ = ["BayesNet", "Stage", "build_model", "check_input"]
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def check_input(x, *, image_shape: tuple[int, ...] | None, flatten_input: bool,
+                fan_in: int | None, code_bits: int | None = None, name: str = "x") -> None:
+    """Refuse an input batch the network cannot run, saying what it expected.
+
+    ``x`` must be a non-empty tensor of shape (B, *image_shape). Without ``image_shape`` only
+    ``fan_in`` is checked: the values per image of a network that flattens its input, else the
+    channels of (B, C, H, W).
+    Float inputs must lie in [0, 1] (NaN refused). Integer inputs are refused unless
+    ``code_bits`` is given; they are then input codes in 0..2^code_bits - 1. The checks are
+    whole-tensor reductions (no loop over the elements).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, not {type(x).__name__}")
+    shape = tuple(x.shape)
+    if image_shape is not None:
+        image_shape = tuple(int(s) for s in image_shape)
+        ok = shape[1:] == image_shape
+        want = _shape_text(("B", *image_shape))
+    elif flatten_input:
+        ok = x.dim() >= 2 and (fan_in is None or math.prod(shape[1:]) == fan_in)
+        want = f"(B, ...) with {fan_in if fan_in is not None else 'the same'} values per image"
+    else:
+        ok = x.dim() == 4 and (fan_in is None or shape[1] == fan_in)
+        want = f"(B, {fan_in if fan_in is not None else 'C'}, H, W)"
+    if not ok:
+        raise ValueError(f"{name} must have shape {want} for this network, not {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} holds no images (shape {shape}); expected at least one")
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"{name} must hold real numbers, not {x.dtype}")
+    if not x.is_floating_point():
+        if code_bits is None:
+            raise ValueError(f"{name} must be float images in [0, 1], not {x.dtype}")
+        lo, hi = (int(v) for v in torch.aminmax(x))
+        top = 2 ** code_bits - 1
+        if lo < 0 or hi > top:
+            raise ValueError(f"{name}: integer input codes must lie in 0..{top} "
+                             f"(A_in = {code_bits} bits), got {lo}..{hi}")
+        return
+    lo, hi = torch.aminmax(x)
+    if not (lo >= 0 and hi <= 1):  # also false for NaN
+        if torch.isnan(x).any():
+            raise ValueError(f"{name} contains NaN")
+        raise ValueError(f"{name}: inputs must lie in [0, 1], got range "
+                         f"[{lo.item():.4g}, {hi.item():.4g}]")
+
+
+def _fan_in(module: nn.Module) -> int | None:
+    """Inputs (dense) or input channels (convolution) of the first weight layer in module."""
+    for m in module.modules():
+        w = getattr(m, "weight_mu", None)
+        if w is None and isinstance(m, nn.Linear | nn.Conv2d):
+            w = m.weight
+        if isinstance(w, torch.Tensor) and w.dim() >= 2:
+            return int(w.shape[1])
+    return None
 
 
 class Stage(nn.Module):
@@ -60,19 +124,35 @@ class BayesNet(nn.Module):
     Inputs are rounded to the A_in-bit code the first crossbar receives
     (:func:`~spinbayes.golden.layers.quantize_input`). In training mode every forward pass
     draws one weight sample per layer from q; ``deterministic()`` switches to the mean.
+    ``image_shape`` (C, H, W), when given, is the only input shape :meth:`forward` accepts
+    (:func:`check_input`); without it only the first layer's fan-in is checked.
     """
 
-    def __init__(self, stages: list[Stage], input_bits: int, flatten_input: bool):
+    def __init__(self, stages: list[Stage], input_bits: int, flatten_input: bool,
+                 image_shape: tuple[int, int, int] | None = None):
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.input_bits = input_bits
         self.flatten_input = flatten_input
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the last stage (its BatchNorm's features)."""
+        return int(self.stages[-1].bn.num_features)
+
+    def check_input(self, x: torch.Tensor, name: str = "x") -> None:
+        """Raise ValueError unless x is a batch of images this network runs (see
+        :func:`check_input`)."""
+        check_input(x, image_shape=self.image_shape, flatten_input=self.flatten_input,
+                    fan_in=_fan_in(self.stages[0].weight), name=name)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         x = quantize_input(x, self.input_bits)
         return x.flatten(1) if self.flatten_input else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         x = self.prepare_input(x)
         for stage in self.stages:
             x = stage(x)
@@ -128,6 +208,7 @@ def build_model(cfg: Config, image_shape: tuple[int, int, int], num_classes: int
         raise ValueError(f"image_shape must be (C, H, W), not {image_shape!r}")
     if cfg.topology == "mlp":
         c, h, w = image_shape
-        return BayesNet(_mlp(cfg, c * h * w, num_classes), cfg.input_bits, flatten_input=True)
+        return BayesNet(_mlp(cfg, c * h * w, num_classes), cfg.input_bits, flatten_input=True,
+                        image_shape=image_shape)
     return BayesNet(_lenet5(cfg, image_shape, num_classes), cfg.input_bits,
-                    flatten_input=False)
+                    flatten_input=False, image_shape=image_shape)

@@ -32,12 +32,10 @@ def train_bbb(model: BayesNet, x: torch.Tensor, y: torch.Tensor, cfg: Config, *,
               progress: bool = True) -> list[dict[str, float]]:
     """Train ``model`` in place on (x, y); returns one record of losses per epoch.
 
-    Deterministic for a given ``cfg.seed`` (CPU).
+    Deterministic for a given ``cfg.seed`` (CPU). x: (n, *image_shape) images in [0, 1],
+    y: (n,) int labels in 0..C-1, n >= 2 (BatchNorm needs two examples per batch).
     """
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
-    if torch.isnan(x).any():
-        raise ValueError("training images contain NaN")
+    _check_training_set(model, x, y)
     gen = set_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -72,6 +70,24 @@ def train_bbb(model: BayesNet, x: torch.Tensor, y: torch.Tensor, cfg: Config, *,
     return history
 
 
+def _check_training_set(model: BayesNet, x: torch.Tensor, y: torch.Tensor) -> None:
+    if not isinstance(y, torch.Tensor) or y.dim() != 1:
+        raise ValueError(f"y must be a 1-D tensor of labels, not shape "
+                         f"{tuple(getattr(y, 'shape', ()))}")
+    if isinstance(x, torch.Tensor) and len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} images but {len(y)} labels")
+    if len(y) < 2:
+        raise ValueError(f"the training set must hold at least 2 images (BatchNorm needs two "
+                         f"per batch), not {len(y)}")
+    model.check_input(x)
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"y must hold integer class labels, not {y.dtype}")
+    lo, hi, c = int(y.min()), int(y.max()), model.num_classes
+    if lo < 0 or hi >= c:
+        raise ValueError(f"labels must lie in 0..{c - 1} (the network has {c} outputs), "
+                         f"got {lo}..{hi}")
+
+
 @torch.no_grad()
 def bbb_predict(model: BayesNet, x: torch.Tensor, T: int, *,
                 generator: torch.Generator | None = None, batch_size: int = 1024
@@ -79,9 +95,14 @@ def bbb_predict(model: BayesNet, x: torch.Tensor, T: int, *,
     """Per-pass softmax probabilities (B, T, C) of full-precision Gaussian MC (eq. 2).
 
     Each pass draws one weight sample per layer from q (shared by the images of a batch).
+    x: (B, *image_shape) images in [0, 1] (see :meth:`BayesNet.check_input`).
     """
     from .layers import bayes_layers
 
+    for name, v in (("T", T), ("batch_size", batch_size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    model.check_input(x)
     model.eval()
     layers = bayes_layers(model)
     out = []

@@ -3,7 +3,15 @@
 Every parameter of the paper that the golden model, the RTL, the firmware and the
 testbenches share lives here, under the paper's names (N, n_way, Q, T, ...). The
 command line is generated from this dataclass (:func:`add_config_arguments`), so a
-flag, its default and its help text are defined in exactly one place.
+flag, its default, its help text and its allowed range are defined in exactly one place.
+
+Every field is checked when a :class:`Config` is built (the command line builds one before
+anything is written): numbers must be finite and in range, and each error message names the
+field and its flag. The ranges are those the rest of the code accepts (Q in 2..8 as in the
+crossbar images and the RTL); an upper bound also stops values whose cost explodes (the
+golden model evaluates each of the 2^A - 1 comparators of an A-bit activation, so A = 20
+takes minutes per epoch of an 8-neuron net). Each range carries its reason, shown in the
+help and in the error.
 """
 
 from __future__ import annotations
@@ -11,20 +19,80 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["Config", "add_config_arguments", "config_from_args"]
+__all__ = ["Config", "Range", "add_config_arguments", "config_from_args", "flag_of"]
 
 _DATASETS = ("digits", "mnist", "fashion-mnist")
 _TOPOLOGIES = ("mlp", "lenet5")
 _ACTIVATIONS = ("comparator", "relu")
 _MEASURES = ("mutual_information", "entropy", "variance")
 _THRESHOLD_MODES = ("relative", "absolute")
+_SEED_MAX = 2 ** 32 - 1  # numpy and scikit-learn take 32-bit unsigned seeds
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric field: lo..hi (None: unbounded), ends open or closed.
+
+    ``integer`` fields take Python ints; the others finite ints or floats (NaN and infinity
+    are always refused). ``why`` states the reason for the bounds.
+    """
+
+    lo: float | None
+    hi: float | None = None
+    integer: bool = False
+    lo_open: bool = False
+    hi_open: bool = False
+    why: str = ""
+
+    def span(self) -> str:
+        """The bounds alone: "1..8", "(0, 1]", ">= 0", "> 0"."""
+        if self.integer:
+            return f"{self.lo}..{self.hi}" if self.hi is not None else f">= {self.lo}"
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return (f"{'(' if self.lo_open else '['}{self.lo:g}, "
+                f"{self.hi:g}{')' if self.hi_open else ']'}")
+
+    def describe(self) -> str:
+        """E.g. "an integer in 1..8", "a finite number in (0, 1]", "a finite number >= 0"."""
+        if self.integer:
+            return f"an integer {'in ' if self.hi is not None else ''}{self.span()}"
+        if self.hi is None and self.lo == 0 and self.lo_open:
+            return "a finite positive number"
+        return f"a finite number {'in ' if self.hi is not None else ''}{self.span()}"
+
+    def contains(self, v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int if self.integer else (int, float)):
+            return False
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a Config field: ``kl_weight`` -> ``--kl-weight``."""
+    return "--" + name.replace("_", "-")
+
+
+def _bad(name: str, requirement: str, value: Any, why: str = "") -> ValueError:
+    reason = f" ({why})" if why else ""
+    return ValueError(f"{name} ({flag_of(name)}) must be {requirement}{reason}, not {value!r}")
 
 
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
+
+
+#: Widths of one hidden layer and number of hidden layers of the MLP.
+HIDDEN_WIDTH = Range(1, 4096, integer=True, why="each of the N crossbar copies holds "
+                     "width x fan-in weights")
+HIDDEN_LAYERS = 8
 
 
 @dataclass(frozen=True)
@@ -36,42 +104,74 @@ class Config:
                       "mnist or fashion-mnist (IDX files in --data-dir)", choices=_DATASETS)
     data_dir: str | None = _f(None, "directory holding the MNIST / Fashion-MNIST IDX files "
                               "(gzipped or not); never downloaded")
-    split_seed: int = _f(0, "seed of the fixed train/test split of the digits set")
-    test_fraction: float = _f(0.2, "fraction of the digits set held out for testing")
+    split_seed: int = _f(0, "seed of the fixed train/test split of the digits set",
+                         range=Range(0, _SEED_MAX, integer=True,
+                                     why="scikit-learn takes 32-bit unsigned seeds"))
+    test_fraction: float = _f(0.2, "fraction of the digits set held out for testing",
+                              range=Range(0.01, 0.99, why="both sides of the stratified "
+                                          "split of the 1797 digits must hold every class"))
 
     # --- topology -------------------------------------------------------------------------
     topology: str = _f("mlp", "network: mlp (default for digits) or lenet5 (28x28 inputs)",
                        choices=_TOPOLOGIES)
-    hidden: tuple[int, ...] = _f((64,), "hidden layer widths of the MLP, e.g. 64 or 128,64")
+    hidden: tuple[int, ...] = _f((64,), f"hidden layer widths of the MLP, e.g. 64 or 128,64; "
+                                 f"1 to {HIDDEN_LAYERS} layers of 1..{HIDDEN_WIDTH.hi} neurons")
     activation: str = _f("comparator", "hidden activation: comparator (the hardware's "
                          "step / A-bit thermometer, trained with a straight-through "
                          "estimator) or relu (float reference)", choices=_ACTIVATIONS)
     act_bits: int = _f(1, "A: output bits of a comparator activation (2^A-1 comparators; "
-                       "A=1 is a step)")
+                       "A=1 is a step)",
+                       range=Range(1, 8, integer=True, why="2^A - 1 comparators per neuron, "
+                                   "each evaluated by the golden model: cost doubles per bit"))
     input_bits: int = _f(4, "A_in: bits of the unsigned input code applied to the first "
-                         "crossbar (inputs in [0,1] are rounded to 2^A_in-1 levels)")
+                         "crossbar (inputs in [0,1] are rounded to 2^A_in-1 levels)",
+                         range=Range(1, 8, integer=True, why="pixels hold at most 8 bits, "
+                                     "MNIST's 0..255; each bit is one more bit-serial read"))
 
     # --- Bayes by Backprop ----------------------------------------------------------------
     prior_sigma: float = _f(0.1, "sigma of the zero-mean Gaussian prior; small so that "
-                            "posterior samples stay inside the clip range of eq. 3")
-    rho_init: float = _f(-4.0, "initial rho of the posterior (sigma = softplus(rho))")
-    epochs: int = _f(100, "training epochs")
-    batch_size: int = _f(64, "training mini-batch size")
-    lr: float = _f(3e-3, "Adam learning rate")
+                            "posterior samples stay inside the clip range of eq. 3",
+                            range=Range(1e-6, 100.0, why="the KL term divides by "
+                                        "prior_sigma^2; weights live in about [-1, 1]"))
+    rho_init: float = _f(-4.0, "initial rho of the posterior (sigma = softplus(rho))",
+                         range=Range(-80.0, 20.0, why="below, sigma underflows to 0 in "
+                                     "float32 and the KL term is infinite; above, "
+                                     "sigma > 20 dwarfs every weight"))
+    epochs: int = _f(100, "training epochs",
+                     range=Range(1, 10_000, integer=True, why="each epoch is a full pass over "
+                                 "the training set"))
+    batch_size: int = _f(64, "training mini-batch size",
+                         range=Range(2, 2 ** 20, integer=True,
+                                     why="BatchNorm needs two examples per batch"))
+    lr: float = _f(3e-3, "Adam learning rate",
+                   range=Range(0.0, 1.0, lo_open=True, why="Adam moves a weight by about lr "
+                               "per step; weights live in about [-1, 1]"))
     kl_weight: float = _f(0.1, "multiplier of the KL term (the ELBO uses KL / n_train); "
-                       "below 1 it tempers the posterior, which keeps the comparator "
-                       "network accurate (see docs/ARCHITECTURE.md)")
-    seed: int = _f(0, "seed of training, sampling and evaluation")
+                          "below 1 it tempers the posterior, which keeps the comparator "
+                          "network accurate (see docs/ARCHITECTURE.md)",
+                          range=Range(0.0, 1000.0, why="1 is the ELBO; far above, the prior "
+                                      "alone decides the weights"))
+    seed: int = _f(0, "seed of training, sampling and evaluation",
+                   range=Range(0, _SEED_MAX, integer=True,
+                               why="numpy takes 32-bit unsigned seeds"))
 
     # --- in-memory approximation (section 3.2) --------------------------------------------
-    N: int = _f(5, "N: posterior samples, hence crossbars, per layer")
-    Q: int = _f(4, "Q: bits of each quantized weight (eq. 3 gives -(2^(Q-1)-1)..2^(Q-1)-1)")
+    N: int = _f(5, "N: posterior samples, hence crossbars, per layer",
+                range=Range(1, 64, integer=True, why="N copies of every weight are stored "
+                            "and evaluated"))
+    Q: int = _f(4, "Q: bits of each quantized weight (eq. 3 gives -(2^(Q-1)-1)..2^(Q-1)-1)",
+                range=Range(2, 8, integer=True, why="eq. 3 needs a sign bit; crossbar images "
+                            "and the RTL hold int8 codes"))
     recal_batches: int = _f(20, "mini-batches used to re-calibrate BatchNorm under the "
-                            "quantized samples (0 disables re-calibration)")
+                            "quantized samples (0 disables re-calibration)",
+                            range=Range(0, 10_000, integer=True,
+                                        why="each batch is one pass over 128 images"))
 
     # --- SpinBayes inference (sections 3.3, 4.4) ------------------------------------------
-    T: int = _f(10, "T: stochastic forward passes averaged by eq. 4")
-    n_way: int = _f(1, "n: crossbars chosen (and averaged) per layer and pass")
+    T: int = _f(10, "T: stochastic forward passes averaged by eq. 4",
+                range=Range(1, 1000, integer=True, why="cost grows as T while the Monte-Carlo "
+                            "error falls only as 1/sqrt(T)"))
+    n_way: int = _f(1, "n: crossbars chosen (and averaged) per layer and pass; 1..N")
 
     # --- evaluation (section 4.1) ---------------------------------------------------------
     uncertainty_measure: str = _f("mutual_information", "uncertainty score that splits "
@@ -81,59 +181,55 @@ class Config:
                              "the evaluated set, as in Mobiny et al.'s code; absolute: t itself",
                              choices=_THRESHOLD_MODES)
     uncertainty_threshold: float = _f(0.2, "t: a prediction is uncertain when its score "
-                                      "exceeds the threshold (see --threshold-mode)")
+                                      "exceeds the threshold (see --threshold-mode); in [0, 1] "
+                                      "when relative, >= 0 when absolute",
+                                      range=Range(0.0))
     ood_quantile: float = _f(0.99, "quantile of the T per-pass probabilities used by the "
-                             "OoD rule")
-    ood_threshold: float = _f(0.9, "an input is rejected when that quantile is below this")
+                             "OoD rule", range=Range(0.0, 1.0))
+    ood_threshold: float = _f(0.9, "an input is rejected when that quantile is below this",
+                              range=Range(0.0, 1.0, lo_open=True))
     noisy_sigma: float = _f(0.5, "sigma of the Gaussian noise added for the noisy-in-"
-                            "distribution OoD set (inputs lie in [0,1])")
-    ood_samples: int = _f(500, "images per synthetic OoD set")
+                            "distribution OoD set (inputs lie in [0,1])",
+                            range=Range(0.0, lo_open=True, why="0 leaves the test images "
+                                        "unchanged, which is not an OoD set"))
+    ood_samples: int = _f(500, "images per synthetic OoD set",
+                          range=Range(1, 100_000, integer=True, why="the natural-image set is "
+                                      "cut patch by patch"))
 
     def __post_init__(self):
-        def positive_int(name):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, not {v!r}")
-
-        for name in ("act_bits", "input_bits", "epochs", "batch_size", "N", "Q", "T",
-                     "n_way", "ood_samples"):
-            positive_int(name)
-        if self.dataset not in _DATASETS:
-            raise ValueError(f"dataset must be one of {_DATASETS}, not {self.dataset!r}")
-        if self.topology not in _TOPOLOGIES:
-            raise ValueError(f"topology must be one of {_TOPOLOGIES}, not {self.topology!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, "
-                             f"not {self.activation!r}")
-        if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive integers, "
-                             f"not {self.hidden!r}")
-        if self.Q < 2:
-            raise ValueError(f"Q must be at least 2 (eq. 3 needs a sign bit), not {self.Q!r}")
-        if self.n_way > self.N:
-            raise ValueError(f"n_way must not exceed N ({self.N}), not {self.n_way!r}")
-        if self.uncertainty_measure not in _MEASURES:
-            raise ValueError(f"uncertainty_measure must be one of {_MEASURES}, "
-                             f"not {self.uncertainty_measure!r}")
-        if self.threshold_mode not in _THRESHOLD_MODES:
-            raise ValueError(f"threshold_mode must be one of {_THRESHOLD_MODES}, "
-                             f"not {self.threshold_mode!r}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must lie in (0, 1), not {self.test_fraction!r}")
-        if not self.prior_sigma > 0:
-            raise ValueError(f"prior_sigma must be positive, not {self.prior_sigma!r}")
-        if not 0.0 <= self.ood_quantile <= 1.0:
-            raise ValueError(f"ood_quantile must lie in [0, 1], not {self.ood_quantile!r}")
-        if not 0.0 < self.ood_threshold <= 1.0:
-            raise ValueError(f"ood_threshold must lie in (0, 1], not {self.ood_threshold!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if "choices" in f.metadata and v not in f.metadata["choices"]:
+                raise _bad(f.name, f"one of {f.metadata['choices']}", v)
+            rng = f.metadata.get("range")
+            if rng is None:
+                continue
+            if not rng.contains(v):
+                raise _bad(f.name, rng.describe(), v, rng.why)
+            if not rng.integer:  # store JSON-stable floats (1 -> 1.0)
+                object.__setattr__(self, f.name, float(v))
+        self._check_hidden()
+        if isinstance(self.n_way, bool) or not isinstance(self.n_way, int) \
+                or not 1 <= self.n_way <= self.N:
+            raise _bad("n_way", f"an integer in 1..N={self.N}", self.n_way)
         if self.threshold_mode == "relative" and not 0.0 <= self.uncertainty_threshold <= 1.0:
-            raise ValueError(f"a relative uncertainty_threshold must lie in [0, 1], "
-                             f"not {self.uncertainty_threshold!r}")
-        if self.recal_batches < 0:
-            raise ValueError(f"recal_batches must be >= 0, not {self.recal_batches!r}")
+            raise _bad("uncertainty_threshold", "in [0, 1] with --threshold-mode relative",
+                       self.uncertainty_threshold)
+        if self.data_dir is not None and (not isinstance(self.data_dir, str)
+                                          or not self.data_dir.strip()):
+            raise _bad("data_dir", "a directory path", self.data_dir)
         if self.dataset != "digits" and self.data_dir is None:
             raise ValueError(f"dataset {self.dataset!r} is read from IDX files: "
                              f"give --data-dir")
+
+    def _check_hidden(self) -> None:
+        h = self.hidden
+        if not isinstance(h, tuple) or not 1 <= len(h) <= HIDDEN_LAYERS:
+            raise _bad("hidden", f"a tuple of 1 to {HIDDEN_LAYERS} layer widths", h)
+        for width in h:
+            if not HIDDEN_WIDTH.contains(width):
+                raise _bad("hidden", f"a tuple of widths, each {HIDDEN_WIDTH.describe()}", h,
+                           HIDDEN_WIDTH.why)
 
     @property
     def q_max(self) -> int:
@@ -155,7 +251,7 @@ class Config:
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
         d = dict(d)
-        if "hidden" in d:
+        if isinstance(d.get("hidden"), list):
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
 
@@ -181,11 +277,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
     for f in fields(Config):
         if only is not None and f.name not in only:
             continue
-        flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"default": None, "dest": f.name}
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        kw["help"] = f"{f.metadata['help']} (default: {shown})"
+        rng = f.metadata.get("range")
+        bounds = f"{rng.span()}{': ' + rng.why if rng.why else ''}; " if rng else ""
+        kw["help"] = f"{f.metadata['help']} ({bounds}default: {shown})"
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.name == "hidden":
@@ -196,7 +293,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
             kw["type"] = float
         else:
             kw["type"] = str
-        group.add_argument(flag, **kw)
+        group.add_argument(flag_of(f.name), **kw)
 
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:

@@ -13,10 +13,12 @@ from spinbayes.golden.checkpoint import (
     CHECKPOINT_WEIGHTS,
     CROSSBAR_MANIFEST,
     CROSSBAR_WEIGHTS,
+    MANIFEST_CHECKSUM,
     CheckpointError,
     atomic_write,
     load_checkpoint,
     load_crossbar_images,
+    manifest_checksum,
     save_checkpoint,
     save_crossbar_images,
 )
@@ -105,6 +107,11 @@ def test_checkpoint_round_trip(tmp_path, small_model, small_cfg):
     assert not list(d.glob(".*.tmp"))  # no temporary files left behind
 
 
+def _resigned(manifest):
+    """A manifest changed on purpose, with a matching checksum (to reach the later checks)."""
+    return {**manifest, MANIFEST_CHECKSUM: manifest_checksum(manifest)}
+
+
 def test_checkpoint_refuses_corrupt_files(tmp_path, small_model, small_cfg):
     d = save_checkpoint(tmp_path / "ck", small_model, small_cfg, image_shape=(1, 8, 8),
                         num_classes=10)
@@ -122,7 +129,7 @@ def test_checkpoint_refuses_corrupt_files(tmp_path, small_model, small_cfg):
     m.write_text("{not json")
     with pytest.raises(CheckpointError, match=f"{m}: manifest is not valid JSON"):
         load_checkpoint(d)
-    m.write_text(json.dumps({**good, "config": {**good["config"], "hidden": [17]}}))
+    m.write_text(json.dumps(_resigned({**good, "config": {**good["config"], "hidden": [17]}})))
     with pytest.raises(CheckpointError, match="tensors do not match the manifest's topology"):
         load_checkpoint(d)
     with pytest.raises(CheckpointError, match="checkpoint directory not found"):
@@ -143,7 +150,7 @@ def test_crossbar_images_round_trip_and_corruption(tmp_path, small_model):
     m = d / CROSSBAR_MANIFEST
     good = json.loads(m.read_text())
     bad = dict(good, layers=[dict(good["layers"][0], shape=[5, 1, 1]), good["layers"][1]])
-    m.write_text(json.dumps(bad))
+    m.write_text(json.dumps(_resigned(bad)))
     with pytest.raises(CheckpointError, match="layer 0 has shape"):
         load_crossbar_images(d)
     m.write_text(json.dumps(good))
