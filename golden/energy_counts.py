@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from .geometry import geometry_of
+
 __all__ = ["LayerCounts", "LayerShape", "arbiter_draws", "count_operations", "layer_shapes",
            "lenet5_shapes", "shapes_of_hw", "totals"]
 
@@ -41,16 +43,16 @@ class LayerShape:
     act_bits: int = 1
 
 
-def shapes_of_hw(hw) -> list[LayerShape]:
-    """The layer shapes of a :class:`~spinbayes.golden.hardware.HwNetwork` (dense layers; the
-    positions of a conv layer need the image size, see :func:`layer_shapes`)."""
+def shapes_of_hw(hw, image_shape=None) -> list[LayerShape]:
+    """The layer shapes of a :class:`~spinbayes.golden.hardware.HwNetwork`, dense and conv,
+    from its geometry (:func:`~spinbayes.golden.geometry.geometry_of`; ``image_shape``
+    (C, H, W), None: the network's own). Named and shaped as :func:`layer_shapes` names and
+    shapes the golden model's layers."""
     out = []
-    for i, layer in enumerate(hw.layers):
-        if layer.kind != "linear":
-            raise ValueError(f"layer {i} is {layer.kind!r}: use layer_shapes(model, "
-                             f"image_shape) for convolutions")
-        out.append(LayerShape(f"layer{i}", "linear", layer.rows, int(layer.codes.shape[1]), 1,
-                              layer.in_bits, layer.is_output, max(1, layer.out_bits)))
+    for i, g in enumerate(geometry_of(hw, image_shape)):
+        name = f"conv{i}" if g.kind == "conv2d" else f"fc{i}"
+        out.append(LayerShape(name, g.kind, g.rows, g.outputs, g.positions, g.in_bits,
+                              g.is_output, max(1, g.out_bits)))
     return out
 
 

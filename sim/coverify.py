@@ -24,6 +24,7 @@ import torch
 
 from ..firmware.compiler import Program, compile_network
 from ..golden.checkpoint import atomic_write
+from ..golden.geometry import geometry_of
 from ..golden.hardware import HwNetwork
 from ..golden.layers import input_codes
 from ..rtl.params import RtlParams
@@ -149,10 +150,12 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
 
 def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
     """The smallest design (RtlParams) that runs ``hw`` at ``T`` passes (T_max at least 16,
-    so that T = 1..16 share one build); ``overrides`` replace any field."""
-    rows = [int(lay.codes.shape[2]) for lay in hw.layers]
-    outs = [int(lay.codes.shape[1]) for lay in hw.layers]
-    hidden_bits = [lay.out_bits for lay in hw.layers if not lay.is_output]
+    so that T = 1..16 share one build); ``overrides`` replace any field. Rows and outputs
+    come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution)."""
+    geometry = geometry_of(hw)
+    rows = [g.rows for g in geometry]
+    outs = [g.outputs for g in geometry]
+    hidden_bits = [g.out_bits for g in geometry if not g.is_output]
     kw = dict(N=hw.N, n_max=max(1, hw.n_way), Q=hw.Q, R=hw.R, A_in=hw.input_bits,
               A=max(hidden_bits, default=1), rows_max=max(rows), outputs_max=max(outs),
               classes_max=outs[-1],

@@ -102,7 +102,8 @@ def energy(cfg: Config, model, image_shape, *, hw=None, coverify_summary: dict |
     emodel = emodel if emodel is not None else en.EnergyModel()
     res: dict = {"model": emodel.to_dict()}
     R = hw.R if hw is not None else ROWS_PER_READ
-    shapes = en.shapes_of_hw(hw) if hw is not None else en.layer_shapes(model, image_shape)
+    shapes = (en.shapes_of_hw(hw, image_shape) if hw is not None
+              else en.layer_shapes(model, image_shape))
     counts = en.count_operations(shapes, N=cfg.N, n_way=cfg.n_way, T=cfg.T, R=R)
     res["network"] = {"shapes": [s.__dict__ for s in shapes], "T": cfg.T, "N": cfg.N,
                       "n_way": cfg.n_way, "R": R}

@@ -120,6 +120,31 @@ def test_layer_shapes_of_the_mlp_match_the_folded_network(small_model, digits):
     assert a == b == [(64, 16, 4, False), (16, 10, 1, True)]
 
 
+
+def test_shapes_of_the_folded_lenet5_equal_the_models():
+    """Conv geometry: positions, pooling and flatten of the integer LeNet-5 (untrained,
+    BatchNorm re-calibrated on random images) give the golden model's layer shapes, and the
+    schedule counts the same operations from either."""
+    import torch
+
+    from spinbayes.config import Config
+    from spinbayes.golden.networks import build_model
+
+    torch.manual_seed(0)
+    model = build_model(Config(topology="lenet5"), (1, 28, 28), 10)
+    images = approximate(model, 5, 4, seed=0)
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    hw = fold_network(build_spinbayes(images, model, x, 1, 1, seed=0), images)
+    shapes = shapes_of_hw(hw, (1, 28, 28))
+    assert shapes == layer_shapes(model, (1, 28, 28)) == lenet5_shapes()
+    assert shapes_of_hw(hw) == shapes                  # the network's own image shape
+    assert [(s.name, s.positions) for s in shapes] == [
+        ("conv0", 784), ("conv1", 100), ("fc2", 1), ("fc3", 1), ("fc4", 1)]
+    assert count_operations(shapes, N=5, n_way=1, T=10, R=4) == \
+        count_operations(lenet5_shapes(), N=5, n_way=1, T=10, R=4)
+    with pytest.raises(ValueError, match="layer 0: a conv layer of 1 input channels"):
+        shapes_of_hw(hw, (2, 28, 28))
+
 PARAMS = RtlParams(N=5, n_max=2, rows_max=64, outputs_max=16, layers_max=2, groups_total=32,
                    T_max=16)
 
