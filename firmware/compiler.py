@@ -19,7 +19,7 @@ from ..golden.arbiter import device_seed
 from ..golden.cells import encode_weights
 from ..golden.mtj import EmulatedRng
 from ..rtl.params import RtlParams
-from ..rtl.regs import Reg
+from ..rtl.regs import Reg, as_data, check_seed, register_ranges, write_problem
 
 if TYPE_CHECKING:   # torch; the compiler reads the network's int64 tensors through .numpy()
     from ..golden.hardware import HwNetwork
@@ -62,14 +62,15 @@ class Program:
                 for ki, ri, ci in zip(k, r, c)]
 
 
-def _fits(value: int, bits: int) -> bool:
-    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
-
-
 def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
                     rng_current: float = 230e-6) -> Program:
-    """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``."""
+    """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``.
+
+    Every write is checked against the design's register table
+    (:func:`~spinbayes.rtl.regs.register_ranges`); ``seed`` must lie in the RNG's range
+    (:func:`~spinbayes.rtl.regs.check_seed`)."""
     p = params
+    check_seed(seed)
     L = len(hw.layers)
     problems = []
     if L > p.layers_max:
@@ -116,31 +117,25 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
                    Write(Reg.LAYER_IN_BITS, c=i, data=layer.in_bits)]
         if layer.is_output:
             for j in range(out):
-                m_c, b_c = int(layer.scale[j]), int(layer.offset[j])
-                if not (_fits(m_c, p.scale_bits) and _fits(b_c, p.offset_bits)):
-                    raise ValueError(f"layer {i}, class {j}: M={m_c} or B={b_c} does not fit "
-                                     f"scale_bits={p.scale_bits} / offset_bits={p.offset_bits}")
-                writes += [Write(Reg.SCALE, a=j, data=m_c), Write(Reg.OFFSET, a=j, data=b_c)]
+                writes += [Write(Reg.SCALE, a=j, data=int(layer.scale[j])),
+                           Write(Reg.OFFSET, a=j, data=int(layer.offset[j]))]
         else:
             for j in range(out):
                 writes.append(Write(Reg.SIGN, a=j, c=i, data=int(layer.sign[j] < 0)))
                 for mm in range(layer.thresholds.shape[1]):
-                    th = int(layer.thresholds[j, mm])
-                    if not _fits(th, p.threshold_bits):
-                        raise ValueError(f"layer {i}, output {j}: threshold {th} does not fit "
-                                         f"threshold_bits={p.threshold_bits}")
-                    writes.append(Write(Reg.THRESHOLD, a=j, b=mm, c=i, data=th))
+                    writes.append(Write(Reg.THRESHOLD, a=j, b=mm, c=i,
+                                        data=int(layer.thresholds[j, mm])))
     thr = EmulatedRng.from_current(1, rng_current, threshold_bits=p.rng_bits).threshold
     writes += [Write(Reg.N_LAYERS, data=L), Write(Reg.PASSES, data=T),
                Write(Reg.N_WAY, data=hw.n_way), Write(Reg.RNG_THRESHOLD, data=thr)]
     for i in range(L):
         for dev in range(p.code_bits):
             writes.append(Write(Reg.RNG_SEED, a=dev, c=i,
-                                data=_signed32(device_seed(seed, i, dev, p.code_bits))))
+                                data=as_data(device_seed(seed, i, dev, p.code_bits))))
+    ranges = register_ranges(p)
+    for w in writes:
+        problem = write_problem(ranges, w.sel, w.a, w.b, w.c, w.data)
+        if problem:
+            raise ValueError(f"network does not fit the design: {problem}")
     n_out = hw.layers[-1].codes.shape[1]
     return Program(writes, cells, group_base, n_out, T, {"seed": seed, "rng_threshold": thr})
-
-
-def _signed32(v: int) -> int:
-    """A 32-bit unsigned seed as the signed value of the 32-bit data field."""
-    return v - 2 ** 32 if v >= 2 ** 31 else v

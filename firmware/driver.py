@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rtl.regs import OutKind, Reg
+from ..rtl.regs import PROG_ORDER, OutKind, Reg
 from .compiler import Program, Write
 
 __all__ = ["AmaranthBus", "CellFault", "CocotbBus", "CoreDriver", "ImageResult",
@@ -175,15 +175,16 @@ class CoreDriver:
         ``prog_en`` stays asserted between them and only changed fields are driven.
         Returns the number of writes."""
         b = self.bus
-        names = ("prog_sel", "prog_a", "prog_b", "prog_c", "prog_data")
-        last: list = [None] * 5
+        ports = [(f"prog_{name}", name) for name in PROG_ORDER]
+        last = dict.fromkeys(PROG_ORDER)
         n = 0
         try:
             for w in writes:
-                for i, v in enumerate((int(w.sel), w.a, w.b, w.c, w.data)):
-                    if v != last[i]:
-                        b.set(names[i], v)
-                        last[i] = v
+                for port, name in ports:
+                    v = int(getattr(w, name))
+                    if v != last[name]:
+                        b.set(port, v)
+                        last[name] = v
                 if n == 0:
                     b.set("prog_en", 1)
                 await b.settle()

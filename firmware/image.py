@@ -1,5 +1,5 @@
 """The firmware image on disk: ``$readmemh`` hex files of every crossbar, the register writes
-of the descriptor table, and a JSON manifest (docs/FIRMWARE.md describes the format).
+of the descriptor table, and a sealed JSON manifest (docs/FIRMWARE.md describes the format).
 
 An image directory holds:
 
@@ -8,27 +8,31 @@ An image directory holds:
   -4..4 of one cell, **column 0 in the least-significant (rightmost) digit**. A Verilog
   ``reg [4*cols_max-1:0] xbar [0:groups_total*R-1]`` loads it with ``$readmemh``.
 * ``descriptor.hex``: the programming-port writes of :attr:`Program.descriptor`, in order,
-  one per line as ``S_AAAA_BBBB_CC_DDDDDDDD`` (hex: ``prog_sel``, ``prog_a``, ``prog_b``,
-  ``prog_c``, ``prog_data`` as 32-bit two's complement). Without the underscores it is one
-  76-bit word (sel in bits 75:72, a 71:56, b 55:40, c 39:32, data 31:0), which ``$readmemh``
+  one per line as ``S_AAAA_BBBB_CC_DDDDDDDD`` (:data:`~spinbayes.rtl.regs.PROG_TEXT_FORM`:
+  hex ``prog_sel``, ``prog_a``, ``prog_b``, ``prog_c``, ``prog_data`` as two's complement,
+  the widths of :data:`~spinbayes.rtl.regs.PROG_FIELDS`). Without the underscores it is one
+  76-bit programming word (:func:`~spinbayes.rtl.regs.pack_prog`), which ``$readmemh``
   loads into a ``reg [75:0]`` memory.
 * ``manifest.json``: format name and ``format_version``, the design's
   :meth:`RtlParams.describe`, the shapes, T, the RNG seed, the layer table, the byte size and
-  SHA-256 of every other file, creation information and the caller's ``meta``.
+  SHA-256 of every other file, creation information, the caller's ``meta``, and
+  ``manifest_sha256``: the SHA-256 of all the rest (:func:`manifest_checksum`).
 
 :func:`save_image` writes everything into a temporary sibling directory and renames it into
-place, so an existing image is replaced only by a complete one. :func:`load_image` refuses an
-image whose format, version, shapes, sizes, checksums, hex syntax or level range is wrong,
-with a :class:`FirmwareImageError` (a ``ValueError``) naming the file and the problem.
+place, so an existing image is replaced only by a complete one; it refuses a program that
+:func:`load_image` would refuse. :func:`load_image` refuses an image whose format, version,
+seal, shapes, sizes, checksums, hex syntax or level range is wrong, or that does not fit its
+design (:func:`~spinbayes.firmware.check.check_image`), with a :class:`FirmwareImageError` (a
+``ValueError``) naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
@@ -37,18 +41,28 @@ from pathlib import Path
 import numpy as np
 
 from ..rtl.params import RtlParams
-from ..rtl.regs import Reg
+from ..rtl.regs import PROG_FIELDS, PROG_TEXT_FORM, Reg, parse_prog_text, prog_text
+from .check import (
+    DESCRIPTOR_FILE,
+    MANIFEST_FILE,
+    FirmwareImageError,
+    check_image,
+    crossbar_file,
+    layer_table,
+)
 from .compiler import Program, Write
 
-__all__ = ["DESCRIPTOR_FILE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_FILE",
-           "FirmwareImageError", "crossbar_file", "layer_table", "load_image", "save_image"]
+__all__ = ["DESCRIPTOR_FILE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_FILE", "SEAL_KEY",
+           "FirmwareImageError", "crossbar_file", "layer_table", "load_image",
+           "manifest_checksum", "save_image", "seal_manifest"]
 
 #: ``format`` of the manifest.
 FORMAT_NAME = "spinbayes-firmware"
-#: Bumped whenever the layout of any file of the image changes incompatibly.
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-DESCRIPTOR_FILE = "descriptor.hex"
+#: Bumped whenever the layout or the meaning of any file of the image changes incompatibly;
+#: an image of another version is refused.
+FORMAT_VERSION = 2
+#: The manifest's key holding the SHA-256 of the rest of the manifest.
+SEAL_KEY = "manifest_sha256"
 #: Lowest and highest stored cell level (a differential pair of two 4-MTJ cells).
 LEVEL_MIN, LEVEL_MAX = -4, 4
 _HEX = np.array(list("0123456789abcdef"))
@@ -56,18 +70,6 @@ _HEX = np.array(list("0123456789abcdef"))
 _NIBBLE = np.full(256, -1, dtype=np.int16)
 for _i, _ch in enumerate("0123456789abcdef"):
     _NIBBLE[ord(_ch)] = _NIBBLE[ord(_ch.upper())] = _i
-#: descriptor line: sel, a, b, c, data; fixed widths from the programming port's fields
-_DESC_RE = re.compile(r"([0-9a-fA-F])_([0-9a-fA-F]{4})_([0-9a-fA-F]{4})_([0-9a-fA-F]{2})_"
-                      r"([0-9a-fA-F]{8})")
-_DESC_WIDTHS = {"a": 16, "b": 16, "c": 8}
-
-
-class FirmwareImageError(ValueError):
-    """A firmware image is missing, truncated, corrupt, or made for another design."""
-
-
-def crossbar_file(k: int) -> str:
-    return f"crossbar_{k}.hex"
 
 
 def _sha256(raw: bytes) -> str:
@@ -87,26 +89,27 @@ def _encode_crossbar(levels: np.ndarray) -> bytes:
 
 
 def _encode_write(w: Write) -> str:
-    for name, bits in _DESC_WIDTHS.items():
-        v = getattr(w, name)
-        if not 0 <= v < 2 ** bits:
-            raise ValueError(f"write {w}: field {name}={v} does not fit {bits} bits")
-    if not -(2 ** 31) <= w.data < 2 ** 31:
-        raise ValueError(f"write {w}: data {w.data} does not fit signed 32 bits")
-    return f"{int(w.sel):x}_{w.a:04x}_{w.b:04x}_{w.c:02x}_{w.data & 0xFFFFFFFF:08x}"
+    try:
+        return prog_text(w.sel, w.a, w.b, w.c, w.data)
+    except ValueError as e:
+        raise ValueError(f"write {w}: {e}") from None
 
 
-def layer_table(descriptor: list[Write]) -> list[dict]:
-    """Per layer: rows, outputs, group_base, in_bits, as the descriptor writes them."""
-    keys = {Reg.LAYER_ROWS: "rows", Reg.LAYER_OUTS: "outputs",
-            Reg.LAYER_GROUP_BASE: "group_base", Reg.LAYER_IN_BITS: "in_bits"}
-    n_layers = next((w.data for w in reversed(descriptor) if w.sel == Reg.N_LAYERS), None)
-    table: dict[int, dict] = {}
-    for w in descriptor:
-        if w.sel in keys:
-            table.setdefault(w.c, {})[keys[w.sel]] = w.data
-    count = n_layers if n_layers is not None else len(table)
-    return [{"layer": i, **table.get(i, {})} for i in range(count)]
+def _plain(v):
+    """An integer (numpy's too) as a JSON int; anything else unchanged (and refused later)."""
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of the manifest without its seal: canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in manifest.items() if k != SEAL_KEY}
+    return _sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def seal_manifest(manifest: dict) -> dict:
+    """The manifest with its seal (``SEAL_KEY``: :func:`manifest_checksum`) set."""
+    return {**{k: v for k, v in manifest.items() if k != SEAL_KEY},
+            SEAL_KEY: manifest_checksum(manifest)}
 
 
 # --- saving -------------------------------------------------------------------------------
@@ -138,14 +141,16 @@ def save_image(program: Program, params: RtlParams, out_dir, *, meta: dict | Non
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
         "params": p.describe(),
         "shapes": {"cells": list(shape), "descriptor_writes": len(program.descriptor)},
-        "T": int(program.T), "seed": program.extra.get("seed"),
-        "n_outputs": int(program.n_outputs), "group_base": [int(g) for g in program.group_base],
+        "T": _plain(program.T), "seed": _plain(program.extra.get("seed")),
+        "n_outputs": _plain(program.n_outputs),
+        "group_base": [_plain(g) for g in program.group_base],
         "layers": layer_table(program.descriptor),
         "extra": program.extra,
         "crossbar_layout": "one line per row, cols_max hex digits of 4-bit two's-complement "
                            "levels, column 0 in the least-significant digit",
-        "descriptor_layout": "one write per line: sel(1)_a(4)_b(4)_c(2)_data(8) hex digits, "
-                             "data 32-bit two's complement",
+        "descriptor_layout": f"one write per line: {PROG_TEXT_FORM} hex digits, fields "
+                             + ", ".join(f"{n} ({w} bits)" for n, w in reversed(PROG_FIELDS))
+                             + ", data two's complement",
         "files": {name: {"bytes": len(raw), "sha256": _sha256(raw),
                          "lines": raw.count(b"\n")} for name, raw in files.items()},
         "created": {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -154,9 +159,11 @@ def save_image(program: Program, params: RtlParams, out_dir, *, meta: dict | Non
         "meta": meta or {},
     }
     try:
-        manifest_raw = (json.dumps(manifest, indent=2) + "\n").encode()
-    except TypeError as e:
+        manifest = seal_manifest(json.loads(json.dumps(manifest)))     # as it will be read
+    except (TypeError, ValueError) as e:
         raise ValueError(f"meta and program.extra must be JSON-serialisable ({e})") from None
+    check_image(program.descriptor, cells, manifest, p)      # never write an image load refuses
+    manifest_raw = (json.dumps(manifest, indent=2) + "\n").encode()
 
     out = Path(out_dir)
     if out.exists():
@@ -232,7 +239,15 @@ def _read_manifest(directory: Path) -> dict:
         _fail(MANIFEST_FILE, f"not a {FORMAT_NAME} manifest (format={found!r})")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        _fail(MANIFEST_FILE, f"format_version {version!r}, this reader knows {FORMAT_VERSION}")
+        _fail(MANIFEST_FILE, f"format_version {version!r}, this code reads format_version "
+                             f"{FORMAT_VERSION} only (compile the image again with `spinbayes "
+                             f"firmware compile`)")
+    seal = manifest.get(SEAL_KEY)
+    if seal is None:
+        _fail(MANIFEST_FILE, f"no {SEAL_KEY}: the manifest is not sealed")
+    if seal != manifest_checksum(manifest):
+        _fail(MANIFEST_FILE, f"{SEAL_KEY} mismatch: the manifest was edited or corrupted after "
+                             f"it was written")
     return manifest
 
 
@@ -240,14 +255,19 @@ def _manifest_params(manifest: dict) -> RtlParams:
     d = manifest.get("params")
     if not isinstance(d, dict):
         _fail(MANIFEST_FILE, "no params object")
-    # classes_max came later: an image without it was built for classes_max = outputs_max
-    missing = [f for f in RtlParams.__dataclass_fields__ if f not in d and f != "classes_max"]
+    missing = [f for f in RtlParams.__dataclass_fields__ if f not in d]
     if missing:
         _fail(MANIFEST_FILE, f"params lack {missing}")
     try:
-        return RtlParams(**{f: d[f] for f in RtlParams.__dataclass_fields__ if f in d})
+        params = RtlParams(**{f: d[f] for f in RtlParams.__dataclass_fields__})
     except (TypeError, ValueError) as e:
         _fail(MANIFEST_FILE, f"params are not a valid design ({e})")
+    derived = params.describe()
+    wrong = [f"{k}={d.get(k)!r} (the fields give {derived.get(k)!r})"
+             for k in sorted(set(d) | set(derived)) if d.get(k) != derived.get(k)]
+    if wrong:
+        _fail(MANIFEST_FILE, "params do not follow from their fields: " + ", ".join(wrong))
+    return params
 
 
 def _checked_bytes(directory: Path, name: str, entry) -> bytes:
@@ -306,15 +326,15 @@ def _decode_descriptor(name: str, raw: bytes, expected: int) -> list[Write]:
             text = line.decode("ascii")
         except UnicodeDecodeError:
             _fail(name, f"line {i + 1}: not ASCII")
-        m = _DESC_RE.fullmatch(text)
-        if m is None:
-            _fail(name, f"line {i + 1}: {text[:40]!r} is not S_AAAA_BBBB_CC_DDDDDDDD hex")
-        sel, a, b, c, d = (int(g, 16) for g in m.groups())
+        fields = parse_prog_text(text)
+        if fields is None:
+            _fail(name, f"line {i + 1}: {text[:40]!r} is not {PROG_TEXT_FORM} hex")
+        sel, a, b, c, d = fields
         try:
             reg = Reg(sel)
         except ValueError:
             _fail(name, f"line {i + 1}: prog_sel {sel} is not a register (Reg)")
-        writes.append(Write(reg, a, b, c, d - 2 ** 32 if d >= 2 ** 31 else d))
+        writes.append(Write(reg, a, b, c, d))
     return writes
 
 
@@ -322,7 +342,9 @@ def load_image(directory, params: RtlParams | None = None) -> tuple[Program, dic
     """Read and verify an image written by :func:`save_image`: ``(program, manifest)``.
 
     ``params``: the design the image is meant for; the image's own parameters must equal
-    them. Raises :class:`FirmwareImageError` naming the file and the problem.
+    them. Besides the format (version, manifest seal, shapes, sizes, checksums, hex syntax),
+    the image must fit its design (:func:`~spinbayes.firmware.check.check_image`). Raises
+    :class:`FirmwareImageError` naming the file and the problem.
     """
     directory = Path(directory)
     manifest = _read_manifest(directory)
@@ -341,7 +363,7 @@ def load_image(directory, params: RtlParams | None = None) -> tuple[Program, dic
         _fail(MANIFEST_FILE, f"cells shape {shapes.get('cells')} does not match its params "
                              f"(N, groups_total*R, cols_max) = {shape}")
     n_desc = shapes.get("descriptor_writes")
-    if not isinstance(n_desc, int) or n_desc < 0:
+    if not isinstance(n_desc, int) or isinstance(n_desc, bool) or n_desc < 0:
         _fail(MANIFEST_FILE, f"bad descriptor_writes {n_desc!r}")
     files = manifest.get("files")
     if not isinstance(files, dict):
@@ -359,16 +381,7 @@ def load_image(directory, params: RtlParams | None = None) -> tuple[Program, dic
     raw = _checked_bytes(directory, DESCRIPTOR_FILE, files[DESCRIPTOR_FILE])
     descriptor = _decode_descriptor(DESCRIPTOR_FILE, raw, n_desc)
     _check_integrity(DESCRIPTOR_FILE, raw, files[DESCRIPTOR_FILE])
-    if layer_table(descriptor) != manifest.get("layers"):
-        _fail(DESCRIPTOR_FILE, "its layer writes disagree with the manifest's layer table")
-    try:
-        T, n_outputs = int(manifest["T"]), int(manifest["n_outputs"])
-        group_base = [int(g) for g in manifest["group_base"]]
-        extra = dict(manifest.get("extra") or {})
-    except (KeyError, TypeError, ValueError) as e:
-        _fail(MANIFEST_FILE, f"bad or missing entry ({e!r})")
-    if not 1 <= T <= p.T_max:
-        _fail(MANIFEST_FILE, f"T={T} outside 1..T_max={p.T_max}")
-    if not 1 <= n_outputs <= p.classes_max:
-        _fail(MANIFEST_FILE, f"n_outputs={n_outputs} outside 1..classes_max={p.classes_max}")
-    return Program(descriptor, cells, group_base, n_outputs, T, extra), manifest
+    check_image(descriptor, cells, manifest, p)
+    program = Program(descriptor, cells, list(manifest["group_base"]), manifest["n_outputs"],
+                      manifest["T"], dict(manifest["extra"]))
+    return program, manifest

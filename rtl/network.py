@@ -35,7 +35,7 @@ from .comparator import ComparatorBank
 from .crossbar import CrossbarMemory
 from .decoders import ReadDecoder
 from .params import RtlParams, check_params
-from .regs import OutKind, Reg
+from .regs import PROG_ORDER, OutKind, Reg, prog_layout, register_ranges
 
 __all__ = ["DRAIN", "SpinBayesCore"]
 
@@ -50,8 +50,10 @@ class SpinBayesCore(wiring.Component):
 
     Ports
     -----
-    prog_en, prog_sel (4), prog_a (16), prog_b (16), prog_c (8), prog_data (signed 32) : In
-        Programming port (Reg); a write happens in a cycle with prog_en and prog_ready.
+    prog_en, prog_sel, prog_a, prog_b, prog_c, prog_data : In
+        Programming port (Reg); a write happens in a cycle with prog_en and prog_ready. The
+        fields' widths are the programming word's (``regs.PROG_FIELDS``: 4, 16, 16, 8 and
+        signed 32 bits).
     prog_ready : Out(1)
         ``not busy``: writes are accepted only while idle; a write presented during an
         inference waits (held by the master) and lands in the first idle cycle.
@@ -90,9 +92,11 @@ class SpinBayesCore(wiring.Component):
         #: (firmware.compiler.Program.cells); None: every cell starts at 0.
         self._cell_init = cell_init
         self._layer_bits = max(1, (p.layers_max - 1).bit_length())
+        word = prog_layout()
         super().__init__({
-            "prog_en": In(1), "prog_sel": In(4), "prog_a": In(16), "prog_b": In(16),
-            "prog_c": In(8), "prog_data": In(signed(32)), "prog_ready": Out(1),
+            "prog_en": In(1),
+            **{f"prog_{f}": In(word[f].shape) for f in PROG_ORDER},
+            "prog_ready": Out(1),
             "vfy_k": In(p.index_bits), "vfy_row": In(p.row_bits), "vfy_col": In(p.col_bits),
             "vfy_level": Out(signed(4)),
             "in_data": In(p.A_in), "in_valid": In(1), "in_ready": Out(1),
@@ -164,9 +168,11 @@ class SpinBayesCore(wiring.Component):
         # done and can never change a pass in flight.
         wok = Signal()
         m.d.comb += [wok.eq(self.prog_en & ~self.busy), self.prog_ready.eq(~self.busy)]
-        # the full 16-bit index fields are range-checked before being cut to the ports' widths
+        # the full index fields are range-checked (rtl/regs.py's table) before being cut to
+        # the crossbar ports' widths
         cell_ok = Signal()
-        m.d.comb += cell_ok.eq((a < p.groups_total * p.R) & (b < p.cols_max))
+        cell = register_ranges(p)[Reg.XBAR_CELL]
+        m.d.comb += cell_ok.eq((a < cell["a"].stop) & (b < cell["b"].stop))
         for k, xb in enumerate(xbars):
             m.d.comb += [xb.w_row.eq(a), xb.w_col.eq(b), xb.w_level.eq(d),
                          xb.w_en.eq(wok & (sel == Reg.XBAR_CELL) & (c == k) & cell_ok)]

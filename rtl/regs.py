@@ -1,16 +1,33 @@
-"""The programming port's register map, shared by the RTL and the firmware driver.
+"""The programming port's register map, shared by the RTL and the firmware.
 
 One enum serves both sides (no bare register numbers anywhere): the network core decodes
 ``prog_sel`` with it, and firmware/ writes with it. A write presents ``prog_sel``, the index
 fields ``prog_a`` / ``prog_b`` / ``prog_c`` and ``prog_data``, holds them with ``prog_en`` and
 waits for ``prog_ready``.
+
+Written once here, and derived everywhere else:
+
+* the **programming word** (:data:`PROG_FIELDS`): field widths of the core's ports, the
+  harness's write-list word (:func:`pack_prog`, :func:`prog_layout`) and the text of a
+  firmware image's descriptor line (:func:`prog_text`, :func:`parse_prog_text`);
+* the **legal values** of every register's fields for a design (:func:`register_ranges`),
+  used by the core's write decoder, the compiler and the image checker.
+
+Pure Python (the Amaranth layout is built on demand): firmware imports it without the RTL.
 """
 
 from __future__ import annotations
 
 import enum
+import numbers
+import re
+from typing import NamedTuple
 
-__all__ = ["Reg", "OutKind"]
+__all__ = ["PROG_FIELDS", "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM", "PROG_WIDTHS",
+           "PROG_WORD_BITS", "SEED_MAX", "UNUSED", "OutKind", "Reg", "RegField", "as_data",
+           "check_seed",
+           "pack_prog", "parse_prog_text", "prog_field_range", "prog_layout", "prog_text",
+           "register_ranges", "unpack_prog", "write_name", "write_problem"]
 
 
 class Reg(enum.IntEnum):
@@ -58,3 +75,222 @@ class OutKind(enum.IntEnum):
     AVERAGE = 1
     #: the predicted class argmax_c Y_c (in ``out_data``)
     CLASS = 2
+
+
+# --- the programming word ---------------------------------------------------------------
+#: Fields of one programming-port write, LSB first: (name, bits). ``data`` is two's
+#: complement, the others unsigned. The core's ``prog_<name>`` ports, the harness's write-list
+#: word, the image's ``descriptor.hex`` lines and the driver all take their widths from here.
+PROG_FIELDS: tuple[tuple[str, int], ...] = (("data", 32), ("c", 8), ("b", 16), ("a", 16),
+                                            ("sel", 4))
+#: Field name -> bits.
+PROG_WIDTHS: dict[str, int] = dict(PROG_FIELDS)
+#: The signed field(s).
+PROG_SIGNED = frozenset({"data"})
+#: Bits of one whole word (76).
+PROG_WORD_BITS = sum(w for _, w in PROG_FIELDS)
+#: Field names MSB first: the port order of the core and the order of a descriptor line.
+PROG_ORDER: tuple[str, ...] = tuple(name for name, _ in reversed(PROG_FIELDS))
+#: Hex digits of each field in a descriptor line.
+_DIGITS = {name: -(-bits // 4) for name, bits in PROG_FIELDS}
+#: A descriptor line's shape, e.g. ``S_AAAA_BBBB_CC_DDDDDDDD``.
+PROG_TEXT_FORM = "_".join((name[0].upper()) * _DIGITS[name] for name in PROG_ORDER)
+_TEXT_RE = re.compile("_".join(f"([0-9a-fA-F]{{{_DIGITS[n]}}})" for n in PROG_ORDER))
+#: Largest firmware RNG seed: the emulated devices' xorshift32 state has 32 bits, so a seed
+#: of 2^32 or more would alias a smaller one.
+SEED_MAX = 2 ** 32 - 1
+
+
+def prog_layout():
+    """The word as an Amaranth ``data.StructLayout`` (LSB first, ``data`` signed)."""
+    from amaranth import signed, unsigned
+    from amaranth.lib import data
+
+    return data.StructLayout({name: signed(bits) if name in PROG_SIGNED else unsigned(bits)
+                              for name, bits in PROG_FIELDS})
+
+
+def prog_field_range(name: str) -> range:
+    """Values a field can carry: 0 .. 2^bits - 1, or two's complement for ``data``."""
+    bits = PROG_WIDTHS[name]
+    return range(-2 ** (bits - 1), 2 ** (bits - 1)) if name in PROG_SIGNED else range(2 ** bits)
+
+
+def _checked_fields(sel, a, b, c, data) -> dict[str, int]:
+    """The fields as Python ints, or ValueError naming the first that does not fit."""
+    values = {"sel": sel, "a": a, "b": b, "c": c, "data": data}
+    for name, v in values.items():
+        r = prog_field_range(name)
+        if not _is_int(v) or v not in r:
+            raise ValueError(f"programming word field {name} must be an integer in "
+                             f"{r.start}..{r.stop - 1} ({PROG_WIDTHS[name]} bits), not {v!r}")
+    return {name: int(v) for name, v in values.items()}
+
+
+def pack_prog(sel: int, a: int, b: int, c: int, data: int) -> int:
+    """One programming word as an unsigned integer of :data:`PROG_WORD_BITS` bits."""
+    values = _checked_fields(sel, a, b, c, data)
+    word, shift = 0, 0
+    for name, bits in PROG_FIELDS:
+        word |= (values[name] & (2 ** bits - 1)) << shift
+        shift += bits
+    return word
+
+
+def unpack_prog(word: int) -> tuple[int, int, int, int, int]:
+    """(sel, a, b, c, data) of a word packed by :func:`pack_prog` (data sign-extended)."""
+    if not isinstance(word, int) or not 0 <= word < 2 ** PROG_WORD_BITS:
+        raise ValueError(f"a programming word must be an integer in 0..2**{PROG_WORD_BITS}-1, "
+                         f"not {word!r}")
+    values = {}
+    for name, bits in PROG_FIELDS:
+        values[name] = _signed(name, word & (2 ** bits - 1))
+        word >>= bits
+    return tuple(values[n] for n in PROG_ORDER)
+
+
+def _signed(name: str, raw: int) -> int:
+    """A field's value from its raw bits (sign-extended for a signed field)."""
+    bits = PROG_WIDTHS[name]
+    return raw - 2 ** bits if name in PROG_SIGNED and raw >> (bits - 1) else raw
+
+
+def prog_text(sel: int, a: int, b: int, c: int, data: int) -> str:
+    """A descriptor line (:data:`PROG_TEXT_FORM`, lower-case hex, data two's complement).
+    Without the underscores it is the word of :func:`pack_prog` in hex."""
+    values = _checked_fields(sel, a, b, c, data)
+    return "_".join(f"{values[n] & (2 ** PROG_WIDTHS[n] - 1):0{_DIGITS[n]}x}" for n in PROG_ORDER)
+
+
+def as_data(pattern: int) -> int:
+    """A bit pattern of the data field's width (e.g. an unsigned 32-bit RNG seed) as the
+    signed value the field carries."""
+    if not isinstance(pattern, int) or not 0 <= pattern < 2 ** PROG_WIDTHS["data"]:
+        raise ValueError(f"a data pattern must be an integer in "
+                         f"0..2**{PROG_WIDTHS['data']}-1, not {pattern!r}")
+    return _signed("data", pattern)
+
+
+def parse_prog_text(text: str) -> tuple[int, int, int, int, int] | None:
+    """(sel, a, b, c, data) of a descriptor line, or None if it is not of the form."""
+    m = _TEXT_RE.fullmatch(text)
+    if m is None:
+        return None
+    return tuple(_signed(n, int(g, 16)) for n, g in zip(PROG_ORDER, m.groups()))
+
+
+def check_seed(seed) -> int:
+    """The firmware RNG seed if it is an integer in 0..SEED_MAX, else ValueError."""
+    if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in 0..{SEED_MAX} (the RNG devices' 32-bit "
+                         f"state), not {seed!r}")
+    return int(seed)
+
+
+# --- legal values of every register -------------------------------------------------------
+class RegField(NamedTuple):
+    """Legal values lo..hi (inclusive) of one field of a register's write."""
+
+    lo: int
+    hi: int
+    #: what the field is (``layer``, ``rows``, ...)
+    name: str
+    #: where the bound comes from (``rows_max=64``)
+    bound: str
+
+    @property
+    def stop(self) -> int:
+        return self.hi + 1
+
+    def __contains__(self, v) -> bool:
+        return _is_int(v) and self.lo <= v <= self.hi
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+#: An index field a register does not use: it must be 0.
+UNUSED = RegField(0, 0, "unused", "unused fields are 0")
+
+
+def _signed_field(name: str, bits: int, bound: str) -> RegField:
+    return RegField(-2 ** (bits - 1), 2 ** (bits - 1) - 1, name, f"{bound}={bits}")
+
+
+def register_ranges(p) -> dict[Reg, dict[str, RegField]]:
+    """Per register, the legal values of a, b, c and data for a design ``p``
+    (:class:`~spinbayes.rtl.params.RtlParams`). Fields a register does not use must be 0
+    (:data:`UNUSED`). The core's write decoder, the firmware compiler and the image checker
+    use this one table; cross-register rules (a layer's group range inside the memory, every
+    needed write present) are the checker's (firmware/check.py)."""
+    layer = RegField(0, p.layers_max - 1, "layer", f"layers_max={p.layers_max}")
+    output = RegField(0, p.outputs_max - 1, "output", f"outputs_max={p.outputs_max}")
+    cls = RegField(0, p.classes_max - 1, "class", f"classes_max={p.classes_max}")
+    q_max = 2 ** (p.Q - 1) - 1                       # largest weight code (eq. 3)
+    level = -(-q_max // p.k_cells)                   # largest cell level of an even split
+    seed = prog_field_range("data")
+    table = {
+        Reg.XBAR_CELL: {"a": RegField(0, p.groups_total * p.R - 1, "row",
+                                      f"groups_total*R={p.groups_total * p.R}"),
+                        "b": RegField(0, p.cols_max - 1, "cell column", f"cols_max={p.cols_max}"),
+                        "c": RegField(0, p.N - 1, "crossbar", f"N={p.N}"),
+                        "data": RegField(-level, level, "level", f"Q={p.Q}")},
+        Reg.LAYER_ROWS: {"c": layer, "data": RegField(1, p.rows_max, "rows",
+                                                      f"rows_max={p.rows_max}")},
+        Reg.LAYER_OUTS: {"c": layer, "data": RegField(1, p.outputs_max, "outputs",
+                                                      f"outputs_max={p.outputs_max}")},
+        Reg.LAYER_GROUP_BASE: {"c": layer, "data": RegField(0, p.groups_total - 1, "group base",
+                                                            f"groups_total={p.groups_total}")},
+        Reg.LAYER_IN_BITS: {"c": layer, "data": RegField(1, p.A_max, "input bits",
+                                                         f"max(A_in, A)={p.A_max}")},
+        Reg.THRESHOLD: {"a": output, "b": RegField(0, p.levels - 1, "comparator",
+                                                   f"2^A-1={p.levels}"),
+                        "c": layer, "data": _signed_field("threshold", p.threshold_bits,
+                                                          "threshold_bits")},
+        Reg.SIGN: {"a": output, "c": layer, "data": RegField(0, 1, "sign flag", "one bit")},
+        Reg.SCALE: {"a": cls, "data": _signed_field("scale", p.scale_bits, "scale_bits")},
+        Reg.OFFSET: {"a": cls, "data": _signed_field("offset", p.offset_bits, "offset_bits")},
+        Reg.N_LAYERS: {"data": RegField(1, p.layers_max, "layers", f"layers_max={p.layers_max}")},
+        Reg.PASSES: {"data": RegField(1, p.T_max, "passes", f"T_max={p.T_max}")},
+        Reg.N_WAY: {"data": RegField(1, p.n_max, "n-way", f"n_max={p.n_max}")},
+        Reg.RNG_THRESHOLD: {"data": RegField(0, 2 ** p.rng_bits, "RNG threshold",
+                                             f"2^rng_bits={2 ** p.rng_bits}")},
+        Reg.RNG_SEED: {"a": RegField(0, p.code_bits - 1, "device",
+                                     f"ceil(log2 N)={p.code_bits} devices"),
+                       "c": layer, "data": RegField(seed.start, seed.stop - 1, "seed",
+                                                    "32-bit state")},
+    }
+    return {reg: {f: fields.get(f, UNUSED) for f in ("a", "b", "c", "data")}
+            for reg, fields in table.items()}
+
+
+def write_name(ranges: dict[Reg, dict[str, RegField]], reg: Reg, a: int = 0, b: int = 0,
+               c: int = 0) -> str:
+    """A register and its index fields in words, e.g. ``THRESHOLD [layer 0, output 3,
+    comparator 0]`` (the fields' names from ``ranges``, :func:`register_ranges`)."""
+    fields, values = ranges[reg], {"a": a, "b": b, "c": c}
+    where = ", ".join(f"{fields[n].name} {values[n]}" for n in ("c", "a", "b")
+                      if fields[n] is not UNUSED)
+    return f"{reg.name} [{where}]" if where else reg.name
+
+
+def write_problem(ranges: dict[Reg, dict[str, RegField]], sel, a: int, b: int, c: int,
+                  data: int) -> str | None:
+    """Why the write (sel, a, b, c, data) is illegal under ``ranges``
+    (:func:`register_ranges`), or None."""
+    try:
+        reg = Reg(sel)
+    except ValueError:
+        return f"prog_sel {sel!r} is not a register (Reg)"
+    fields, values = ranges[reg], {"a": a, "b": b, "c": c, "data": data}
+    head = write_name(ranges, reg, a, b, c)
+    for name, v in values.items():
+        f = fields[name]
+        if not _is_int(v):
+            return f"{head}: {f.name} ({name}) must be an integer, not {v!r}"
+        if f is UNUSED and v != 0:
+            return f"{head}: unused field {name}={v} must be 0"
+        if v not in f:
+            return f"{head}: {f.name}={v} outside {f.lo}..{f.hi} ({f.bound})"
+    return None

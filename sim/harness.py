@@ -32,19 +32,20 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.rtl.params import RtlParams, bits_for, check_params
-from spinbayes.rtl.regs import OutKind, Reg
+from spinbayes.rtl.regs import PROG_FIELDS, PROG_WORD_BITS, OutKind, Reg, pack_prog, prog_layout
 
 __all__ = ["CoverifyHarness", "ERRLOG", "WORD_FIELDS", "pack_write", "default_wlist_depth"]
 
-#: Fields of a write-list word, LSB first, with their widths (data is two's complement).
-WORD_FIELDS = (("data", 32), ("c", 8), ("b", 16), ("a", 16), ("sel", 4))
-WORD_BITS = sum(w for _, w in WORD_FIELDS)
+#: Fields of a write-list word, LSB first, with their widths: the programming word of
+#: rtl/regs.py (data is two's complement).
+WORD_FIELDS = PROG_FIELDS
+WORD_BITS = PROG_WORD_BITS
 #: Failing read-back entries remembered (the count in ``h_vfy_errors`` is exact).
 ERRLOG = 64
 #: The core's inputs that ``h_bypass`` hands to the external ports of the same name.
@@ -52,15 +53,8 @@ CORE_INPUTS = ("prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data",
                "vfy_row", "vfy_col", "in_data", "in_valid", "out_ready")
 
 
-def pack_write(sel: int, a: int, b: int, c: int, d: int) -> int:
-    """One write-list word (WORD_FIELDS) as an integer."""
-    v, shift = 0, 0
-    for (name, width), val in zip(WORD_FIELDS, (d, c, b, a, sel)):
-        if name != "data" and not 0 <= val < 2 ** width:
-            raise ValueError(f"write field {name}={val} does not fit {width} bits")
-        v |= (val & (2 ** width - 1)) << shift
-        shift += width
-    return v
+#: One write-list word (WORD_FIELDS) as an integer: ``pack_write(sel, a, b, c, data)``.
+pack_write = pack_prog
 
 
 def default_wlist_depth(p: RtlParams) -> int:
@@ -144,8 +138,7 @@ class CoverifyHarness(wiring.Component):
         wl_r = wlist.read_port(domain="comb")
         m.d.comb += [wl_w.en.eq(self.h_wl_wen), wl_w.addr.eq(self.h_wl_waddr),
                      wl_w.data.eq(self.h_wl_wdata)]
-        word = Signal(data.StructLayout({"data": signed(32), "c": 8, "b": 16, "a": 16,
-                                         "sel": 4}))
+        word = Signal(prog_layout())
         m.d.comb += word.as_value().eq(wl_r.data)
 
         # --- stall generator (xorshift32) ----------------------------------------------

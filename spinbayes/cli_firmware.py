@@ -33,15 +33,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "as `spinbayes rtl export --config`)")
     c.add_argument("--T", type=int, default=None, help="passes per image (default: the "
                    "checkpoint's T)")
-    c.add_argument("--seed", type=int, default=None, help="seed of the arbiters' RNG devices "
-                   "(default: the checkpoint's seed)")
+    c.add_argument("--seed", type=int, default=None, help="seed of the arbiters' RNG devices, "
+                   "0..2^32-1 (default: the checkpoint's seed)")
     c.add_argument("--n-way", type=int, default=None, help="crossbars chosen per layer and "
                    "pass (default: the checkpoint's n_way)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     k = fw.add_parser("check", help="load and verify an image, print a summary",
-                      description="Check an image's format version, shapes, sizes, "
-                      "checksums, hex syntax and level range; exit 2 naming the file and the "
-                      "problem if anything is wrong.")
+                      description="Check an image's format version, manifest seal, shapes, "
+                      "sizes, checksums and hex syntax, and that it fits the design it names: "
+                      "every register write within its legal range, exactly the writes the "
+                      "network needs, the layer geometry, every cell level and weight code "
+                      "within Q, the manifest's T, n_outputs and RNG seed against the writes "
+                      "(docs/FIRMWARE.md); exit 2 naming the file and the problem if anything "
+                      "is wrong.")
     k.add_argument("image", help="image directory")
     k.add_argument("--rtl-config", help="also require the image to be built for this design")
     return p
@@ -69,18 +73,21 @@ def summary(program, manifest: dict) -> str:
     lines.append(f"cells: {cells.shape[0]} crossbars x {cells.shape[1]} rows x "
                  f"{cells.shape[2]} columns; non-zero per crossbar {nz} "
                  f"({sum(nz)} cell writes)")
-    lines.append(f"files verified: {len(manifest['files'])} + manifest (sizes, sha256, hex, "
-                 f"levels -4..4)")
+    lines.append(f"files verified: {len(manifest['files'])} + sealed manifest (sizes, sha256, "
+                 f"hex, register ranges, layer geometry, weight codes within Q, seeds)")
     return "\n".join(lines)
 
 
 def main(args) -> int:
     from .firmware.build import build_image, params_from_json
     from .firmware.image import load_image
+    from .rtl.regs import check_seed
 
     try:
         params = params_from_json(args.rtl_config) if args.rtl_config else None
         if args.firmware_command == "compile":
+            if args.seed is not None:
+                check_seed(args.seed)          # before the slow steps
             path, compiled = build_image(args.checkpoint, args.out, params, T=args.T,
                                          seed=args.seed, n_way=args.n_way,
                                          progress=not args.quiet)

@@ -74,3 +74,14 @@ def test_compile_refuses_a_design_that_does_not_fit(checkpoint, tmp_path, capsys
     assert main(["firmware", "compile", "--checkpoint", str(checkpoint), "--out",
                  str(tmp_path / "fw"), "--rtl-config", str(rtl)]) == 2
     assert "the checkpoint maps onto N=5 crossbars" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["4294967296", "-1"])
+def test_compile_refuses_a_seed_outside_the_rng_range(checkpoint, tmp_path, capsys, seed):
+    """2^32 would write the same device seeds as 0 while the manifest records 2^32."""
+    assert main(["firmware", "compile", "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "fw"), "--seed", seed, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (f"spinbayes firmware compile: error: seed must be an integer in 0..4294967295 "
+            f"(the RNG devices' 32-bit state), not {seed}") in err
+    assert not (tmp_path / "fw").exists()
