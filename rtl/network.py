@@ -35,7 +35,8 @@ from .comparator import ComparatorBank
 from .crossbar import CrossbarMemory
 from .decoders import ReadDecoder
 from .params import RtlParams, check_params
-from .regs import PROG_ORDER, OutKind, Reg, prog_layout, register_ranges
+from .program_port import program_port
+from .regs import PROG_ORDER, OutKind, prog_layout
 
 __all__ = ["DRAIN", "SpinBayesCore"]
 
@@ -136,123 +137,11 @@ class SpinBayesCore(wiring.Component):
         m.submodules.comparators = cmp = ComparatorBank(p)
         m.submodules.averaging = avg = AveragingBlock(p)
 
-        # --- descriptor table and configuration registers ------------------------------
-        rows = Array(Signal(range(p.rows_max + 1), name=f"rows{i}") for i in range(L))
-        outs = Array(Signal(range(p.outputs_max + 1), name=f"outs{i}") for i in range(L))
-        gbase = Array(Signal(p.group_bits, name=f"gbase{i}") for i in range(L))
-        in_bits = Array(Signal(range(p.A_max + 1), name=f"inbits{i}", init=p.A)
-                        for i in range(L))
-        theta = Array(Signal(data.ArrayLayout(data.ArrayLayout(signed(p.threshold_bits),
-                                                               p.levels), p.outputs_max),
-                             name=f"theta{i}") for i in range(L))
-        sign = Array(Signal(p.outputs_max, name=f"sign{i}") for i in range(L))
-        scale = Signal(data.ArrayLayout(signed(p.scale_bits), p.classes_max))
-        offset = Signal(data.ArrayLayout(signed(p.offset_bits), p.classes_max))
-        n_layers = Signal(range(L + 1), init=L)
-        passes = Signal(p.t_bits, init=1)
-        n_way = Signal(range(p.n_max + 1), init=1)
-        rng_thr = Signal(p.rng_bits + 1, init=2 ** (p.rng_bits - 1))
-        #: The descriptor and configuration registers of the last elaboration (white-box
-        #: tests read them, e.g. their reset values): name -> Signal or list of Signals.
-        self.descriptor = {"rows": list(rows), "outs": list(outs), "gbase": list(gbase),
-                           "in_bits": list(in_bits), "theta": list(theta),
-                           "sign": list(sign), "scale": scale, "offset": offset,
-                           "n_layers": n_layers, "passes": passes, "n_way": n_way,
-                           "rng_thr": rng_thr}
-
-        # --- programming port --------------------------------------------------------
-        sel, a, b, c, d = (self.prog_sel, self.prog_a, self.prog_b, self.prog_c,
-                           self.prog_data)
-        # Writes are accepted only while the core is idle: prog_ready is low while busy, so a
-        # write issued during an inference waits (the master holds it) until the image is
-        # done and can never change a pass in flight.
-        wok = Signal()
-        m.d.comb += [wok.eq(self.prog_en & ~self.busy), self.prog_ready.eq(~self.busy)]
-        # the full index fields are range-checked (rtl/regs.py's table) before being cut to
-        # the crossbar ports' widths
-        cell_ok = Signal()
-        cell = register_ranges(p)[Reg.XBAR_CELL]
-        m.d.comb += cell_ok.eq((a < cell["a"].stop) & (b < cell["b"].stop))
-        for k, xb in enumerate(xbars):
-            m.d.comb += [xb.w_row.eq(a), xb.w_col.eq(b), xb.w_level.eq(d),
-                         xb.w_en.eq(wok & (sel == Reg.XBAR_CELL) & (c == k) & cell_ok)]
-        # Registered write stage: a descriptor, configuration or seed write accepted in cycle k
-        # lands at the end of cycle k + 1 (decoded straight from the port, one write reached
-        # the enables of every descriptor register in one cycle: the periphery's critical
-        # path on the ECP5). Cell writes go to the crossbars directly (their own two-cycle
-        # read-modify-write). No image starts while a write is accepted or in the stage:
-        # in_ready is low in IDLE in those cycles (see in_ok).
-        # The wide targets (thresholds and signs of each layer, scales, offsets) are decoded
-        # from sel and c before the stage, and each keeps its own registered copy of the index
-        # fields (with its own reset value, so yosys does not merge the copies): the decode
-        # after one shared stage register was the next critical path.
-        w_v = Signal()
-        w_sel, w_a, w_b, w_c = Signal.like(sel), Signal.like(a), Signal.like(b), Signal.like(c)
-        w_d = Signal.like(d)
-        m.d.sync += [w_v.eq(wok & (sel != Reg.XBAR_CELL)), w_sel.eq(sel), w_a.eq(a),
-                     w_b.eq(b), w_c.eq(c), w_d.eq(d)]
-        lp = c[:self._layer_bits]
-        wide = {}                                  # name -> (enable, a copy, b copy)
-        for n, (reg, layer_i) in enumerate(
-                [(Reg.THRESHOLD, i) for i in range(L)] + [(Reg.SIGN, i) for i in range(L)]
-                + [(Reg.SCALE, None), (Reg.OFFSET, None)]):
-            name = f"{reg.name.lower()}{'' if layer_i is None else layer_i}"
-            en = Signal(name=f"w_en_{name}")
-            ca = Signal.like(a, init=n + 1, name=f"w_a_{name}")
-            cb = Signal.like(b, init=n + 1, name=f"w_b_{name}")
-            hit = wok & (sel == reg)
-            if layer_i is not None:
-                hit = hit & (lp == layer_i)
-            m.d.sync += [en.eq(hit), ca.eq(a), cb.eq(b)]
-            wide[name] = (en, ca, cb)
-        sel, a, b, c, d = w_sel, w_a, w_b, w_c, w_d
-        # no write accepted now, in the stage, or landed in the last cycle (the registered
-        # descriptor copies below, e.g. rows0_m1, follow a landed write one cycle later)
-        w_v2 = Signal()
-        m.d.sync += w_v2.eq(w_v)
-        in_ok = Signal()
-        m.d.comb += in_ok.eq(~self.prog_en & ~w_v & ~w_v2)
-        for i, arb in enumerate(arbs):
-            m.d.comb += [arb.seed.eq(d), arb.seed_dev.eq(a), arb.threshold.eq(rng_thr),
-                         arb.seed_load.eq(w_v & (sel == Reg.RNG_SEED) & (c == i)),
-                         arb.n_way.eq(n_way)]
-        for i in range(L):
-            en, ca, cb = wide[f"threshold{i}"]
-            with m.If(en):
-                m.d.sync += theta[i][ca][cb].eq(d)
-            en, ca, _ = wide[f"sign{i}"]
-            with m.If(en):
-                m.d.sync += sign[i].bit_select(ca, 1).eq(d[0])
-        for name, target in (("scale", scale), ("offset", offset)):
-            en, ca, _ = wide[name]
-            with m.If(en):
-                m.d.sync += target[ca].eq(d)
-        li = c[:self._layer_bits]
-        with m.If(w_v):
-            with m.Switch(sel):
-                with m.Case(Reg.LAYER_ROWS):
-                    m.d.sync += rows[li].eq(d)
-                with m.Case(Reg.LAYER_OUTS):
-                    m.d.sync += outs[li].eq(d)
-                with m.Case(Reg.LAYER_GROUP_BASE):
-                    m.d.sync += gbase[li].eq(d)
-                with m.Case(Reg.LAYER_IN_BITS):
-                    m.d.sync += in_bits[li].eq(d)
-                with m.Case(Reg.N_LAYERS):
-                    m.d.sync += n_layers.eq(d)
-                with m.Case(Reg.PASSES):
-                    m.d.sync += passes.eq(d)
-                with m.Case(Reg.N_WAY):
-                    m.d.sync += n_way.eq(d)
-                with m.Case(Reg.RNG_THRESHOLD):
-                    m.d.sync += rng_thr.eq(d)
-
-        # cell read-back
-        for xb in xbars:
-            m.d.comb += [xb.v_row.eq(self.vfy_row), xb.v_col.eq(self.vfy_col)]
-        vk = Signal.like(self.vfy_k)
-        m.d.sync += vk.eq(self.vfy_k)
-        m.d.comb += self.vfy_level.eq(Array(xb.v_level for xb in xbars)[vk])
+        # --- descriptor table, configuration registers, programming port -------------
+        regs, in_ok = program_port(self, m, xbars, arbs)
+        rows, outs, gbase, in_bits = regs["rows"], regs["outs"], regs["gbase"], regs["in_bits"]
+        theta, sign, scale, offset = regs["theta"], regs["sign"], regs["scale"], regs["offset"]
+        n_layers, passes, n_way = regs["n_layers"], regs["passes"], regs["n_way"]
 
         # --- datapath state ----------------------------------------------------------
         img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # layer 0 input
