@@ -28,20 +28,28 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["KINDS", "LayerGeometry", "activation_depth", "geometry_of"]
+__all__ = ["KINDS", "LayerGeometry", "activation_depth", "check_int", "geometry_of"]
 
 #: Layer kinds, as ``HwLayer.kind`` spells them.
 KINDS = ("linear", "conv2d")
 
 
+def check_int(name: str, v, minimum: int = 1) -> int:
+    """``v`` if it is an int (not a bool) >= ``minimum``, else ValueError: "<name> must be a
+    positive integer, not <v>" (minimum 1), "... a non-negative integer ..." (minimum 0)."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{name} must be {what}, not {v!r}")
+    return v
+
+
 def _positive(name: str, v) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    check_int(name, v, 1)
 
 
 def _non_negative(name: str, v) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
+    check_int(name, v, 0)
 
 
 @dataclass(frozen=True)
