@@ -7,7 +7,8 @@ the seeds. Two sources: numpy Bernoulli(p) (``default_rng(seed)``) and the proje
 device (``EmulatedRng`` at ``threshold_for(p, 16)``, seed :func:`device_seed`), whose p is
 set in the hardware by the drive current (eq. 5; the current is reported). A stream that has
 not fired by ``--max-samples`` is censored: a percentile that falls among censored streams
-is reported as None (JSON) and "> max" (table).
+is reported as None (JSON) and "> max" (table). For the windowed tests, the fraction of
+streams caught in their first window is given beside its exact value.
 
 False alarms: ``--fa-samples`` healthy samples per source (p = 1/2; the emulated device at
 230 µA) at the default cutoffs, at cutoffs from larger α (so that hundreds of alarms are
@@ -95,6 +96,13 @@ def power(ps, seeds: int, max_samples: int, sources) -> list[dict]:
                 v = [f[t] for f in firsts]
                 row[t] = {"median": percentile(v, 0.5), "p95": percentile(v, 0.95),
                           "censored": sum(x is None for x in v)}
+            # fraction caught in the first window, measured and exact (i.i.d. Bernoulli(p))
+            for t, w, exact in (
+                    ("bias", h.BIAS_WINDOW,
+                     h.bias_window_fail_probability(cut.bias_low, cut.bias_high, p=p)),
+                    ("apt", h.APT_WINDOW, h.apt_window_fail_probability(cut.apt, p=p))):
+                caught = sum(f[t] is not None and f[t] <= w for f in firsts) / seeds
+                row[t]["first_window"] = {"measured": caught, "exact": exact}
             rows.append(row)
             print(f"p = {p}, {source}: {row['seconds']} s", flush=True)
     return rows
@@ -133,12 +141,14 @@ def fmt(v, cap):
 
 def tables(res: dict) -> str:
     lines = ["| p | I (µA) | source | bias median | bias p95 | APT median | APT p95 | "
-             "RCT median | RCT p95 |", "|" + " --- |" * 9]
+             "RCT median | RCT p95 | bias 1st window | APT 1st window |", "|" + " --- |" * 11]
     for r in res["power"]:
         cap = r["max_samples"]
+        first = [f"{r[t]['first_window']['measured']:.3f} ({r[t]['first_window']['exact']:.3f})"
+                 for t in ("bias", "apt")]
         lines.append(f"| {r['p']} | {r['current_uA']:.2f} | {r['source']} | "
                      + " | ".join(f"{fmt(r[t]['median'], cap)} | {fmt(r[t]['p95'], cap)}"
-                                  for t in TESTS) + " |")
+                                  for t in TESTS) + " | " + " | ".join(first) + " |")
     lines += ["", "| source | α | RCT failing samples | RCT events | APT events | "
               "bias events |", "|" + " --- |" * 6]
     for r in res["false_alarms"]:
