@@ -240,7 +240,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                simulator: str = "icarus", waves: bool = False, stall: float = 0.0,
                progress: bool = True, float_net=None, labels=None, stall_seed: int = 1,
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
-               cache_dir=None) -> CoverifyResult:
+               cache_dir=None, first_image: int = 0) -> CoverifyResult:
     """Run images ``x`` (B, 1, H, W) through the RTL under cocotb and check them in a batch.
 
     ``stall``: probability that the harness drops ``in_valid`` / ``out_ready`` in a cycle.
@@ -249,6 +249,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     ``labels``: (B,) true classes, for the accuracy. ``driver_images``: also run that many of
     the images with the unchanged CoreDriver over CocotbBus (per-cycle Python) and check
     them. ``load``: ``"vpi"`` (write list by VPI memory writes) or ``"port"``.
+    ``first_image``: ``x`` are images first_image.. of a run; the arbiters start where they
+    stand at that image in a run from image 0 (one shard of a run, sim/shard.py).
     Raises ValueError for bad arguments, AssertionError if the simulation itself fails.
     """
     if not 0.0 <= float(stall) < 1.0:
@@ -263,6 +265,9 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
     p = params
     program = compile_network(hw, p, T=T, seed=seed)
+    if first_image:
+        from .shard import program_from_image
+        program = program_from_image(program, p, seed=seed, first_image=first_image)
     codes = input_codes(x, hw.input_bits).flatten(1).numpy().astype(np.int64)
     if codes.shape[1] != hw.layers[0].rows:
         raise ValueError(f"images give {codes.shape[1]} inputs, layer 0 has "
