@@ -5,10 +5,12 @@ per worker unless asked otherwise). W actors each hold the trained model and its
 (sent once through Ray's object store, so every actor runs the very same integer network)
 and run shard after shard with :func:`spinbayes.workflow_hw.coverify` (``start`` = the
 shard's first image: the RTL's arbiters start where a whole run has them there). An actor
-builds the simulator on its first shard or takes it from the build cache of its machine; a
-cocotb simulation is one process, so each shard starts the simulator and programs the cells
-once. The results merge into one :class:`~spinbayes.sim.coverify.CoverifyResult` that
-accounts for every image exactly once (:func:`~spinbayes.sim.shard.merge_results`).
+builds the simulator on its first shard or takes it from the build cache of its machine
+(on one machine the driver exports the harness's Verilog first, and the runner's lock lets
+one actor build it); a cocotb simulation is one process, so each shard starts the simulator
+and programs the cells once. The results merge into one
+:class:`~spinbayes.sim.coverify.CoverifyResult` that accounts for every image exactly once
+(:func:`~spinbayes.sim.shard.merge_results`).
 
 An actor that dies (its process killed, its node lost) is replaced by a new actor, which Ray
 places wherever a CPU is free, and the shard it held runs again there; a shard whose
@@ -73,6 +75,10 @@ def coverify_sharded(trained, mapped, *, images: int, simulator: str, workers: i
     params = wh.hw_params(mapped, trained.cfg)      # builds the integer network once, here
     address = resolve_address(address)
     cpus = None if address else workers
+    if address is None:      # export the harness once, here, for every local actor's cache
+        from .sim.coverify import harness_verilog
+
+        harness_verilog(params)
     t0 = time.perf_counter()
     with ray_session(address, num_cpus=cpus) as ray:
         parts, info = _run(ray, plan, trained, mapped, simulator=simulator, stall=stall,
