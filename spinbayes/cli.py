@@ -27,7 +27,7 @@ __all__ = ["EVAL_FIELDS", "build_parser", "main"]
 #: Config fields that only evaluation uses; ``eval`` may override them on a checkpoint.
 EVAL_FIELDS = {"data_dir", "N", "Q", "T", "n_way", "recal_batches", "uncertainty_measure",
                "threshold_mode", "uncertainty_threshold", "ood_quantile", "ood_threshold",
-               "noisy_sigma", "ood_samples"}
+               "noisy_sigma", "ood_samples", "ood_target_rejection", "ood_fashion"}
 
 
 def build_parser() -> argparse.ArgumentParser:
