@@ -58,10 +58,14 @@ def tiny_trained():
     keeps its co-verification on Icarus to a few seconds."""
     from spinbayes import workflow as wf
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    trained = wf.train(Config(hidden=(8,), epochs=1, T=4, recal_batches=1, ood_samples=20),
-                       None, progress=False)
-    return trained, wf.map_trained(trained)
+    try:
+        trained = wf.train(Config(hidden=(8,), epochs=1, T=4, recal_batches=1,
+                                  ood_samples=20), None, progress=False)
+        return trained, wf.map_trained(trained)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class RayKiller:
