@@ -222,9 +222,10 @@ def _point(source: str, values: dict, stages, threads: int, sw: dict) -> Point:
         raise ValueError(f"{where}: simulator must be 'icarus' or 'verilator', not {sim!r}")
     if isinstance(stall, bool) or not isinstance(stall, (int, float)) or not 0 <= stall < 1:
         raise ValueError(f"{where}: stall must be a probability in [0, 1), not {stall!r}")
-    if "coverify" in stages and (cfg.activation != "comparator" or cfg.topology != "mlp"):
-        raise ValueError(f"{where}: the coverify stage runs comparator MLPs only (the RTL), "
-                         f"not {cfg.activation} {cfg.topology}")
+    if "coverify" in stages and cfg.activation != "comparator":
+        # the RTL's comparators; which topologies it runs, workflow_hw.hw_params says per point
+        raise ValueError(f"{where}: the coverify stage runs comparator networks only (the "
+                         f"RTL), not activation {cfg.activation!r}")
     if "coverify" not in stages:    # options of a stage that does not run decide nothing
         images, sim, stall = OPTIONS["images"], OPTIONS["simulator"], OPTIONS["stall"]
     return Point(cfg, tuple(stages), images, sim, float(stall), threads)

@@ -5,8 +5,9 @@ its expansion into points, the keys (shared trainings), the results table, the P
 On Ray (tiny networks: hidden 8, one epoch, 20 OoD samples): a two-node cluster
 (ray.cluster_utils.Cluster) runs a 2-point sweep with every stage (golden evaluation, 2 images
 co-verified on Icarus, energy with the RTL's counters checked against the analytic count)
-and a sharded co-verification, both through ``address=``; then on a local Ray with 2 CPUs a 4-point sweep writes 4 rows, its re-run runs
-0 points, and a sweep whose worker process is killed mid-point ends with every point once.
+and a sharded co-verification, both through ``address=``; then on a local Ray with 2 CPUs
+a 4-point sweep writes 4 rows, its re-run runs 0 points, and a sweep whose worker process is
+killed mid-point ends with every point once.
 Every test that starts Ray shuts it down (the fixtures' and ``ray_session``'s finally).
 """
 
@@ -53,7 +54,7 @@ def _spec(tmp_path, grid, *, stages=("eval", "energy"), seeds=None, name="t", **
     ({"grid": {"stall": [1.0]}}, r"stall must be a probability in \[0, 1\), not 1.0"),
     ({"grid": {"N": [2]}, "sweep": {"stages": ["eval", "synth"]}}, "sweep.stages must be"),
     ({"grid": {"N": [2]}, "sweep": {"stages": ["coverify"]}, "base": {"activation": "relu"}},
-     "the coverify stage runs comparator MLPs only"),
+     "the coverify stage runs comparator networks only"),
     ({"grid": {"N": [2]}, "sweep": {"threads": 0}}, "sweep.threads must be a positive"),
     ({"grid": {"seed": [1]}, "sweep": {"seeds": [0, 1]}}, "give seeds either"),
     ({"random": {"samples": 2, "fields": {"lr": {"low": 0.1}}}}, "random.fields.lr must be"),
