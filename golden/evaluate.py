@@ -221,18 +221,19 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
             "|---|---:|" + "---:|" * len(names)]
     lines += [f"### Table 3: OoD detection (%), rule: reject if the {cfg.ood_quantile} "
               f"quantile of the T pass probabilities of the predicted class < "
-              f"{cfg.ood_threshold}", "", *_ood_lines(cfg, ood_sizes, notes), *head]
+              f"{cfg.ood_threshold}", "", *head]
     for r in results:
         idr = next(iter(r.ood.values())).id_rejection if r.ood else float("nan")
         lines.append(f"| {r.name} | {_fmt(idr)} | "
                      + " | ".join(_fmt(r.ood[k].detection) if k in r.ood else "-"
                                   for k in names) + " |")
+    lines += ["", *_ood_lines(cfg, ood_sizes, notes)]
     ops = [r for r in results if r.operating_point is not None and r.ood]
     if ops:
         target = ops[0].operating_point.target
-        lines += ["", f"### Table 3 at a stated operating point: OoD detection (%) with the "
-                  f"same rule, its threshold chosen per method so that at most {target:g} % "
-                  f"of {calibration or 'in-distribution images outside the test set'} are "
+        lines += [f"### OoD detection (%) at a stated operating point: Table 3's rule, its "
+                  f"threshold chosen per method so that at most {target:g} % of "
+                  f"{calibration or 'in-distribution images outside the test set'} are "
                   f"rejected", "",
                   "| Method | threshold | rejected there | ID rejection (test) | "
                   + " | ".join(names) + " |", "|---|---:|---:|---:|" + "---:|" * len(names)]
@@ -243,7 +244,8 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
                          f"{_fmt(idr)} | " + " | ".join(
                              _fmt(r.ood[k].op_detection) if k in r.ood else "-"
                              for k in names) + " |")
-    lines += ["", "### Threshold-free OoD: AUROC (%) / FPR at 95 % TPR (%), "
+        lines.append("")
+    lines += ["### Threshold-free OoD: AUROC (%) / FPR at 95 % TPR (%), "
               "score = predictive entropy", "",
               "| Method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for r in results:
