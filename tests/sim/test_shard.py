@@ -5,7 +5,8 @@ Default run: the units, and 4 images of a 64-8-10 network (T = 4) on Icarus in 2
 2 Ray actors (a local Ray with 2 CPUs, started and shut down by ``coverify_sharded``), one
 actor killed while it runs its shard: the merged result equals, image for image, one
 simulation of the 4 images (per-pass outputs, averages, classes, the arbiter trace, cycles,
-every counter). The two-node cluster case is in tests/test_sweep.py.
+every counter). The two-node cluster case is in tests/test_sweep.py. Slow: the ``spinbayes
+sim --workers 2`` command end to end.
 """
 
 from __future__ import annotations
@@ -133,3 +134,23 @@ def test_sim_refuses_bad_sharding_flags_before_any_work(tmp_path, capsys, flags,
     assert main(["sim", "--images", "2", "--out", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not simulator_available("icarus"), reason="icarus not installed")
+def test_sim_command_with_workers_writes_one_merged_result(tmp_path, capsys, monkeypatch):
+    """`spinbayes sim --workers 2` end to end: training, a local Ray, 6 images in 3 shards."""
+    import json
+
+    from spinbayes.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    rc = main(["sim", "--images", "6", "--workers", "2", "--shards", "3", "--hidden", "8",
+               "--epochs", "1", "--T", "4", "--recal-batches", "1", "--threads", "1",
+               "--simulator", "icarus", "--quiet", "--out", str(tmp_path)])
+    assert rc == 0, capsys.readouterr().err
+    assert "3 shards on 2 Ray actors" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "sim.json").read_text())
+    assert summary["images"] == 6 and summary["mismatches"] == 0
+    assert [s["first_image"] for s in summary["timings"]["shards"]] == [0, 2, 4]
+    assert len(summary["cycles_per_image"]) == 6
