@@ -217,8 +217,6 @@ def run_sweep(spec: Spec, *, address: str | None = None, workers: int | None = N
     (embedded with ``workers`` CPUs, or the cluster at ``address`` / ``RAY_ADDRESS``).
     Returns counts (points, ran, skipped, failed, trained), seconds, the points' keys and
     the seconds of each task that ran (trainings and points, inside their workers)."""
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     points = keyed_points(spec)
     table = ResultsTable(spec.out / RESULTS_DB)
@@ -231,6 +229,17 @@ def run_sweep(spec: Spec, *, address: str | None = None, workers: int | None = N
         table.close()
         return {**summary, "seconds": time.perf_counter() - t0}
     address = resolve_address(address)
+    try:
+        _run(spec, todo, summary, table, address=address, workers=workers, progress=progress)
+    finally:
+        table.close()
+    return {**summary, "seconds": time.perf_counter() - t0}
+
+
+def _run(spec, todo, summary, table, *, address, workers, progress) -> None:
+    """Submit the trainings and the points, write each result as its task returns."""
+    from tqdm.auto import tqdm
+
     with ray_session(address, num_cpus=None if address else workers) as ray:
         train = ray.remote(num_cpus=1, max_retries=RETRIES)(_train_task)
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(_point_task)
@@ -271,8 +280,6 @@ def run_sweep(spec: Spec, *, address: str | None = None, workers: int | None = N
                 bar.update(1)
         finally:
             bar.close()
-            table.close()
-    return {**summary, "seconds": time.perf_counter() - t0}
 
 
 def _store_training(ray, ref, path: Path, summary: dict) -> None:
