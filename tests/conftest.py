@@ -4,6 +4,12 @@ runner."""
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads its OpenMP runtime: threads that wait sleep instead of spinning, so a
+# second torch thread does not take the core that a simulator or another test process needs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 import torch
