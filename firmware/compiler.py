@@ -17,9 +17,10 @@ import numpy as np
 
 from ..golden.arbiter import device_seed
 from ..golden.cells import encode_weights
+from ..golden.geometry import geometry_of
 from ..golden.mtj import EmulatedRng
 from ..rtl.params import RtlParams
-from ..rtl.regs import Reg, as_data, check_seed, register_ranges, write_problem
+from ..rtl.regs import LayerKind, Reg, as_data, check_seed, register_ranges, write_problem
 
 if TYPE_CHECKING:   # torch; the compiler reads the network's int64 tensors through .numpy()
     from ..golden.hardware import HwNetwork
@@ -85,19 +86,29 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
         problems.append(f"T={T} outside 1..T_max={p.T_max}")
     if hw.input_bits > p.A_in:
         problems.append(f"input codes of {hw.input_bits} bits, the design reads A_in={p.A_in}")
+    try:
+        geometry = geometry_of(hw)
+    except ValueError as e:
+        raise ValueError(f"network does not fit the design: {e}") from None
     base, group_base = 0, []
-    for i, layer in enumerate(hw.layers):
-        if layer.kind != "linear":
-            problems.append(f"layer {i}: {layer.kind} layers are not supported by this core yet")
-            continue
-        out, rows = layer.codes.shape[1:3]
+    for i, g in enumerate(geometry):
+        out, rows = g.outputs, g.rows
+        if g.kind == "conv2d" and not p.conv:
+            problems.append(f"layer {i}: a convolution needs a design with the convolution "
+                            f"path (act_depth > 0), not act_depth={p.act_depth}")
+        if g.kind == "conv2d" and g.is_output:
+            problems.append(f"layer {i}: the output layer must be dense, not a convolution")
+        reads_memory = g.kind == "conv2d" or (i > 0 and geometry[i - 1].kind == "conv2d")
+        if reads_memory and p.conv and g.in_size > p.act_depth:
+            problems.append(f"layer {i}: its {g.C_in}x{g.H}x{g.W} input exceeds "
+                            f"act_depth={p.act_depth}")
         if rows > p.rows_max or out > p.outputs_max:
             problems.append(f"layer {i}: {out} x {rows} exceeds outputs_max={p.outputs_max}, "
                             f"rows_max={p.rows_max}")
-        if layer.is_output and out > p.classes_max:
+        if g.is_output and out > p.classes_max:
             problems.append(f"layer {i}: {out} classes exceed classes_max={p.classes_max}")
-        if not layer.is_output and layer.out_bits != p.A:
-            problems.append(f"layer {i}: {layer.out_bits}-bit comparators, the design has A={p.A}")
+        if not g.is_output and g.out_bits != p.A:
+            problems.append(f"layer {i}: {g.out_bits}-bit comparators, the design has A={p.A}")
         group_base.append(base)
         base += -(-rows // p.R)
     if base > p.groups_total:
@@ -107,14 +118,22 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
 
     cells = np.zeros((p.N, p.groups_total * p.R, p.cols_max), dtype=np.int8)
     writes: list[Write] = []
-    for i, (layer, gb) in enumerate(zip(hw.layers, group_base)):
-        out, rows = layer.codes.shape[1:3]
-        levels = encode_weights(layer.codes.numpy(), p.Q)          # (N, out, rows, k)
+    for i, (layer, g, gb) in enumerate(zip(hw.layers, geometry, group_base)):
+        out, rows = g.outputs, g.rows
+        # rows in the window generator's order c*k*k + ky*k + kx (the codes' (C, k, k))
+        codes = layer.codes.reshape(p.N, out, rows).numpy()
+        levels = encode_weights(codes, p.Q)                        # (N, out, rows, k)
         block = levels.transpose(0, 2, 1, 3).reshape(p.N, rows, out * p.k_cells)
         cells[:, gb * p.R:gb * p.R + rows, :out * p.k_cells] = block
+        kind = LayerKind.CONV2D if g.kind == "conv2d" else LayerKind.LINEAR
         writes += [Write(Reg.LAYER_ROWS, c=i, data=rows), Write(Reg.LAYER_OUTS, c=i, data=out),
                    Write(Reg.LAYER_GROUP_BASE, c=i, data=gb),
-                   Write(Reg.LAYER_IN_BITS, c=i, data=layer.in_bits)]
+                   Write(Reg.LAYER_IN_BITS, c=i, data=g.in_bits),
+                   Write(Reg.LAYER_KIND, c=i, data=int(kind)),
+                   *(Write(reg, c=i, data=v) for reg, v in (
+                       (Reg.LAYER_C_IN, g.C_in), (Reg.LAYER_H, g.H), (Reg.LAYER_W, g.W),
+                       (Reg.LAYER_K, g.k), (Reg.LAYER_STRIDE, g.stride),
+                       (Reg.LAYER_PADDING, g.padding), (Reg.LAYER_POOL, g.pool)))]
         if layer.is_output:
             for j in range(out):
                 writes += [Write(Reg.SCALE, a=j, data=int(layer.scale[j])),

@@ -24,7 +24,7 @@ they are separate analog arrays with their own decoders).
 
 from __future__ import annotations
 
-from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,18 +32,16 @@ from .aac import AdderAccumulator
 from .arbiter import Arbiter
 from .averaging import AveragingBlock
 from .comparator import ComparatorBank
-from .crossbar import CrossbarMemory
-from .decoders import ReadDecoder
+from .conv_unit import ConvUnit
 from .params import RtlParams, check_params
 from .program_port import program_port
-from .regs import PROG_ORDER, OutKind, prog_layout
+from .read_path import crossbars, read_path
+from .regs import PROG_ORDER, LayerKind, OutKind, prog_layout
 
 __all__ = ["DRAIN", "SpinBayesCore"]
 
 #: Cycles from the last READ to ACT: crossbar read, selected-vector register, AAC add.
 DRAIN = 3
-#: Registered copies of each arbiter index that select the chosen crossbar's columns.
-SEL_COPIES = 8
 
 
 class SpinBayesCore(wiring.Component):
@@ -118,16 +116,7 @@ class SpinBayesCore(wiring.Component):
         L = p.layers_max
 
         # --- blocks ------------------------------------------------------------------
-        xbars = []
-        decs = []
-        for k in range(p.N):
-            xb = CrossbarMemory(p, None if self._cell_init is None else self._cell_init[k],
-                                stuck=self._stuck.get(k, ()))
-            dec = ReadDecoder(p)
-            m.submodules[f"xbar{k}"] = xb
-            m.submodules[f"rdec{k}"] = dec
-            xbars.append(xb)
-            decs.append(dec)
+        xbars = crossbars(self, m)
         arbs = []
         for i in range(L):
             arb = Arbiter(p.N, p.n_max, p.rng_bits)
@@ -138,19 +127,21 @@ class SpinBayesCore(wiring.Component):
         m.submodules.averaging = avg = AveragingBlock(p)
 
         # --- descriptor table, configuration registers, programming port -------------
-        regs, in_ok = program_port(self, m, xbars, arbs)
+        regs, in_ok = program_port(self, m, [xb for xb, _ in xbars], arbs)
         rows, outs, gbase, in_bits = regs["rows"], regs["outs"], regs["gbase"], regs["in_bits"]
         theta, sign, scale, offset = regs["theta"], regs["sign"], regs["scale"], regs["offset"]
         n_layers, passes, n_way = regs["n_layers"], regs["passes"], regs["n_way"]
 
         # --- datapath state ----------------------------------------------------------
-        img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # layer 0 input
-        act = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # hidden activations
+        img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # dense layer 0 input
+        # the window buffer: a layer's input rows (the comparator outputs of the previous
+        # dense layer, or the window of the current position fetched from memory)
+        act = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))
         layer = Signal(range(L))
         t = Signal(p.t_bits)
         plane = Signal(range(p.A_max))
         group = Signal(range(p.groups_total))
-        idx = Signal(range(p.rows_max + 1))
+        idx = Signal(range(max(p.rows_max, p.act_depth) + 1))
         # the current layer's last group and last bit-plane (group count - 1, input bits - 1),
         # registered (one cycle behind `layer`; READ starts at least two cycles after layer
         # changes: ARB, ARB_WAIT): the descriptor multiplexer, ceil(rows / R) and the "+ 1"
@@ -160,9 +151,28 @@ class SpinBayesCore(wiring.Component):
         last_plane = Signal(range(p.A_max + 1))
         m.d.sync += [last_group.eq((rows[layer] + p.R - 1) // p.R - 1),
                      last_plane.eq(in_bits[layer] - 1)]
-        rows0_m1, passes_m1 = Signal.like(rows[0]), Signal.like(passes)
-        rows0_is1 = Signal()
-        m.d.sync += [rows0_m1.eq(rows[0] - 1), rows0_is1.eq(rows[0] == 1),
+        # the convolution path: per layer, whether it reads its input from memory (a
+        # convolution, or the dense layer after one) and whether it is a convolution; the
+        # image length (beats of the input stream) is C_in*H*W of a convolution, else rows
+        conv = cu = None
+        img_len = Signal.like(idx)
+        m.d.comb += img_len.eq(rows[0])
+        cur_fetch, cur_conv, read_img = Signal(), Signal(), Signal()
+        if not p.conv:
+            m.d.sync += read_img.eq(layer == 0)
+        else:
+            m.submodules.conv = cu = ConvUnit(p)
+            kind = regs["kind"]
+            conv = Array(k == LayerKind.CONV2D for k in kind)
+            fetch = Array([conv[0]] + [conv[i] | conv[i - 1] for i in range(1, L)])
+            m.d.comb += img_len.eq(Mux(conv[0], regs["c_in"][0] * regs["h"][0] * regs["w"][0],
+                                       rows[0]))
+            m.d.sync += [cur_fetch.eq(fetch[layer]), cur_conv.eq(conv[layer]),
+                         read_img.eq((layer == 0) & ~conv[0])]
+        img_m1 = Signal.like(idx)
+        passes_m1 = Signal.like(passes)
+        img_is1 = Signal()
+        m.d.sync += [img_m1.eq(img_len - 1), img_is1.eq(img_len == 1),
                      passes_m1.eq(passes - 1)]
         last = Signal()
         n_cls = Signal(range(p.classes_max + 1))   # outputs of the last layer (classes)
@@ -186,13 +196,9 @@ class SpinBayesCore(wiring.Component):
         for r in range(p.R):
             row = Signal(range(p.groups_total * p.R + 1), name=f"row{r}")
             m.d.comb += row.eq(group * p.R + r)
-            src = Mux(layer == 0, img.as_value().word_select(row[:p.row_bits], p.A_max),
+            src = Mux(read_img, img.as_value().word_select(row[:p.row_bits], p.A_max),
                       act.as_value().word_select(row[:p.row_bits], p.A_max))
             m.d.comb += rd_bits[r].eq((row < rows[layer]) & src.bit_select(plane, 1))
-        for k, (xb, dec) in enumerate(zip(xbars, decs)):
-            m.d.comb += [dec.en.eq(issue & arb_mask[k]), dec.group.eq(gbase[layer] + group),
-                         xb.rd_en.eq(dec.active), xb.rd_group.eq(dec.group),
-                         xb.rd_bits.eq(rd_bits)]
         # one cycle later: the n chosen crossbars' ADC codes, selected by the registered
         # arbiter indices (stable from the first READ cycle on) and registered; the AAC
         # adds them one cycle after that (a read issued in cycle t is in S from t + 3)
@@ -201,34 +207,14 @@ class SpinBayesCore(wiring.Component):
         p_sel = Signal.like(aac.p)
         m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
                      p_plane2.eq(p_plane)]
-        # the accumulators are cleared in the first READ cycle (registered: no fan-out of the
-        # FSM decode over the sum_bits x outputs_max accumulators), two cycles before the
-        # first read reaches them
+        read_path(p, m, xbars, issue=issue, arb_mask=arb_mask, arb_idx=arb_idx, n_way=n_way,
+                  group=gbase[layer] + group, rd_bits=rd_bits, p_sel=p_sel)
+        # the accumulators are cleared in the first READ cycle of a position (registered: no
+        # fan-out of the FSM decode over the sum_bits x outputs_max accumulators), two cycles
+        # before the first read reaches them
         aac_clear = Signal()
         m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(aac_clear),
-                     aac.p.eq(p_sel)]
-        # The registered index of slot s is replicated, one copy per SEL_COPIES-th of the
-        # columns (one register drove all cols_max x adc_bits multiplexers: the periphery's
-        # critical path on the ECP5, 13 ns of routing). Copy g resets to g: copies that
-        # differed only by name would be merged back into one flip-flop by yosys (a keep
-        # attribute does not stop that). The reset value is never used: the indices are
-        # loaded before the first READ of every layer.
-        per = -(-p.cols_max // min(SEL_COPIES, 2 ** (p.index_bits + 1), p.cols_max))
-        copies = -(-p.cols_max // per)             # every copy has at least one column
-        ab = p.adc_bits
-        # A slot outside the n-way (s >= n_way) holds index N, which selects zeros: the
-        # adder-accumulator's own slot mask stays all ones (n_way's fan-out into every
-        # accumulator was the next critical path).
-        for s in range(p.n_max):
-            for g in range(copies):
-                q = Signal(p.index_bits + 1, init=g, name=f"idx_q{s}_{g}")
-                m.d.sync += q.eq(Mux(s < n_way, arb_idx[s], p.N))
-                lo, hi = g * per * ab, min(p.cols_max, (g + 1) * per) * ab
-                zero = C(0, hi - lo)
-                entries = [xb.p.as_value()[lo:hi] for xb in xbars]
-                entries += [zero] * (2 ** (p.index_bits + 1) - p.N)
-                m.d.sync += p_sel[s].as_value()[lo:hi].eq(Array(entries)[q])
-            m.d.comb += aac.p_mask[s].eq(1)
+                     aac.p.eq(p_sel), *(aac.p_mask[s].eq(1) for s in range(p.n_max))]
 
         # comparators and averaging see the AAC's sums
         # the current layer's thresholds, signs and outputs, registered (one cycle behind
@@ -254,6 +240,14 @@ class SpinBayesCore(wiring.Component):
                      self.trace_indices.eq(arb_idx), self.trace_valid.eq(arb_done)]
         out_c = Signal(range(p.outputs_max + 1))
         drain = Signal(2)
+        # the convolution path's handshakes (constant 0 in a dense-only design)
+        fetched, last_pos, wr_busy = Signal(), Signal(), Signal()
+        if cu is not None:
+            m.d.comb += [fetched.eq(cu.fetched), last_pos.eq(cu.last_pos),
+                         wr_busy.eq(cu.wr_busy)]
+        # a hidden convolution hands its position's activations on when the writer is free
+        act_go = Signal()
+        m.d.comb += act_go.eq(~cur_conv | ~wr_busy)
         # The FSM only moves state; every output that depends on the state is a plain
         # expression of it below (one continuous assignment each). A combinational block
         # whose only input is the state register is never evaluated at time 0 by Icarus, so
@@ -262,29 +256,36 @@ class SpinBayesCore(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.in_valid & in_ok):
                     m.d.sync += [img[0].eq(self.in_data), idx.eq(1)]
-                    with m.If(rows0_is1):
+                    with m.If(img_is1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
                         m.next = "ARB"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
                 with m.If(self.in_valid):
-                    m.d.sync += [img.as_value().word_select(idx[:p.row_bits], p.A_max)
-                                 .eq(self.in_data), idx.eq(idx + 1)]
-                    with m.If(idx == rows0_m1):
+                    with m.If(idx < p.rows_max):
+                        m.d.sync += (img.as_value().word_select(idx[:p.row_bits], p.A_max)
+                                     .eq(self.in_data))
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == img_m1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
                         m.next = "ARB"
             with m.State("ARB"):
                 m.next = "ARB_WAIT"
             with m.State("ARB_WAIT"):
                 with m.If(arb_done):
-                    m.d.sync += [plane.eq(0), group.eq(0)]
+                    with m.If(cur_fetch):
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.next = "READ"
+            with m.State("FETCH"):
+                with m.If(fetched):
                     m.next = "READ"
             with m.State("READ"):
                 with m.If(group == last_group):
                     m.d.sync += group.eq(0)
                     with m.If(plane == last_plane):
-                        m.d.sync += drain.eq(0)
+                        m.d.sync += [drain.eq(0), plane.eq(0)]
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += plane.eq(plane + 1)
@@ -298,9 +299,19 @@ class SpinBayesCore(wiring.Component):
                 with m.If(last):
                     m.d.sync += out_c.eq(0)
                     m.next = "EMIT_Y_WAIT"
+                with m.Elif(cur_conv):
+                    with m.If(act_go):
+                        with m.If(last_pos):
+                            m.next = "FLUSH"
+                        with m.Else():
+                            m.next = "FETCH"
                 with m.Else():
                     for j in range(p.outputs_max):
                         m.d.sync += act[j].eq(Mux(j < cur_outs, cmp.act[j], 0))
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "ARB"
+            with m.State("FLUSH"):             # the last pooled vector is written: swap
+                with m.If(~wr_busy):
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"
             with m.State("EMIT_Y_WAIT"):
@@ -334,9 +345,26 @@ class SpinBayesCore(wiring.Component):
         idle, load = st("IDLE"), st("LOAD")
         emit_y, emit_avg, emit_cls = st("EMIT_Y"), st("EMIT_AVG"), st("EMIT_CLASS")
         act_st = st("ACT")
-        start_img = (((idle & in_ok) | load) & self.in_valid
-                     & Mux(idle, rows0_is1, idx == rows0_m1))
-        m.d.sync += aac_clear.eq(st("ARB_WAIT") & arb_done)
+        beat = ((idle & in_ok) | load) & self.in_valid
+        start_img = beat & Mux(idle, img_is1, idx == img_m1)
+        m.d.sync += aac_clear.eq((st("ARB_WAIT") & arb_done & ~cur_fetch)
+                                 | (st("FETCH") & fetched))
+        if cu is not None:
+            g = {n: regs[n][layer] for n in ("c_in", "h", "w", "k", "stride", "padding", "pool")}
+            m.d.comb += [
+                cu.img_we.eq(beat & conv[0]), cu.img_addr.eq(Mux(idle, 0, idx)),
+                cu.img_data.eq(self.in_data),
+                cu.start.eq(st("ARB") & fetch[layer]),
+                cu.C_in.eq(g["c_in"]), cu.H.eq(g["h"]), cu.W.eq(g["w"]), cu.k.eq(g["k"]),
+                cu.stride.eq(g["stride"]), cu.padding.eq(g["padding"]), cu.pool.eq(g["pool"]),
+                cu.outs.eq(outs[layer]), cu.src_image.eq(layer == 0),
+                cu.fetch.eq(st("FETCH")),
+                cu.act_valid.eq(act_st & ~last & cur_conv & act_go),
+                cu.act_codes.eq(cmp.act),
+                cu.swap.eq(st("FLUSH") & ~wr_busy),
+            ]
+            with m.If(cu.buf_we):
+                m.d.sync += act.as_value().word_select(cu.buf_row, p.A_max).eq(cu.buf_data)
         # the averaging block is cleared the cycle after the image's last input beat
         # (registered: the input handshake's decode reached every Y register's reset in one
         # cycle, the periphery's critical path on the ECP5); its first pass is far later
@@ -351,7 +379,7 @@ class SpinBayesCore(wiring.Component):
             # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's
             # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
             avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
-            cmp.valid.eq(act_st & ~last),
+            cmp.valid.eq(act_st & ~last & act_go),
             avg.finish.eq(st("FINISH")),
             self.out_valid.eq((emit_y & (out_c < avg.y_count)) | emit_avg | emit_cls),
             self.out_kind.eq(Mux(emit_avg, OutKind.AVERAGE,

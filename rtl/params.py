@@ -78,6 +78,14 @@ class RtlParams:
     classes_max : most outputs of the last layer (the classes): the averaging block, the
         output scales and offsets are sized by it (None: outputs_max). The digits MLP
         64-64-10 needs outputs_max 64 for its hidden layer but only 10 classes.
+    act_depth : words of the image memory and of each bank of the activation memory
+        (golden/geometry.py ``activation_depth``: the largest tensor a layer reads from
+        memory); 0 builds a dense-only design without the convolution path (no memories,
+        window generator or pooling; LAYER_KIND must be LINEAR).
+    size_max : largest input height and width H, W of a convolution.
+    kernel_max, stride_max : largest window k and stride of a convolution.
+    padding_max : largest zero padding of a convolution (0: none).
+    pool_max : largest max-pooling kernel (0: no pooling).
     """
 
     N: int = 5
@@ -95,16 +103,26 @@ class RtlParams:
     scale_bits: int = 16
     offset_bits: int = 24
     classes_max: int | None = None
+    act_depth: int = 0
+    size_max: int = 1
+    kernel_max: int = 1
+    stride_max: int = 1
+    padding_max: int = 0
+    pool_max: int = 0
 
     def __post_init__(self):
         if self.classes_max is None:
             object.__setattr__(self, "classes_max", self.outputs_max)
         for name in ("N", "n_max", "Q", "R", "A_in", "A", "rows_max", "outputs_max",
                      "layers_max", "groups_total", "T_max", "rng_bits", "scale_bits",
-                     "offset_bits", "classes_max"):
+                     "offset_bits", "classes_max", "size_max", "kernel_max", "stride_max"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        for name in ("act_depth", "padding_max", "pool_max"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
         if self.n_max > self.N:
             raise ValueError(f"n_max must not exceed N ({self.N}), not {self.n_max!r}")
         if self.classes_max > self.outputs_max:
@@ -122,6 +140,18 @@ class RtlParams:
             raise ValueError("scale_bits and offset_bits must be at least 2")
 
     # --- derived sizes -------------------------------------------------------------------
+    @property
+    def conv(self) -> bool:
+        """The design has the convolution path (image and activation memories, window
+        generator, pooling): ``act_depth`` > 0."""
+        return self.act_depth > 0
+
+    @property
+    def out_size_max(self) -> int:
+        """Largest H_out and W_out of a convolution (positions per row or column before
+        pooling): size_max + 2 padding_max (k = stride = 1)."""
+        return self.size_max + 2 * self.padding_max
+
     @property
     def k_cells(self) -> int:
         """Differential cells per weight (golden/cells.py)."""

@@ -24,7 +24,7 @@ import torch
 
 from ..firmware.compiler import Program, compile_network
 from ..golden.checkpoint import atomic_write
-from ..golden.geometry import geometry_of
+from ..golden.geometry import activation_depth, geometry_of
 from ..golden.hardware import HwNetwork
 from ..golden.layers import input_codes
 from ..rtl.params import RtlParams
@@ -151,7 +151,9 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
 def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
     """The smallest design (RtlParams) that runs ``hw`` at ``T`` passes (T_max at least 16,
     so that T = 1..16 share one build); ``overrides`` replace any field. Rows and outputs
-    come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution)."""
+    come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution); a
+    network with convolutions gets the convolution path, sized by its largest input tensor,
+    size, window, stride, padding and pooling."""
     geometry = geometry_of(hw)
     rows = [g.rows for g in geometry]
     outs = [g.outputs for g in geometry]
@@ -161,6 +163,12 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
               classes_max=outs[-1],
               layers_max=len(hw.layers), groups_total=sum(-(-r // hw.R) for r in rows),
               T_max=max(16, int(T)))
+    conv = [g for g in geometry if g.kind == "conv2d"]
+    if conv:
+        kw.update(act_depth=activation_depth(geometry),
+                  size_max=max(max(g.H, g.W) for g in conv),
+                  kernel_max=max(g.k for g in conv), stride_max=max(g.stride for g in conv),
+                  padding_max=max(g.padding for g in conv), pool_max=max(g.pool for g in conv))
     kw.update(overrides)
     return RtlParams(**kw)
 
