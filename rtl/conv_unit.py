@@ -71,6 +71,9 @@ class ConvUnit(wiring.Component):
         A position's activation codes, in the generator's position order.
     wr_busy : Out(1)
         The writer is storing a pooled vector or gets one next cycle.
+    pooled_valid, pooled_pos, pooled_codes : Out
+        A pooled vector (the pooling block's output) reaches the writer: its pooled
+        position (raster order) and codes.
     swap : In(1)
         Exchange the activation memory's banks (the written bank becomes the read bank).
     """
@@ -98,6 +101,8 @@ class ConvUnit(wiring.Component):
             "act_valid": In(1),
             "act_codes": In(data.ArrayLayout(unsigned(p.A), p.outputs_max)),
             "wr_busy": Out(1),
+            "pooled_valid": Out(1), "pooled_pos": Out(bits_for(p.out_size_max ** 2)),
+            "pooled_codes": Out(data.ArrayLayout(unsigned(p.A), p.outputs_max)),
             "swap": In(1),
         })
 
@@ -177,5 +182,6 @@ class ConvUnit(wiring.Component):
             m.d.sync += [ch.eq(ch + 1), addr.eq(addr + plane),
                          active.eq(ch + 1 < geo["outs"])]
             m.d.comb += [act.wr_en.eq(1), act.wr_addr.eq(addr), act.wr_data.eq(lanes[ch])]
-        m.d.comb += act.swap.eq(self.swap)
+        m.d.comb += [act.swap.eq(self.swap), self.pooled_valid.eq(pool.out_valid),
+                     self.pooled_pos.eq(pool.out_pos), self.pooled_codes.eq(pool.out_codes)]
         return m

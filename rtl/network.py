@@ -24,7 +24,7 @@ they are separate analog arrays with their own decoders).
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,10 +33,11 @@ from .arbiter import Arbiter
 from .averaging import AveragingBlock
 from .comparator import ComparatorBank
 from .conv_unit import ConvUnit
-from .params import RtlParams, check_params
+from .emitter import activation_trace, counters, result_stream
+from .params import RtlParams, bits_for, check_params
 from .program_port import program_port
 from .read_path import crossbars, read_path
-from .regs import PROG_ORDER, LayerKind, OutKind, prog_layout
+from .regs import PROG_ORDER, LayerKind, prog_layout
 
 __all__ = ["DRAIN", "SpinBayesCore"]
 
@@ -105,6 +106,9 @@ class SpinBayesCore(wiring.Component):
             "trace_valid": Out(1), "trace_layer": Out(self._layer_bits),
             "trace_pass": Out(p.t_bits),
             "trace_indices": Out(data.ArrayLayout(unsigned(p.index_bits), p.n_max)),
+            "act_valid": Out(1), "act_layer": Out(self._layer_bits), "act_pass": Out(p.t_bits),
+            "act_pos": Out(bits_for(p.out_size_max ** 2) if p.conv else 1),
+            "act_codes": Out(data.ArrayLayout(unsigned(p.A), p.outputs_max)),
             "busy": Out(1), "stuck": Out(1),
             "cnt_xbar_reads": Out(32), "cnt_rng_draws": Out(32), "cnt_aac_ops": Out(32),
             "cnt_cmp_ops": Out(32), "cnt_avg_ops": Out(32), "cnt_cycles": Out(32),
@@ -381,25 +385,11 @@ class SpinBayesCore(wiring.Component):
             avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
             cmp.valid.eq(act_st & ~last & act_go),
             avg.finish.eq(st("FINISH")),
-            self.out_valid.eq((emit_y & (out_c < avg.y_count)) | emit_avg | emit_cls),
-            self.out_kind.eq(Mux(emit_avg, OutKind.AVERAGE,
-                                 Mux(emit_cls, OutKind.CLASS, OutKind.PASS))),
-            self.out_index.eq(Mux(emit_y | emit_avg, out_c, 0)),
-            self.out_pass.eq(Mux(emit_y, t, 0)),
-            self.out_data.eq(Mux(emit_y, avg.y[out_c],
-                                 Mux(emit_avg, avg.averaged[out_c],
-                                     Mux(emit_cls, avg.cls, 0)))),
         ]
-
-        # --- activity counters ---------------------------------------------------------
-        popcount = sum(arb_mask[k] for k in range(p.N))
-        m.d.sync += self.cnt_cycles.eq(self.cnt_cycles + self.busy)
-        with m.If(issue):
-            m.d.sync += self.cnt_xbar_reads.eq(self.cnt_xbar_reads + popcount)
-        m.d.comb += [
-            self.cnt_rng_draws.eq(sum(x.draws for x in arbs)),
-            self.cnt_aac_ops.eq(aac.ops), self.cnt_cmp_ops.eq(cmp.ops),
-            self.cnt_avg_ops.eq(avg.mult_ops + avg.avg_ops),
-            self.stuck.eq(Cat(x.stuck for x in arbs).any()),
-        ]
+        result_stream(self, m, emit_y=emit_y, emit_avg=emit_avg, emit_cls=emit_cls,
+                      out_c=out_c, t=t, avg=avg)
+        activation_trace(self, m, dense_valid=act_st & ~last & ~cur_conv, codes=cmp.act,
+                         outs=cur_outs, layer=layer, t=t, cu=cu)
+        counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs, aac=aac, cmp=cmp,
+                 avg=avg)
         return m
