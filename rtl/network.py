@@ -1,19 +1,25 @@
 """The SpinBayes network core: controller, descriptor table, streams and activity counters.
 
 One generated design runs any network within its :class:`~spinbayes.rtl.params.RtlParams`:
-the shape (rows, outputs, group base, input bits per layer), the comparator thresholds, the
-output scaling, T, n-way and the RNG seeds are data written through the programming port
-(:class:`~spinbayes.rtl.regs.Reg`). Per image (docs/HARDWARE.md, block diagram):
+the shape (rows, outputs, group base, input bits and geometry per layer), the comparator
+thresholds, the output scaling, T, n-way and the RNG seeds are data written through the
+programming port (:class:`~spinbayes.rtl.regs.Reg`). Per image (docs/HARDWARE.md, block
+diagram and "The convolution path"):
 
-    LOAD      accept the first layer's input codes on the input stream (rows of layer 0)
+    LOAD      accept layer 0's input codes (its input tensor, torch's flatten order)
     per pass t = 0 .. T-1, per layer l:
       ARB     the layer's arbiter chooses n of N crossbars (DEMUX mask, trace port)
-      READ    for each bit-plane b (LSB first) and R-row group g: read the chosen crossbars
-              (1 read per cycle), the adder-accumulator adds the n ADC vectors << b
-      DRAIN   3 cycles for the read, select and accumulate pipeline
-      ACT     hidden: comparators write the activation buffer (next layer's input)
-              last: output scaling y = M S + B, one class per cycle from the last DRAIN
-              cycle on; y_c streamed out (OutKind.PASS) as it is ready
+      per output position (one for a dense layer):
+        FETCH   a layer read from memory (a convolution, or the dense layer after one):
+                the position's window into the window buffer (rtl/conv_unit.py)
+        READ    for each bit-plane b (LSB first) and R-row group g: read the chosen
+                crossbars (1 read per cycle), the adder-accumulator adds the n ADC vectors
+        DRAIN   3 cycles for the read, select and accumulate pipeline
+        ACT     hidden dense: comparators write the window buffer (next layer's input);
+                hidden convolution: comparators to the pooling and the activation memory;
+                last: output scaling y = M S + B, one class per cycle from the last DRAIN
+                cycle on; y_c streamed out (OutKind.PASS) as it is ready
+      FLUSH   a convolution: the last pooled vector written, the memory banks swapped
     FINISH    the averaging block divides the T-sums; averaged_c (OutKind.AVERAGE) and the
               class (OutKind.CLASS) are streamed out
 
@@ -52,7 +58,7 @@ class SpinBayesCore(wiring.Component):
     -----
     prog_en, prog_sel, prog_a, prog_b, prog_c, prog_data : In
         Programming port (Reg); a write happens in a cycle with prog_en and prog_ready. The
-        fields' widths are the programming word's (``regs.PROG_FIELDS``: 4, 16, 16, 8 and
+        fields' widths are the programming word's (``regs.PROG_FIELDS``: 5, 16, 16, 8 and
         signed 32 bits).
     prog_ready : Out(1)
         ``not busy``: writes are accepted only while idle; a write presented during an
@@ -60,15 +66,21 @@ class SpinBayesCore(wiring.Component):
     vfy_k, vfy_row, vfy_col : In; vfy_level : Out(signed 4)
         Read-back of a crossbar cell (valid the cycle after the address).
     in_data (A_in), in_valid : In; in_ready : Out(1)
-        Input stream: the first layer's codes, one per beat, rows of layer 0 per image.
+        Input stream: layer 0's input codes, one per beat, C_in*H*W of a convolution (the
+        image memory) or the rows of a dense layer 0 per image.
     out_data (signed out_bits... total_bits), out_kind (2), out_index, out_pass, out_valid :
         Out; out_ready : In. Result stream (OutKind).
     trace_valid, trace_layer, trace_pass, trace_indices : Out
         One cycle per arbiter selection: the chosen crossbars, ascending.
+    act_valid, act_layer, act_pass, act_pos, act_codes : Out
+        Activation trace: each hidden layer's output vector as the next layer reads it (a
+        dense layer's in its ACT cycle, a convolution's pooled vector at its pooled
+        position; docs/HARDWARE.md, "The convolution path").
     busy, stuck : Out(1)
     cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
 
-    Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget"): rows_0 - 1 (LOAD)
+    Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget" and "The convolution
+    path" for layers read from memory): rows_0 - 1 (LOAD)
     + per pass and layer ceil(rows/R) * A reads + D draws + 6, + per pass 1 + C beats of the
     last layer (the averaging block's multiply-adds, started in the last DRAIN cycle, keep
     pace with them), + per image C * d + C + 6 (division with d = divide_cycles(params) =
@@ -310,7 +322,8 @@ class SpinBayesCore(wiring.Component):
                         with m.Else():
                             m.next = "FETCH"
                 with m.Else():
-                    for j in range(p.outputs_max):
+                    # a hidden dense layer's outputs are the next layer's rows (<= rows_max)
+                    for j in range(min(p.outputs_max, p.rows_max)):
                         m.d.sync += act[j].eq(Mux(j < cur_outs, cmp.act[j], 0))
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"

@@ -32,12 +32,18 @@ class LayerMismatch:
     rtl: int | str
     reference: int | str
 
+    @property
+    def place(self) -> str:
+        """Layer, pass, position (and neuron), e.g. ``layer 1, pass 0, position 5 (y 1, x 2
+        of 3x3), neuron 4``."""
+        text = f"layer {self.layer}, pass {self.pass_}, position {self.position}{self.where}"
+        return text if self.neuron < 0 else f"{text}, neuron {self.neuron}"
+
     def __str__(self) -> str:
-        head = (f"image {self.image}: layer {self.layer}, pass {self.pass_}, position "
-                f"{self.position}{self.where}")
         if self.neuron < 0:
-            return f"{head}: vector {self.rtl}"
-        return f"{head}, neuron {self.neuron}: RTL {self.rtl}, reference {self.reference}"
+            return f"image {self.image}: {self.place}: vector {self.rtl}"
+        return (f"image {self.image}: {self.place}: RTL {self.rtl}, reference "
+                f"{self.reference}")
 
 
 def reference_vectors(activations, geometry, image: int) -> dict[tuple[int, int, int],

@@ -1,10 +1,13 @@
 """Convolution networks through the core in Amaranth's simulator against the integer reference.
 
-Random integer networks (golden/hardware.py ``HwLayer``; kernel 1-3, stride 1-2, padding 0-1,
-C_in 1-2, pooling on and off, one or two convolutions, a dense hidden layer or not, a dense
-output layer) are compiled (firmware/compiler.py), run through the core by the firmware
-driver, and checked against ``HwNetwork.run`` on the core's own arbiter choices: every
-per-pass output, average and class.
+Random integer networks (tests/conftest.py ``random_conv_network``: kernel 1-3, stride 1-2,
+padding 0-1, C_in 1-2, pooling on and off, one or two convolutions, a dense hidden layer or
+not, a dense output layer) are compiled (firmware/compiler.py), run through the core by the
+firmware driver, and checked against ``HwNetwork.run`` on the core's own arbiter choices:
+every per-pass output, average and class, every hidden layer's output vectors (the core's
+activation trace, sim/layer_check.py), every activity counter and the busy cycles
+(docs/HARDWARE.md, "The convolution path"). A fault programmed into one layer is reported
+in that layer; the dense MLP runs bit for bit on a design with the convolution path.
 """
 
 from __future__ import annotations
@@ -30,53 +33,6 @@ from spinbayes.sim.coverify import params_for
 from spinbayes.sim.layer_check import compare_layers
 
 
-def _hidden(rng, kind, codes, in_bits, A, **geo):
-    """A hidden layer with sorted thresholds spread over its sums' likely range."""
-    out = codes.shape[1]
-    rows = int(np.prod(codes.shape[2:]))
-    spread = max(2, int(3 * np.sqrt(rows) * 2 ** in_bits))
-    theta = np.sort(rng.integers(-spread, spread + 1, (out, 2 ** A - 1)), axis=1)
-    sign = rng.choice([-1, 1], out)
-    return HwLayer(kind, torch.from_numpy(codes), in_bits, thresholds=torch.from_numpy(theta),
-                   sign=torch.from_numpy(sign), out_bits=A, **geo)
-
-
-def random_conv_network(rng, *, N=3, n_way=1, Q=3, A_in=2, A=1, convs=None,
-                        dense_hidden=None):
-    """An integer network: ``convs`` convolutions (None: 1 or 2; kernel 1-3, stride 1-2,
-    padding 0-1, pooling 0 or 2), a dense hidden layer (``dense_hidden`` None: at random)
-    and a dense output layer; returns (hw, image_shape)."""
-    C, H, W = int(rng.integers(1, 3)), int(rng.integers(3, 8)), int(rng.integers(3, 8))
-    q = 2 ** (Q - 1) - 1
-    image_shape, shape = (C, H, W), (C, H, W)
-    layers, in_bits = [], A_in
-    for _ in range(int(rng.integers(1, 3)) if convs is None else convs):
-        c, h, w = shape
-        p = int(rng.integers(0, 2))
-        s = int(rng.integers(1, 3))
-        k = int(rng.integers(1, min(3, min(h, w) + 2 * p) + 1))
-        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        pool = int(rng.choice([0, 2])) if min(ho, wo) >= 2 else 0
-        out = int(rng.integers(1, 4))
-        codes = rng.integers(-q, q + 1, (N, out, c, k, k))
-        layers.append(_hidden(rng, "conv2d", codes, in_bits, A, stride=s, padding=p,
-                              pool=pool))
-        shape, in_bits = ((out, ho // pool, wo // pool) if pool else (out, ho, wo)), A
-    layers[-1].flatten = True
-    fan_in = int(np.prod(shape))
-    if dense_hidden is None:
-        dense_hidden = bool(rng.integers(0, 2))
-    if dense_hidden:
-        out = int(rng.integers(2, 6))
-        layers.append(_hidden(rng, "linear", rng.integers(-q, q + 1, (N, out, fan_in)), A, A))
-        fan_in = out
-    ncls = int(rng.integers(2, 5))
-    layers.append(HwLayer("linear", torch.from_numpy(rng.integers(-q, q + 1, (N, ncls, fan_in))),
-                          A, scale=torch.from_numpy(rng.integers(-40, 41, ncls)),
-                          offset=torch.from_numpy(rng.integers(-500, 501, ncls))))
-    return HwNetwork(layers, A_in, False, N, Q, n_way, image_shape=image_shape), image_shape
-
-
 def run_conv_core(hw, x, T, seed, params, program=None):
     """Program the core (cells by the back door) with ``program`` (None: compiled from
     ``hw``) and run the images ``x`` (integer codes (B, C, H, W)) in one simulation, tracing
@@ -98,13 +54,6 @@ def run_conv_core(hw, x, T, seed, params, program=None):
     sim.add_testbench(testbench)
     sim.run()
     return program, results
-
-
-def _case(seed, n_way=1, B=2, T=2, **kw):
-    rng = np.random.default_rng(seed)
-    hw, image_shape = random_conv_network(rng, n_way=n_way, **kw)
-    x = torch.from_numpy(rng.integers(0, 2 ** hw.input_bits, (B, *image_shape)))
-    return hw, x, T
 
 
 def expected_cycles(geometry, params, T, draws):
@@ -158,16 +107,17 @@ CASES = [(1, 1, 2, 1), (2, 2, 2, 1), (3, 1, 3, 2), (4, 2, 1, 1), (6, 1, 2, 2), (
 
 
 @pytest.mark.parametrize("seed, n_way, A_in, A", CASES)
-def test_random_conv_network_equals_reference(seed, n_way, A_in, A, check_reference):
-    hw, x, T = _case(seed, n_way, A_in=A_in, A=A)
+def test_random_conv_network_equals_reference(seed, n_way, A_in, A, conv_case,
+                                              check_reference):
+    hw, x, T = conv_case(seed, n_way, A_in=A_in, A=A)
     check_core(hw, x, T, seed, check_reference)
 
 
-def test_default_cases_cover_the_geometry():
+def test_default_cases_cover_the_geometry(conv_case):
     seen = {"k": set(), "stride": set(), "padding": set(), "C_in": set(), "pool": set(),
             "convs": set(), "dense_hidden": set()}
     for seed, n_way, A_in, A in CASES:
-        geometry = geometry_of(_case(seed, n_way, A_in=A_in, A=A)[0])
+        geometry = geometry_of(conv_case(seed, n_way, A_in=A_in, A=A)[0])
         conv = [g for g in geometry if g.kind == "conv2d"]
         for g in conv:
             for name in ("k", "stride", "padding", "C_in"):
@@ -181,17 +131,17 @@ def test_default_cases_cover_the_geometry():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20, 40))
-def test_more_random_conv_networks(seed, check_reference):
+def test_more_random_conv_networks(seed, conv_case, check_reference):
     rng = np.random.default_rng(seed)
     n_way, A_in, A = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
-    hw, x, T = _case(seed, n_way, A_in=A_in, A=A, T=3)
+    hw, x, T = conv_case(seed, n_way, A_in=A_in, A=A, T=3)
     check_core(hw, x, T, seed, check_reference)
 
 
-def test_a_fault_in_one_layer_is_reported_in_that_layer(check_reference):
+def test_a_fault_in_one_layer_is_reported_in_that_layer(conv_case):
     """A threshold of layer 1 programmed wrong (always on, or always off where the reference
     is always on): the first difference of the trace is in layer 1, none in layer 0."""
-    hw, x, T = _case(5, convs=2, dense_hidden=True)
+    hw, x, T = conv_case(5, convs=2, dense_hidden=True)
     geometry = geometry_of(hw)
     params = params_for(hw, T)
     program = compile_network(hw, params, T=T, seed=5)
@@ -246,8 +196,8 @@ def test_dense_mlp_on_a_convolution_design(small_model, digits, check_reference)
                               geometry_of(hw))
 
 
-def test_convolutions_the_design_cannot_run_are_refused():
-    hw, _, T = _case(1)
+def test_convolutions_the_design_cannot_run_are_refused(conv_case):
+    hw, _, T = conv_case(1)
     params = params_for(hw, T)
     dense_only = dataclasses.replace(params, act_depth=0)
     with pytest.raises(ValueError, match=r"layer 0: a convolution needs a design with the "
