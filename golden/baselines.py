@@ -1,5 +1,5 @@
-"""Baselines of the paper's Tables 1 and 3 on the same topology, data and budget, and the
-n-way study of section 4.4.
+"""Baselines of the paper's Tables 1 and 3 on the same topology, data and budget (the n-way
+study of section 4.4 is in :mod:`spinbayes.golden.nway`, re-exported here).
 
 Every baseline is a *deterministic twin* of the Bayesian network of a :class:`Config`: the
 same :class:`~spinbayes.golden.networks.Stage` list (bias-free weight layer -> BatchNorm ->
@@ -11,7 +11,7 @@ with plain weights instead of a Gaussian posterior:
   the input of every weight layer except the first (the image is not dropped), as in the
   LeNet of Gal's and of Mobiny et al.'s reference code; kept on at test time.
 * **MC-DropConnect** (Mobiny et al. 2021, ref. [20]): a Bernoulli mask of drop rate ``p`` on
-  the weights of every layer (one mask per forward pass, shared by the images of a batch,
+  the weights of every layer (one mask per forward pass, shared by the images predicted,
   like BBB's one weight sample per pass), rescaled by 1 / (1 - p); kept on at test time.
   Mobiny's code leaves the output layer unmasked and does not rescale; here every layer is
   masked because the paper counts one Bernoulli RNG per parameter (section 3.1), and the
@@ -31,23 +31,23 @@ MNIST models are Caffe LeNets; Mobiny's MNIST config uses 1e-4). It is the regul
 papers tie to the prior, applied to the weight layers only (not BatchNorm).
 Budget: ``cfg.epochs``, ``cfg.batch_size``, ``cfg.lr``, Adam with cosine annealing and the
 seeding of :func:`~spinbayes.golden.train.train_bbb` (global RNG seeded with the network's
-seed for training masks, a private generator for shuffling).
+seed for training masks, a private generator for shuffling). Prediction runs in batches and
+gives the same probabilities whatever the batch size (:func:`mc_predict`).
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..config import Config
-from .approximation import CrossbarImages
 from .datasets import Dataset
-from .evaluate import MethodResult, build_spinbayes, evaluate_probs
+from .evaluate import CALIBRATION
 from .networks import BayesNet, Stage, build_model
+from .nway import nway_markdown, nway_study  # the n-way study of section 4.4, re-exported
+from .progress import progress as progress_bar
 from .train import batches, set_seed
 
 __all__ = ["BASELINES", "METHODS", "DeterministicNet", "DropConnect", "InputDropout",
@@ -61,6 +61,10 @@ BASELINES = {"mc_dropout": "MC-Dropout", "mc_dropconnect": "MC-DropConnect",
              "ensemble": "Deep Ensemble ({M})", "deterministic": "Deterministic"}
 DEFAULT_P = 0.2
 DEFAULT_WEIGHT_DECAY = 5e-4
+#: MC prediction draws MC-Dropout's input masks per chunk of this many images, each chunk
+#: from its own generator, so that the masks do not depend on the batch size (batches hold
+#: whole chunks).
+MASK_CHUNK = 128
 
 
 def _check_p(p: float) -> float:
@@ -86,6 +90,8 @@ class _Stochastic(nn.Module):
         self.layer, self.p = layer, _check_p(p)
         self.mc = False
         self.generator: torch.Generator | None = None
+        # (generator, rows) per image chunk: row-wise masks drawn chunk by chunk
+        self.chunks: list[tuple[torch.Generator, int]] | None = None
 
     @property
     def active(self) -> bool:
@@ -109,7 +115,12 @@ class InputDropout(_Stochastic):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.active:
-            x = x * self.keep_mask(x.shape).to(x.dtype) / (1 - self.p)
+            if self.chunks is not None:
+                mask = torch.cat([torch.rand((rows, *x.shape[1:]), generator=g) >= self.p
+                                  for g, rows in self.chunks])
+            else:
+                mask = self.keep_mask(x.shape)
+            x = x * mask.to(x.dtype) / (1 - self.p)
         return self._apply_layer(x, self.layer.weight)
 
 
@@ -207,8 +218,8 @@ def train_baseline(model: DeterministicNet, x: torch.Tensor, y: torch.Tensor, cf
                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     n, history = len(x), []
-    bar = tqdm(range(cfg.epochs), desc=f"train {model.method}", unit="epoch",
-               disable=None if progress else True)
+    bar = progress_bar(range(cfg.epochs), desc=f"train {model.method}", unit="epoch",
+                       enabled=progress)
     for epoch in bar:
         model.train()
         tot_nll = correct = 0.0
@@ -235,28 +246,70 @@ def _passes(model: nn.Module, x: torch.Tensor, T: int, batch_size: int) -> torch
                       for i in range(0, len(x), batch_size)])
 
 
+def _chunk_generators(base: int, first: int, n: int) -> list[tuple[torch.Generator, int]]:
+    """The generators of the MASK_CHUNK-image chunks covering images first..first+n-1."""
+    out = []
+    for c in range(first // MASK_CHUNK, -(-(first + n) // MASK_CHUNK)):
+        seed = int(np.random.SeedSequence([base, c]).generate_state(1, np.uint64)[0])
+        rows = min(first + n, (c + 1) * MASK_CHUNK) - max(first, c * MASK_CHUNK)
+        out.append((torch.Generator().manual_seed(seed), rows))
+    return out
+
+
 @torch.no_grad()
 def mc_predict(model: DeterministicNet, x: torch.Tensor, T: int,
-               generator: torch.Generator | None = None, *, batch_size: int = 1024
-               ) -> torch.Tensor:
+               generator: torch.Generator | None = None, *, batch_size: int = 1024,
+               progress: bool = False, desc: str = "MC prediction") -> torch.Tensor:
     """Per-pass softmax probabilities (B, T, C) of MC-Dropout / MC-DropConnect on x (B, ...).
 
-    Masks are on (drawn from ``generator``, pass by pass within each batch) while BatchNorm
-    uses its running statistics, which stay untouched.
+    Masks are on while BatchNorm uses its running statistics, which stay untouched.
+    DropConnect: one weight mask per layer and pass, shared by every image of x and drawn
+    from ``generator`` pass by pass (as one batch would draw them; replayed for each batch
+    from the state saved at the start of the pass). MC-Dropout: one input mask per image,
+    layer and pass, drawn per chunk of :data:`MASK_CHUNK` images from a generator seeded by
+    (one number drawn from ``generator``, the chunk's index). Either way the result does not
+    depend on ``batch_size`` (rounded up to whole chunks for MC-Dropout).
     """
     _check_positive("T", T)
+    _check_positive("batch_size", batch_size)
     layers = model.stochastic_layers()
     if not layers:
         raise ValueError("mc_predict needs a network with dropout or DropConnect layers; "
                          "use deterministic_predict for a deterministic one")
+    model.check_input(x)
     model.eval()
-    for layer in layers:
-        layer.mc, layer.generator = True, generator
+    gen = generator if generator is not None else torch.default_generator
+    weight_masks = [m for m in layers if isinstance(m, DropConnect) and m.p > 0]
+    row_masks = [m for m in layers if isinstance(m, InputDropout) and m.p > 0]
+    states = []
+    for _ in range(T if weight_masks else 0):
+        states.append(gen.get_state())
+        for m in weight_masks:
+            torch.rand(m.layer.weight.shape, generator=gen)
+    base = int(torch.randint(2 ** 62, (), generator=gen)) if row_masks else 0
+    if row_masks:
+        batch_size = -(-batch_size // MASK_CHUNK) * MASK_CHUNK
+    replay = torch.Generator()
+    for m in layers:
+        m.mc, m.generator = True, replay
+    out = []
     try:
-        return _passes(model, x, T, batch_size)
+        for i in progress_bar(range(0, len(x), batch_size), desc=desc, unit="batch",
+                              enabled=progress, leave=False):
+            xb = x[i:i + batch_size]
+            chunks = _chunk_generators(base, i, len(xb)) if row_masks else None
+            for m in row_masks:
+                m.chunks = chunks
+            passes = []
+            for t in range(T):
+                if weight_masks:
+                    replay.set_state(states[t])
+                passes.append(F.softmax(model(xb), dim=-1))
+            out.append(torch.stack(passes, dim=1))
     finally:
-        for layer in layers:
-            layer.mc, layer.generator = False, None
+        for m in layers:
+            m.mc, m.generator, m.chunks = False, None, None
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -288,8 +341,7 @@ def train_ensemble(cfg: Config, data: Dataset, M: int = 5, *,
     """
     _check_positive("M", M)
     members = []
-    for m in tqdm(range(M), desc="deep ensemble", unit="member",
-                  disable=None if progress else True):
+    for m in progress_bar(range(M), desc="deep ensemble", unit="member", enabled=progress):
         c = cfg.replace(seed=cfg.seed + m)
         net = build_deterministic(c, data.image_shape, data.num_classes)
         train_baseline(net, data.x_train, data.y_train, c, weight_decay=weight_decay,
@@ -302,8 +354,10 @@ def baseline_probs(cfg: Config, data: Dataset, ood_sets: dict[str, torch.Tensor]
                    methods: tuple[str, ...] = ("mc_dropout", "mc_dropconnect", "ensemble"),
                    p_dropout: float = DEFAULT_P, p_dropconnect: float = DEFAULT_P,
                    weight_decay: float = DEFAULT_WEIGHT_DECAY, M: int = 5,
+                   calibration: torch.Tensor | None = None,
                    progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
-    """Train every baseline of ``methods`` and predict the test set and every OoD set.
+    """Train every baseline of ``methods`` and predict the test set, every OoD set and the
+    ``calibration`` images (in-distribution, for the OoD operating point) when given.
 
     Parameters
     ----------
@@ -311,11 +365,14 @@ def baseline_probs(cfg: Config, data: Dataset, ood_sets: dict[str, torch.Tensor]
         Keys of :data:`BASELINES`.
     p_dropout, p_dropconnect, weight_decay, M
         See the module docstring for the defaults.
+    calibration : torch.Tensor, optional
+        Predicted last, under the key :data:`~spinbayes.golden.evaluate.CALIBRATION`.
 
     Returns
     -------
     dict
-        Display name -> {``"test"``: (B, T, C), OoD name: (B', T, C)}, in the order of
+        Display name -> {``"test"``: (B, T, C), OoD name: (B', T, C)[, CALIBRATION: ...]},
+        in the order of
         ``methods``; T = ``cfg.T`` (MC masks from a generator seeded with ``cfg.seed + 1``,
         like the BBB row of :func:`~spinbayes.golden.evaluate.evaluate`), T = M for the
         ensemble and T = ``cfg.T`` identical passes for ``"deterministic"``.
@@ -327,6 +384,8 @@ def baseline_probs(cfg: Config, data: Dataset, ood_sets: dict[str, torch.Tensor]
     _check_p(p_dropconnect)
     _check_positive("M", M)
     sets = {"test": data.x_test, **ood_sets}
+    if calibration is not None:
+        sets[CALIBRATION] = calibration
     out = {}
     for method in methods:
         if method == "ensemble":
@@ -341,57 +400,6 @@ def baseline_probs(cfg: Config, data: Dataset, ood_sets: dict[str, torch.Tensor]
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         out[BASELINES[method]] = {
             k: (deterministic_predict(net, x, cfg.T) if method == "deterministic"
-                else mc_predict(net, x, cfg.T, gen)) for k, x in sets.items()}
+                else mc_predict(net, x, cfg.T, gen, progress=progress,
+                                desc=f"{BASELINES[method]}: {k}")) for k, x in sets.items()}
     return out
-
-
-def nway_study(model: BayesNet, images: CrossbarImages, data: Dataset,
-               ood_sets: dict[str, torch.Tensor], cfg: Config, *,
-               n_ways: tuple[int, ...] = (1, 2, 3), progress: bool = True
-               ) -> dict[int, MethodResult]:
-    """SpinBayes for each n-way of ``n_ways`` (section 4.4), same T, sets and seeds.
-
-    Each network is re-calibrated with ``cfg.recal_batches`` as in
-    :func:`~spinbayes.golden.evaluate.evaluate`, and its choices are drawn from a generator
-    seeded with ``cfg.seed + 1``. Returns n -> result named ``"SpinBayes n=<n>"``.
-    """
-    if not n_ways or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= images.N
-                         for n in n_ways):
-        raise ValueError(f"n_ways must be integers in 1..N={images.N}, not {n_ways!r}")
-    out = {}
-    for n in tqdm(dict.fromkeys(n_ways), desc="n-way study", unit="n",
-                  disable=None if progress else True):
-        net = build_spinbayes(images, model, data.x_train, n, cfg.recal_batches, cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        probs = {k: net.predict(x, cfg.T, generator=gen).probs
-                 for k, x in {"test": data.x_test, **ood_sets}.items()}
-        test = probs.pop("test")
-        out[n] = evaluate_probs(f"SpinBayes n={n}", test, data.y_test, probs, cfg)
-    return out
-
-
-def _mean(values) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return sum(values) / len(values) if values else float("nan")
-
-
-def nway_markdown(study: dict[int, MethodResult]) -> str:
-    """Markdown table of :func:`nway_study`: accuracy against OoD detection per n.
-
-    Detection and AUROC are means over the OoD sets; "change" is the relative change of the
-    mean detection against the smallest n (the paper: n > 1 loses more than 40 %).
-    """
-    if not study:
-        raise ValueError("the n-way study is empty")
-    base = _mean(r.ood[k].detection for r in [study[min(study)]] for k in r.ood)
-    lines = ["### n-way study (section 4.4): accuracy against OoD detection", "",
-             "| n | Accuracy (%) | ID rejection (%) | mean OoD detection (%) | "
-             f"change vs n={min(study)} (%) | mean AUROC (%) |", "|---:|---:|---:|---:|---:|---:|"]
-    for n, r in sorted(study.items()):
-        det = _mean(v.detection for v in r.ood.values())
-        idr = next(iter(r.ood.values())).id_rejection if r.ood else float("nan")
-        change = 100.0 * (det - base) / base if base > 0 else float("nan")
-        cells = [r.accuracy, idr, det, change, _mean(v.auroc for v in r.ood.values())]
-        lines.append(f"| {n} | " + " | ".join("n/a" if math.isnan(c) else f"{c:.2f}"
-                                              for c in cells) + " |")
-    return "\n".join(lines) + "\n"

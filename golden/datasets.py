@@ -1,17 +1,20 @@
 """In-distribution data sets and out-of-distribution (OoD) sets of the golden model.
 
-Nothing is ever downloaded: the digits set and the natural images ship with
-scikit-learn, and MNIST / Fashion-MNIST are read from IDX files that the user
-already has on disk (gzipped or not, flat or in torchvision's ``MNIST/raw`` layout).
-Every image tensor is float32 of shape ``(n, 1, H, W)`` with values in ``[0, 1]``.
+Nothing is ever downloaded: the digits set (8x8, and resized to 28x28 as ``digits28``) and
+the natural images ship with scikit-learn, and MNIST / Fashion-MNIST are read from IDX files
+that the user already has on disk (gzipped or not, flat or in torchvision's ``MNIST/raw``
+layout; :mod:`spinbayes.golden.idx`, whose :class:`DatasetError`, :func:`read_idx` and
+:func:`find_mnist_dir` are re-exported here). Every image tensor is float32 of shape
+``(n, 1, H, W)`` with values in ``[0, 1]``.
+
+A fraction of the training set can be held out before training (``Config.holdout_fraction``,
+:func:`hold_out`): the OoD operating point is chosen on it (:func:`calibration_images`).
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import operator
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,23 +23,30 @@ import torch
 
 from spinbayes.config import Config
 
-__all__ = ["OOD_NAMES", "Dataset", "DatasetError", "find_mnist_dir", "load_dataset",
-           "load_digits_split", "load_mnist_dir", "ood_sets", "read_idx"]
+from .idx import (
+    _IDX_NAMES,
+    _NUM_CLASSES,
+    DatasetError,
+    _candidate_dirs,
+    _check_kind,
+    _idx_file,
+    _read_images,
+    _read_split,
+    find_mnist_dir,
+    read_idx,
+)
+
+__all__ = ["DIGITS28_NAME", "OOD_NAMES", "Dataset", "DatasetError", "calibration_images",
+           "fashion_ood_file", "fashion_ood_status", "find_fashion_test", "find_mnist_dir",
+           "hold_out", "load_dataset", "load_digits28", "load_digits_split", "load_mnist_dir",
+           "ood_sets", "read_idx"]
 
 OOD_NAMES = ("gaussian", "noisy", "fakedata", "natural", "fashion-mnist")
+#: The name of the digits resized to 28x28 in every report (it is not MNIST).
+DIGITS28_NAME = "digits28 (8x8 digits resized)"
 
-_KINDS = ("mnist", "fashion-mnist")
-_IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-# IDX type code -> big-endian numpy dtype.
-_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_NUM_CLASSES = 10
 # Independent random streams of ood_sets (numpy SeedSequence entropy ends with the stream).
 _STREAMS = {"gaussian": 1, "noisy": 2, "fakedata": 3, "natural": 4}
-
-
-class DatasetError(ValueError):
-    """A data file or directory is missing or malformed; the message names the path."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,13 +56,15 @@ class Dataset:
     Attributes
     ----------
     name : str
-        ``"digits"``, ``"mnist"`` or ``"fashion-mnist"``.
+        ``"digits"``, :data:`DIGITS28_NAME`, ``"mnist"`` or ``"fashion-mnist"``.
     x_train, x_test : torch.Tensor
         float32 images, shape ``(n, 1, H, W)``, values in ``[0, 1]``.
     y_train, y_test : torch.Tensor
         int64 class labels, shape ``(n,)``, values in ``0 .. num_classes - 1``.
     num_classes : int
         Number of classes (10).
+    x_val, y_val : torch.Tensor or None
+        Training images held out before training (:func:`hold_out`), or None.
     """
 
     name: str
@@ -61,9 +73,13 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int = _NUM_CLASSES
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self):
-        for split in ("train", "test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError("x_val and y_val must be given together")
+        for split in ("train", "test") + (("val",) if self.x_val is not None else ()):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dim() != 4 or x.shape[1] != 1:
                 raise ValueError(f"x_{split} must have shape (n, 1, H, W), not {tuple(x.shape)}")
@@ -71,9 +87,11 @@ class Dataset:
                 raise ValueError(f"y_{split} must have shape ({len(x)},), not {tuple(y.shape)}")
             if len(x) == 0:
                 raise ValueError(f"the {split} set of {self.name!r} is empty (0 images)")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"train images {tuple(self.x_train.shape[1:])} and test images "
-                             f"{tuple(self.x_test.shape[1:])} differ in shape")
+        for split in ("test", "val"):
+            x = getattr(self, f"x_{split}")
+            if x is not None and self.x_train.shape[1:] != x.shape[1:]:
+                raise ValueError(f"train images {tuple(self.x_train.shape[1:])} and {split} "
+                                 f"images {tuple(x.shape[1:])} differ in shape")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -119,120 +137,52 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return _to_dataset("digits", x_tr, y_tr, x_te, y_te, 16.0)
 
 
-def read_idx(path) -> np.ndarray:
-    """Read one IDX file (gzipped when named ``*.gz`` or starting with the gzip magic).
+def load_digits28(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The split of :func:`load_digits_split` with every image resized from 8x8 to 28x28
+    (bilinear, ``torch.nn.functional.interpolate``, deterministic), so that LeNet-5 runs
+    without a download. Named :data:`DIGITS28_NAME`: these are not MNIST digits."""
+    import torch.nn.functional as F
 
-    Returns a native-endian numpy array of the shape and type the header gives, e.g.
-    uint8 ``(n, rows, cols)`` for images and uint8 ``(n,)`` for labels.
-    """
-    path = Path(path).absolute()
-    if not path.is_file():
-        problem = "is not a file" if path.exists() else "file not found"
-        raise DatasetError(f"{path}: {problem}")
-    data = path.read_bytes()
-    if path.name.endswith(".gz") or data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DatasetError(f"{path}: corrupt gzip data ({e})") from None
-    if len(data) < 4:
-        raise DatasetError(f"{path}: truncated header: expected 4 bytes, found {len(data)}")
-    if data[0] != 0 or data[1] != 0:
-        raise DatasetError(f"{path}: wrong magic number: the first two bytes are "
-                           f"0x{data[0]:02x} 0x{data[1]:02x}, expected 0x00 0x00 "
-                           f"(not an IDX file)")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_TYPES:
-        raise DatasetError(f"{path}: wrong magic number: unknown IDX type code 0x{code:02x} "
-                           f"(known: {', '.join(f'0x{c:02x}' for c in _IDX_TYPES)})")
-    start = 4 + 4 * ndim
-    if len(data) < start:
-        raise DatasetError(f"{path}: truncated header: expected {start} bytes for {ndim} "
-                           f"dimensions, found {len(data)}")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
-    dtype = np.dtype(_IDX_TYPES[code])
-    expected, found = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, len(data) - start
-    if found < expected:
-        raise DatasetError(f"{path}: truncated data: expected {expected} bytes of data for "
-                           f"shape {shape}, found {found}")
-    if found > expected:
-        raise DatasetError(f"{path}: {found - expected} trailing bytes: expected {expected} "
-                           f"bytes of data for shape {shape}, found {found}")
-    array = np.frombuffer(data, dtype, offset=start).reshape(shape)
-    return array.astype(dtype.newbyteorder("="))
+    d = load_digits_split(test_fraction, seed)
+
+    def up(x):
+        return F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+
+    return Dataset(DIGITS28_NAME, up(d.x_train), d.y_train, up(d.x_test), d.y_test)
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
+def hold_out(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """``data`` with a stratified, seeded ``fraction`` of its training set moved to
+    ``x_val`` / ``y_val`` (0: ``data`` unchanged). Both parts keep their original order."""
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+            or not 0.0 <= fraction <= 0.5:
+        raise ValueError(f"fraction must lie in [0, 0.5], not {fraction!r}")
+    if fraction == 0:
+        return data
+    n = len(data.y_train)
+    labels = data.y_train.numpy()
+    try:
+        keep, held = train_test_split(np.arange(n), test_size=fraction, random_state=seed,
+                                      stratify=labels)
+    except ValueError as e:
+        raise ValueError(f"cannot hold out {fraction} of {n} training images with every "
+                         f"class on both sides: {e}") from None
+    keep, held = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+    return Dataset(data.name, data.x_train[keep], data.y_train[keep], data.x_test,
+                   data.y_test, data.num_classes, data.x_train[held], data.y_train[held])
 
 
-def _candidate_dirs(data_dir: Path, kind: str) -> list[Path]:
-    if kind == "mnist":
-        return [data_dir / "MNIST" / "raw", data_dir / "mnist", data_dir]
-    return [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist",
-            data_dir / "fashion_mnist"]
-
-
-def _idx_file(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_mnist_dir(data_dir, kind) -> Path | None:
-    """The first candidate folder under ``data_dir`` that holds all four IDX files.
-
-    Parameters
-    ----------
-    data_dir : str or os.PathLike
-        Root directory; searched in ``MNIST/raw``, ``mnist``, itself (for ``"mnist"``) or
-        ``FashionMNIST/raw``, ``fashion-mnist``, ``fashion_mnist`` (for ``"fashion-mnist"``).
-    kind : str
-        ``"mnist"`` or ``"fashion-mnist"``.
-
-    Returns
-    -------
-    pathlib.Path or None
-        The folder (absolute), or None when no candidate holds the files.
-    """
-    _check_kind(kind)
-    for folder in _candidate_dirs(Path(data_dir).absolute(), kind):
-        if all(_idx_file(folder, name) is not None for name in _IDX_NAMES):
-            return folder
-    return None
-
-
-def _read_images(folder: Path, name: str) -> np.ndarray:
-    path = _idx_file(folder, name)
-    images = read_idx(path)
-    if images.ndim != 3:
-        raise DatasetError(f"{path}: images must be 3-D (n, rows, cols), "
-                           f"found shape {images.shape}")
-    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
-        raise DatasetError(f"{path}: holds no image data (shape {images.shape}); "
-                           f"expected at least one image of at least 1x1 pixels")
-    if images.dtype != np.uint8:
-        raise DatasetError(f"{path}: images must be uint8 (type code 0x08), "
-                           f"found {images.dtype}")
-    return images
-
-
-def _read_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    images = _read_images(folder, f"{prefix}-images-idx3-ubyte")
-    path = _idx_file(folder, f"{prefix}-labels-idx1-ubyte")
-    labels = read_idx(path)
-    if labels.ndim != 1:
-        raise DatasetError(f"{path}: labels must be 1-D, found shape {labels.shape}")
-    if len(images) != len(labels):
-        raise DatasetError(f"count mismatch: {_idx_file(folder, f'{prefix}-images-idx3-ubyte')} "
-                           f"holds {len(images)} images but {path} holds {len(labels)} labels")
-    bad = labels[(labels < 0) | (labels >= _NUM_CLASSES)]
-    if bad.size:
-        raise DatasetError(f"{path}: labels must lie in 0..{_NUM_CLASSES - 1}, "
-                           f"found {bad[0].item()!r}")
-    return images, labels
+def calibration_images(data: Dataset) -> tuple[torch.Tensor, str]:
+    """The in-distribution images on which the OoD operating point is chosen, and what they
+    are: the held-out training images when there are any (:func:`hold_out`), else the first
+    ``len(x_test)`` training images, which the network has been trained on."""
+    if data.x_val is not None:
+        return data.x_val, f"{len(data.x_val)} training images held out before training"
+    x = data.x_train[:len(data.x_test)]
+    return x, (f"the first {len(x)} training images (not held out: the network was trained "
+               f"on them; --holdout-fraction holds some out)")
 
 
 def load_mnist_dir(data_dir, kind: str = "mnist") -> Dataset:
@@ -262,10 +212,15 @@ def load_mnist_dir(data_dir, kind: str = "mnist") -> Dataset:
 
 
 def load_dataset(cfg: Config) -> Dataset:
-    """The in-distribution data set named by ``cfg.dataset`` (see :class:`Config`)."""
+    """The in-distribution data set named by ``cfg.dataset`` (see :class:`Config`), with
+    ``cfg.holdout_fraction`` of its training set held out (:func:`hold_out`)."""
     if cfg.dataset == "digits":
-        return load_digits_split(cfg.test_fraction, cfg.split_seed)
-    return load_mnist_dir(cfg.data_dir, cfg.dataset)
+        data = load_digits_split(cfg.test_fraction, cfg.split_seed)
+    elif cfg.dataset == "digits28":
+        data = load_digits28(cfg.test_fraction, cfg.split_seed)
+    else:
+        data = load_mnist_dir(cfg.data_dir, cfg.dataset)
+    return hold_out(data, cfg.holdout_fraction, cfg.split_seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -295,8 +250,67 @@ def _natural_patches(n: int, shape: tuple[int, int], rng: np.random.Generator) -
     return out / 255.0
 
 
+_FASHION_TEST = "t10k-images-idx3-ubyte"
+
+
+def find_fashion_test(data_dir) -> tuple[Path | None, list[Path]]:
+    """Fashion-MNIST's test images (``t10k-images-idx3-ubyte``, optionally ``.gz``; the other
+    three IDX files are not needed) in the Fashion-MNIST folders of :func:`find_mnist_dir`
+    under ``data_dir``: (the file or None, the folders searched)."""
+    folders = _candidate_dirs(Path(data_dir).absolute(), "fashion-mnist")
+    for folder in folders:
+        path = _idx_file(folder, _FASHION_TEST)
+        if path is not None:
+            return path, folders
+    return None, folders
+
+
+def _fashion_applies(dataset: Dataset, data_dir) -> bool:
+    return (data_dir is not None and dataset.name != "fashion-mnist"
+            and dataset.image_shape == (1, 28, 28))
+
+
+def fashion_ood_status(dataset: Dataset, data_dir, fashion: str = "auto") -> str | None:
+    """One sentence on the Fashion-MNIST OoD set for the report: where it was read, or where
+    :func:`ood_sets` looked for it; None when it does not apply (no ``data_dir``, images
+    that are not 28x28, Fashion-MNIST in distribution)."""
+    if not _fashion_applies(dataset, data_dir):
+        return None
+    if fashion == "no":
+        return "fashion-mnist: left out (--ood-fashion no)"
+    path, folders = find_fashion_test(data_dir)
+    if path is not None:
+        return f"fashion-mnist: the test images of {path}"
+    return (f"fashion-mnist: not used, no {_FASHION_TEST}[.gz] in "
+            + ", ".join(str(f) for f in folders))
+
+
+def fashion_ood_file(dataset: Dataset, data_dir, fashion: str = "auto") -> Path | None:
+    """The Fashion-MNIST test images :func:`ood_sets` reads (None: left out); with
+    ``fashion="yes"`` a :class:`DatasetError` names the folders searched when there are
+    none, so a run can check this before it trains."""
+    if fashion not in ("auto", "yes", "no"):
+        raise ValueError(f"fashion must be 'auto', 'yes' or 'no', not {fashion!r}")
+    if fashion == "no":
+        return None
+    if not _fashion_applies(dataset, data_dir):
+        if fashion == "yes":
+            h, w = dataset.image_shape[1:]
+            raise DatasetError(f"the fashion-mnist OoD set needs --data-dir and 28x28 images "
+                               f"that are not Fashion-MNIST; the in-distribution set is "
+                               f"{dataset.name!r} of {h}x{w} pixels, data directory "
+                               f"{data_dir}")
+        return None
+    path, folders = find_fashion_test(data_dir)
+    if path is None and fashion == "yes":
+        raise DatasetError(f"the fashion-mnist OoD set was asked for (--ood-fashion yes) but "
+                           f"no folder holds {_FASHION_TEST} (optionally .gz); looked in: "
+                           f"{', '.join(str(f) for f in folders)}")
+    return path
+
+
 def ood_sets(dataset: Dataset, *, n: int = 500, noisy_sigma: float = 0.5, seed: int = 0,
-             data_dir=None) -> dict[str, torch.Tensor]:
+             data_dir=None, fashion: str = "auto") -> dict[str, torch.Tensor]:
     """Out-of-distribution sets at the image shape and value range of ``dataset``.
 
     Parameters
@@ -310,14 +324,19 @@ def ood_sets(dataset: Dataset, *, n: int = 500, noisy_sigma: float = 0.5, seed: 
     seed : int
         Seed of all random draws; the global RNG state is never used.
     data_dir : str or os.PathLike, optional
-        Where to look for Fashion-MNIST (see :func:`find_mnist_dir`) when ``dataset`` is MNIST.
+        Where to look for Fashion-MNIST's test images (:func:`find_fashion_test`) when
+        ``dataset`` holds 28x28 images and is not Fashion-MNIST itself.
+    fashion : str
+        ``"auto"``: add ``fashion-mnist`` when its test images are found; ``"yes"``: raise
+        :class:`DatasetError`, naming the folders searched, when they are not (or when the
+        set does not apply); ``"no"``: leave it out.
 
     Returns
     -------
     dict of str to torch.Tensor
         float32 tensors of shape ``(m, 1, H, W)`` in ``[0, 1]``, keyed in the order of
-        :data:`OOD_NAMES`: ``gaussian``, ``noisy``, ``fakedata``, ``natural`` and, for MNIST
-        with Fashion-MNIST files under ``data_dir``, ``fashion-mnist``.
+        :data:`OOD_NAMES`: ``gaussian``, ``noisy``, ``fakedata``, ``natural`` and
+        ``fashion-mnist`` (see ``fashion``).
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, not {n!r}")
@@ -338,13 +357,11 @@ def ood_sets(dataset: Dataset, *, n: int = 500, noisy_sigma: float = 0.5, seed: 
         "natural": _natural_patches(n, shape[1:], rng("natural"))[:, None],
     }
     out = {k: torch.from_numpy(np.clip(v, 0.0, 1.0).astype(np.float32)) for k, v in sets.items()}
-    if dataset.name == "mnist" and data_dir is not None:
-        folder = find_mnist_dir(data_dir, "fashion-mnist")
-        if folder is not None:
-            images = _read_images(folder, "t10k-images-idx3-ubyte")[:n]
-            if (1, *images.shape[1:]) != shape:
-                raise DatasetError(f"{_idx_file(folder, 't10k-images-idx3-ubyte')}: images "
-                                   f"are {images.shape[1:]} pixels, expected {shape[1:]}")
-            out["fashion-mnist"] = torch.from_numpy(images[:, None].astype(np.float32) / 255.0)
+    path = fashion_ood_file(dataset, data_dir, fashion)
+    if path is not None:
+        images = _read_images(path.parent, _FASHION_TEST)[:n]
+        if (1, *images.shape[1:]) != shape:
+            raise DatasetError(f"{path}: images are {images.shape[1:]} pixels, "
+                               f"expected {shape[1:]}")
+        out["fashion-mnist"] = torch.from_numpy(images[:, None].astype(np.float32) / 255.0)
     return out
-

@@ -34,7 +34,7 @@ from torch import nn
 from .approximation import CrossbarImages
 from .cells import encode_weights
 from .contract import ROWS_PER_READ, LayerWidths, layer_widths, signed_bits
-from .inference import SpinBayesNet, check_choices
+from .inference import SpinBayesNet, check_choices, sample_choices
 from .layers import Comparator, input_codes
 from .networks import check_input
 
@@ -290,23 +290,49 @@ class Agreement:
 
 @torch.no_grad()
 def compare_with_float(net: SpinBayesNet, hw: HwNetwork, x: torch.Tensor, y: torch.Tensor,
-                       T: int, generator: torch.Generator | None = None) -> Agreement:
-    """Run both models on the same crossbar choices and measure where they differ."""
-    ref = net(x, T, generator=generator, keep_layers=True)
-    out = hw.run(x, ref.choices)
-    hidden = []
-    for layer, f_act, h_act in zip(hw.layers[:-1], ref.layers[:-1], out.activations[:-1]):
-        levels = 2 ** layer.out_bits - 1
-        same = (f_act * levels).round().long() == h_act
-        hidden.append(100.0 * same.double().mean().item())
-    f_cls, host_cls, hw_cls = ref.prediction, out.probs.mean(1).argmax(-1), out.prediction
-    logits = out.per_pass.double() / 2 ** out.frac_bits
+                       T: int, generator: torch.Generator | None = None, *,
+                       batch_size: int | None = None, progress: bool = False,
+                       desc: str = "hardware mode") -> Agreement:
+    """Run both models on the same crossbar choices and measure where they differ.
 
-    def pct(m):
-        return 100.0 * m.double().mean().item()
+    The choices of all images are drawn at once (as ``net(x, T, generator=generator)``
+    draws them); the images then run in batches of ``batch_size`` (None: one batch) and
+    the counts are summed, so the result does not depend on ``batch_size``.
+    """
+    from .progress import progress as progress_bar
 
-    f_logit_cls = ref.logits.mean(1).argmax(-1)
-    return Agreement(net.n_way, len(x), pct(f_cls == y), pct(host_cls == y), pct(hw_cls == y),
-                     pct(host_cls == f_cls), pct(hw_cls == f_cls), pct(hw_cls == f_logit_cls),
-                     hidden,
-                     float((logits - ref.logits.double()).abs().max()))
+    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+        raise ValueError(f"T must be a positive integer, not {T!r}")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    net.check_input(x)
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != (len(x),):
+        raise ValueError(f"y must be a tensor of {len(x)} labels, not shape "
+                         f"{tuple(getattr(y, 'shape', ()))}")
+    choices = sample_choices(net.num_layers, len(x), T, net.N, net.n_way, generator)
+    bs = batch_size or len(x)
+    counts = torch.zeros(6, dtype=torch.long)
+    same = torch.zeros(len(hw.layers) - 1, dtype=torch.long)
+    elements = torch.zeros(len(hw.layers) - 1, dtype=torch.long)
+    max_err = 0.0
+    for i in progress_bar(range(0, len(x), bs), desc=desc, unit="batch", enabled=progress,
+                          leave=False):
+        xb, yb, ch = x[i:i + bs], y[i:i + bs], choices[:, i:i + bs]
+        ref = net(xb, choices=ch, keep_layers=True)
+        out = hw.run(xb, ch)
+        for j, (layer, f_act, h_act) in enumerate(zip(hw.layers[:-1], ref.layers[:-1],
+                                                      out.activations[:-1])):
+            levels = 2 ** layer.out_bits - 1
+            same[j] += int(((f_act * levels).round().long() == h_act).sum())
+            elements[j] += h_act.numel()
+        f_cls, host_cls, hw_cls = ref.prediction, out.probs.mean(1).argmax(-1), out.prediction
+        f_logit_cls = ref.logits.mean(1).argmax(-1)
+        counts += torch.stack([(f_cls == yb).sum(), (host_cls == yb).sum(),
+                               (hw_cls == yb).sum(), (host_cls == f_cls).sum(),
+                               (hw_cls == f_cls).sum(), (hw_cls == f_logit_cls).sum()])
+        logits = out.per_pass.double() / 2 ** out.frac_bits
+        max_err = max(max_err, float((logits - ref.logits.double()).abs().max()))
+    pct = [100.0 * int(c) / len(x) for c in counts]
+    hidden = [100.0 * int(s) / int(e) for s, e in zip(same, elements)]
+    return Agreement(net.n_way, len(x), *pct, hidden, max_err)

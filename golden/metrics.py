@@ -17,13 +17,16 @@ from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
 
 __all__ = [
     "OodResult",
+    "OperatingPoint",
     "UncertaintyRatios",
     "accuracy",
+    "choose_ood_threshold",
     "expected_entropy",
     "mutual_information",
     "normalized_entropy",
     "ood_detection",
     "ood_rejected",
+    "ood_rule_score",
     "ood_score",
     "pass_variance",
     "predictive_entropy",
@@ -203,6 +206,25 @@ def uncertainty_threshold(uncertainty, t: float, mode: str = "relative") -> floa
     return float(u.min() + t * (u.max() - u.min()))
 
 
+def _check_quantile(quantile: float) -> None:
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
+
+
+def ood_rule_score(probs, quantile: float = 0.99) -> np.ndarray:
+    """The score s of :func:`ood_rejected` (float64, shape (B,)): the ``quantile`` quantile
+    over the T passes of the probability of the predicted class. Each s is one of the
+    pass probabilities, so it is exact in the precision of ``probs``."""
+    p, _ = _probs(probs)
+    _check_quantile(quantile)
+    y_hat = p.mean(axis=1).argmax(axis=1)
+    p_hat = np.take_along_axis(p, y_hat[:, None, None], axis=2)[:, :, 0]  # (B, T)
+    if p_hat.shape[0] == 0:
+        return np.zeros(0)
+    s = torch.quantile(torch.from_numpy(p_hat), quantile, dim=1, interpolation="higher")
+    return s.numpy()
+
+
 def ood_rejected(probs, quantile: float = 0.99, threshold: float = 0.9) -> np.ndarray:
     """The paper's OoD rule: reject an input whose pass probabilities stay below ``threshold``.
 
@@ -222,17 +244,56 @@ def ood_rejected(probs, quantile: float = 0.99, threshold: float = 0.9) -> np.nd
     -------
     np.ndarray of bool, shape (B,)
     """
-    p, dtype = _probs(probs)
-    if not 0.0 <= quantile <= 1.0:
-        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
+    _, dtype = _probs(probs)
+    _check_quantile(quantile)
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
-    y_hat = p.mean(axis=1).argmax(axis=1)
-    p_hat = np.take_along_axis(p, y_hat[:, None, None], axis=2)[:, :, 0]  # (B, T)
-    if p_hat.shape[0] == 0:
-        return np.zeros(0, dtype=bool)
-    s = torch.quantile(torch.from_numpy(p_hat), quantile, dim=1, interpolation="higher")
-    return s.numpy() < float(dtype.type(threshold))
+    return ood_rule_score(probs, quantile) < float(dtype.type(threshold))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The paper's OoD rule at a threshold chosen on in-distribution data
+    (:func:`choose_ood_threshold`).
+
+    Attributes
+    ----------
+    target : float
+        Percent of the in-distribution images the rule may reject.
+    threshold : float
+        The chosen threshold of :func:`ood_rejected` (same quantile).
+    rejection : float
+        Percent of the images it was chosen on that the rule rejects at ``threshold``.
+    images : int
+        How many images it was chosen on.
+    """
+
+    target: float
+    threshold: float
+    rejection: float
+    images: int
+
+
+def choose_ood_threshold(probs_in, quantile: float = 0.99,
+                         target: float = 0.05) -> OperatingPoint:
+    """The largest threshold at which the paper's rule rejects at most ``target`` (a
+    fraction in (0, 1)) of the in-distribution ``probs_in`` (B, T, C).
+
+    With s sorted ascending and k = floor(target * B), the threshold is s[k]: the rule
+    rejects s < s[k], at most k images (fewer when s[k] is tied with lower scores); no larger
+    threshold keeps to k. Since s[k] is one of the pass probabilities it is compared exactly.
+    """
+    if isinstance(target, bool) or not isinstance(target, int | float) \
+            or not 0.0 < target < 1.0:
+        raise ValueError(f"target must be a fraction in (0, 1), not {target!r}")
+    s = np.sort(ood_rule_score(probs_in, quantile))
+    if len(s) == 0:
+        raise ValueError("probs_in must hold at least one input to choose a threshold on")
+    k = math.floor(target * len(s) + 1e-9)
+    threshold = max(float(s[min(k, len(s) - 1)]), float(np.finfo(np.float32).tiny))
+    threshold = min(threshold, 1.0)
+    rejected = ood_rejected(probs_in, quantile, threshold)
+    return OperatingPoint(100.0 * target, threshold, 100.0 * float(rejected.mean()), len(s))
 
 
 def ood_score(probs) -> np.ndarray:
@@ -254,16 +315,21 @@ class OodResult:
         ``roc_auc_score`` with positives = OoD and score = :func:`ood_score`.
     fpr_at_95_tpr : float
         Smallest false-positive rate (in-distribution flagged) with TPR >= 0.95 on the ROC curve.
+    op_detection, op_id_rejection : float
+        ``detection`` and ``id_rejection`` at the threshold of an :class:`OperatingPoint`
+        (NaN when none was given).
     """
 
     detection: float
     id_rejection: float
     auroc: float
     fpr_at_95_tpr: float
+    op_detection: float = float("nan")
+    op_id_rejection: float = float("nan")
 
 
 def ood_detection(probs_in, probs_out, quantile: float = 0.99,
-                  threshold: float = 0.9) -> OodResult:
+                  threshold: float = 0.9, op_threshold: float | None = None) -> OodResult:
     """Evaluate OoD detection of in-distribution ``probs_in`` (B_in, T, C) vs ``probs_out``.
 
     Parameters
@@ -272,6 +338,8 @@ def ood_detection(probs_in, probs_out, quantile: float = 0.99,
     probs_out : array-like, shape (B_out, T', C)
     quantile, threshold : float
         Passed to :func:`ood_rejected`.
+    op_threshold : float, optional
+        A second threshold (an :class:`OperatingPoint`'s) to report detection at.
 
     Returns
     -------
@@ -289,11 +357,18 @@ def ood_detection(probs_in, probs_out, quantile: float = 0.99,
     y = np.concatenate([np.zeros(len(p_in), dtype=int), np.ones(len(p_out), dtype=int)])
     score = np.concatenate([ood_score(p_in), ood_score(p_out)])
     fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
+    op = {}
+    if op_threshold is not None:
+        op = {"op_detection": 100.0 * float(ood_rejected(probs_out, quantile,
+                                                         op_threshold).mean()),
+              "op_id_rejection": 100.0 * float(ood_rejected(probs_in, quantile,
+                                                            op_threshold).mean())}
     return OodResult(
         detection=100.0 * float(rej_out.mean()),
         id_rejection=100.0 * float(rej_in.mean()),
         auroc=100.0 * float(roc_auc_score(y, score)),
         fpr_at_95_tpr=100.0 * float(fpr[tpr >= 0.95].min()),
+        **op,
     )
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import Config
 from .networks import BayesNet
+from .progress import progress as progress_bar
 
 __all__ = ["batches", "bbb_predict", "set_seed", "train_bbb"]
 
@@ -41,8 +41,7 @@ def train_bbb(model: BayesNet, x: torch.Tensor, y: torch.Tensor, cfg: Config, *,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     n = len(x)
     history = []
-    bar = tqdm(range(cfg.epochs), desc="train BBB", unit="epoch",
-               disable=None if progress else True)
+    bar = progress_bar(range(cfg.epochs), desc="train BBB", unit="epoch", enabled=progress)
     for epoch in bar:
         model.train()
         model.set_sampling(True)
@@ -90,11 +89,15 @@ def _check_training_set(model: BayesNet, x: torch.Tensor, y: torch.Tensor) -> No
 
 @torch.no_grad()
 def bbb_predict(model: BayesNet, x: torch.Tensor, T: int, *,
-                generator: torch.Generator | None = None, batch_size: int = 1024
-                ) -> torch.Tensor:
+                generator: torch.Generator | None = None, batch_size: int = 1024,
+                progress: bool = False, desc: str = "BBB (float)") -> torch.Tensor:
     """Per-pass softmax probabilities (B, T, C) of full-precision Gaussian MC (eq. 2).
 
-    Each pass draws one weight sample per layer from q (shared by the images of a batch).
+    Each pass draws one weight sample per layer from q, shared by every image of x, in pass
+    order (the T samples of one call consume ``generator`` as a single batch would). The
+    images run in batches of ``batch_size``; the sample of pass t is drawn again for each
+    batch from the generator state saved at the start of that pass, so memory holds one
+    sample, not T, and the result does not depend on ``batch_size``.
     x: (B, *image_shape) images in [0, 1] (see :meth:`BayesNet.check_input`).
     """
     from .layers import bayes_layers
@@ -105,15 +108,23 @@ def bbb_predict(model: BayesNet, x: torch.Tensor, T: int, *,
     model.check_input(x)
     model.eval()
     layers = bayes_layers(model)
+    gen = generator if generator is not None else torch.default_generator
+    states = []
+    for _ in range(T):   # the state at the start of each pass, then past its draws
+        states.append(gen.get_state())
+        for layer in layers:
+            layer.sample_weight(gen)
+    replay = torch.Generator()
     out = []
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
+    for start in progress_bar(range(0, len(x), batch_size), desc=desc, unit="batch",
+                              enabled=progress, leave=False):
+        xb = model.prepare_input(x[start:start + batch_size])
         passes = []
-        for _ in range(T):
-            ws = [layer.sample_weight(generator) for layer in layers]
-            h = model.prepare_input(xb)
-            for stage, w in zip(model.stages, ws):
-                h = stage.post(stage.weight(h, w))
+        for state in states:
+            replay.set_state(state)
+            h = xb
+            for stage, layer in zip(model.stages, layers):
+                h = stage.post(stage.weight(h, layer.sample_weight(replay)))
             passes.append(F.softmax(h, dim=-1))
         out.append(torch.stack(passes, dim=1))
     return torch.cat(out)

@@ -280,7 +280,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                simulator: str = "icarus", waves: bool = False, stall: float = 0.0,
                progress: bool = True, float_net=None, labels=None, stall_seed: int = 1,
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
-               trace_layers: bool = False, cache_dir=None) -> CoverifyResult:
+               trace_layers: bool = False, cache_dir=None,
+               first_image: int = 0) -> CoverifyResult:
     """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
     under cocotb and check them in a batch.
 
@@ -293,6 +294,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     ``trace_layers``: the harness also logs the core's activation trace, and every hidden
     layer's output vectors are checked against the reference's (a ``"layer"`` mismatch names
     the layer, pass, position and neuron; sim/layer_check.py).
+    ``first_image``: ``x`` are images first_image.. of a run; the arbiters start where they
+    stand at that image in a run from image 0 (one shard of a run, sim/shard.py).
     Raises ValueError for bad arguments, AssertionError if the simulation itself fails.
     """
     if not 0.0 <= float(stall) < 1.0:
@@ -307,6 +310,9 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
     p = params
     program = compile_network(hw, p, T=T, seed=seed)
+    if first_image:
+        from .shard import program_from_image
+        program = program_from_image(program, p, seed=seed, first_image=first_image)
     geometry = geometry_of(hw)
     codes = (input_codes(x, hw.input_bits) if x.is_floating_point() else x.long())
     codes = codes.flatten(1).numpy().astype(np.int64)

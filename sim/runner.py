@@ -22,6 +22,7 @@ trigger under ``-g2012``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -208,6 +209,9 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
     build_dir = build_dir_for(text, sim, toplevel, waves=waves, extra_sources=extra,
                               cache_dir=cache_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
+    # one build at a time per design: parallel runs (co-verification shards) share the cache
+    lock = open(build_dir / ".build.lock", "w")  # noqa: SIM115 (closed after the build)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     src = build_dir / f"{toplevel}.v"
     if not src.exists() or src.read_text() != text:
         src.write_text(text)
@@ -230,6 +234,7 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
         raise AssertionError(f"{sim} could not build {toplevel}: {e}; log: "
                              f"{build_dir / 'build.log'}") from None
     finally:
+        lock.close()                                  # releases the flock
         if saved_make is None:
             os.environ.pop("MAKEFLAGS", None)
         else:

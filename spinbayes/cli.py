@@ -2,8 +2,9 @@
 
 Subcommands: ``run`` (the main job), ``train``, ``reproduce``, ``eval``, ``compare``,
 ``sim`` (co-verification, :mod:`spinbayes.cli_sim`), ``firmware`` (:mod:`spinbayes.cli_firmware`),
-``rtl export``, ``synth`` (:mod:`spinbayes.cli_synth`) and ``plot``. Each subcommand's parser
-names its handler with ``set_defaults(func=...)``; handlers parse nothing and compute nothing:
+``rtl export``, ``synth`` (:mod:`spinbayes.cli_synth`), ``sweep`` (:mod:`spinbayes.cli_sweep`),
+``segment`` (:mod:`spinbayes.cli_segment`) and ``plot``. Each subcommand's parser names its
+handler with ``set_defaults(func=...)``; handlers parse nothing and compute nothing:
 they call the workflow layer (:mod:`spinbayes.workflow`, :mod:`spinbayes.workflow_hw`,
 :mod:`spinbayes.pipeline`). Every experiment flag is generated from
 :class:`spinbayes.config.Config`; ``eval`` reads the training configuration from the
@@ -17,7 +18,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import cli_firmware, cli_sim, cli_synth
+from . import cli_firmware, cli_segment, cli_sim, cli_sweep, cli_synth
 from .cli_args import add_checkpoint, add_common, add_simulator, config_changes
 from .config import Config, add_config_arguments, config_from_args
 
@@ -26,7 +27,7 @@ __all__ = ["EVAL_FIELDS", "build_parser", "main"]
 #: Config fields that only evaluation uses; ``eval`` may override them on a checkpoint.
 EVAL_FIELDS = {"data_dir", "N", "Q", "T", "n_way", "recal_batches", "uncertainty_measure",
                "threshold_mode", "uncertainty_threshold", "ood_quantile", "ood_threshold",
-               "noisy_sigma", "ood_samples"}
+               "noisy_sigma", "ood_samples", "ood_target_rejection", "ood_fashion"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_firmware.add_parser(sub).set_defaults(func=cli_firmware.main)
     cli_synth.add_synth_parser(sub)
     cli_sim.add_parser(sub).set_defaults(func=cli_sim.main)
+    cli_sweep.add_parser(sub)
+    cli_segment.add_parser(sub).set_defaults(func=cli_segment.main)
     return parser
 
 

@@ -44,6 +44,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--waves", action="store_true", help="dump waveforms (FST/VCD)")
     p.add_argument("--driver-images", type=int, default=0,
                    help="also run this many images with the per-cycle CoreDriver")
+    p.add_argument("--workers", type=int, default=1,
+                   help="W > 1: split the images into shards over W Ray actors (local Ray "
+                   "on 127.0.0.1 unless --address; docs/SCALE.md)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="shards of the sharded run (default: one per worker)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to run the shards on (default: $RAY_ADDRESS when "
+                   "sharding, else a local Ray)")
     add_common(p, "runs/sim")
     add_config_arguments(p)
     return p
@@ -102,6 +110,13 @@ def main(args) -> int:
         if not 0 <= args.driver_images <= args.images:
             raise ValueError(f"--driver-images must lie in 0..--images ({args.images}), "
                              f"not {args.driver_images}")
+        sharded = args.workers != 1 or args.address is not None or args.shards is not None
+        if args.workers < 1 or (args.shards is not None and args.shards < 1):
+            raise ValueError(f"--workers and --shards must be positive integers, not "
+                             f"{args.workers} and {args.shards}")
+        if sharded and (args.waves or args.driver_images):
+            raise ValueError("--waves and --driver-images run in one simulation: not with "
+                             "--workers, --shards or --address")
         sim, why = wh.choose_simulator(args.simulator, prefer="icarus")
         out = Path(args.out)
         progress = not args.quiet
@@ -121,9 +136,20 @@ def main(args) -> int:
         print(f"co-verifying {args.images} images on {sim} ({why}): N={cfg.N}, "
               f"n={cfg.n_way}, T={cfg.T}, stall {args.stall}, layers {layers}")
         t0 = time.perf_counter()
-        res, params = wh.coverify(trained, mapped, images=args.images, simulator=sim,
-                                  stall=args.stall, waves=args.waves,
-                                  driver_images=args.driver_images, progress=progress)
+        if sharded:
+            from .shard import coverify_sharded
+
+            res, params, info = coverify_sharded(
+                trained, mapped, images=args.images, simulator=sim, workers=args.workers,
+                stall=args.stall, shards=args.shards, address=args.address,
+                threads=args.threads or 1, progress=progress)
+            print(f"{len(info['shards'])} shards on {info['workers']} Ray actors "
+                  f"({len(info['hosts'])} processes), {info['actors_died']} actors died and "
+                  f"were replaced, {info['wall_s']:.1f} s")
+        else:
+            res, params = wh.coverify(trained, mapped, images=args.images, simulator=sim,
+                                      stall=args.stall, waves=args.waves,
+                                      driver_images=args.driver_images, progress=progress)
     except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
         return 2

@@ -25,7 +25,8 @@ from typing import Any
 
 __all__ = ["Config", "Range", "add_config_arguments", "config_from_args", "flag_of"]
 
-_DATASETS = ("digits", "mnist", "fashion-mnist")
+_DATASETS = ("digits", "digits28", "mnist", "fashion-mnist")
+_BUNDLED = ("digits", "digits28")  # shipped with scikit-learn: no --data-dir
 _TOPOLOGIES = ("mlp", "lenet5")
 _ACTIVATIONS = ("comparator", "relu")
 _MEASURES = ("mutual_information", "entropy", "variance")
@@ -100,8 +101,9 @@ class Config:
     """Parameters of one SpinBayes experiment (training, mapping, inference, evaluation)."""
 
     # --- data ---------------------------------------------------------------------------
-    dataset: str = _f("digits", "in-distribution data set: digits (scikit-learn, bundled), "
-                      "mnist or fashion-mnist (IDX files in --data-dir)", choices=_DATASETS)
+    dataset: str = _f("digits", "in-distribution data set: digits (scikit-learn, bundled, "
+                      "8x8), digits28 (the same digits resized to 28x28 for LeNet-5), mnist or "
+                      "fashion-mnist (IDX files in --data-dir)", choices=_DATASETS)
     data_dir: str | None = _f(None, "directory holding the MNIST / Fashion-MNIST IDX files "
                               "(gzipped or not); never downloaded")
     split_seed: int = _f(0, "seed of the fixed train/test split of the digits set",
@@ -110,6 +112,13 @@ class Config:
     test_fraction: float = _f(0.2, "fraction of the digits set held out for testing",
                               range=Range(0.01, 0.99, why="both sides of the stratified "
                                           "split of the 1797 digits must hold every class"))
+    holdout_fraction: float = _f(0.0, "fraction of the training set held out before training "
+                                 "(stratified, seeded by --split-seed) on which the OoD "
+                                 "operating point is chosen (--ood-target-rejection); 0: it is "
+                                 "chosen on training images, which the model has fitted, so "
+                                 "the test set's in-distribution rejection tends to exceed the "
+                                 "target", range=Range(0.0, 0.5, why="the rest trains the "
+                                                       "network"))
 
     # --- topology -------------------------------------------------------------------------
     topology: str = _f("mlp", "network: mlp (default for digits) or lenet5 (28x28 inputs)",
@@ -192,7 +201,18 @@ class Config:
                             "distribution OoD set (inputs lie in [0,1])",
                             range=Range(0.0, lo_open=True, why="0 leaves the test images "
                                         "unchanged, which is not an OoD set"))
-    ood_samples: int = _f(500, "images per synthetic OoD set",
+    ood_target_rejection: float = _f(0.05, "target in-distribution rejection rate of the OoD "
+                                     "operating point: the rule's threshold is chosen so that "
+                                     "at most this fraction of the held-out in-distribution "
+                                     "images is rejected (see --holdout-fraction)",
+                                     range=Range(0.0, 0.5, lo_open=True, why="a fraction of "
+                                                 "the in-distribution images"))
+    ood_fashion: str = _f("auto", "Fashion-MNIST's test images as an OoD set of 28x28 data "
+                          "(t10k-images-idx3-ubyte under --data-dir): auto uses them when "
+                          "found and the report says where it looked when not; yes requires "
+                          "them (an error names the folders searched); no leaves them out",
+                          choices=("auto", "yes", "no"))
+    ood_samples: int = _f(500, "images per OoD set (the first ones of a larger source)",
                           range=Range(1, 100_000, integer=True, why="the natural-image set is "
                                       "cut patch by patch"))
 
@@ -218,9 +238,14 @@ class Config:
         if self.data_dir is not None and (not isinstance(self.data_dir, str)
                                           or not self.data_dir.strip()):
             raise _bad("data_dir", "a directory path", self.data_dir)
-        if self.dataset != "digits" and self.data_dir is None:
+        if self.dataset not in _BUNDLED and self.data_dir is None:
             raise ValueError(f"dataset {self.dataset!r} is read from IDX files: "
                              f"give --data-dir")
+        if self.ood_fashion == "yes" and (self.data_dir is None
+                                          or self.dataset == "fashion-mnist"):
+            raise _bad("ood_fashion", "auto or no without --data-dir or with --dataset "
+                       "fashion-mnist (the OoD images are read from --data-dir and must not be "
+                       "the in-distribution set)", self.ood_fashion)
 
     def _check_hidden(self) -> None:
         h = self.hidden

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from .golden.networks import BayesNet
 
 __all__ = ["CHECKPOINT_DIR", "COMPARE_JSON", "COMPARE_MARKDOWN", "COMPARE_MEMORY_PNG",
-           "CROSSBAR_DIR", "EVAL_JSON", "EVAL_MARKDOWN", "Evaluation", "Trained", "compare",
-           "data_checksum", "evaluate", "load", "map_trained", "ood", "provenance",
-           "reproduce", "set_threads", "train"]
+           "CROSSBAR_DIR", "EVAL_JSON", "EVAL_MARKDOWN", "Evaluation", "Trained",
+           "budget_markdown", "compare", "data_checksum", "evaluate", "load", "map_trained",
+           "ood", "peak_memory_gib", "provenance", "reproduce", "set_threads", "train"]
 
 #: Written by :func:`evaluate` into its output directory; read by the main job's report.
 EVAL_MARKDOWN = "eval.md"
@@ -108,11 +108,12 @@ def train(cfg: Config, out: Path | None = None, *, progress: bool = True) -> Tra
     """Train a Bayes-by-Backprop network on ``cfg``'s data; with ``out``, write
     ``out/checkpoint`` (weights + manifest with the run's :func:`provenance`)."""
     from .golden.checkpoint import save_checkpoint
-    from .golden.datasets import load_dataset
+    from .golden.datasets import fashion_ood_file, load_dataset
     from .golden.networks import build_model
     from .golden.train import train_bbb
 
     data = load_dataset(cfg)
+    fashion_ood_file(data, cfg.data_dir, cfg.ood_fashion)  # asked for but missing: fail now
     print(f"data: {data.name}, {len(data.x_train)} train / {len(data.x_test)} test images "
           f"of shape {data.image_shape}")
     prov = provenance(data)
@@ -188,7 +189,7 @@ def ood(trained: Trained) -> dict:
 
     c = trained.cfg
     return ood_sets(trained.data, n=c.ood_samples, noisy_sigma=c.noisy_sigma, seed=c.seed,
-                    data_dir=c.data_dir)
+                    data_dir=c.data_dir, fashion=c.ood_fashion)
 
 
 @dataclass
@@ -202,11 +203,50 @@ class Evaluation:
     report: dict
 
 
+def peak_memory_gib() -> float:
+    """The process's peak resident memory so far, GiB (``getrusage``; KiB on Linux)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** (30 if sys.platform == "darwin" else 20)
+
+
+class _Stages:
+    """Wall time and peak resident memory of each stage, printed as it ends."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+        self.t = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        row = {"stage": name, "seconds": round(now - self.t, 2),
+               "peak_rss_gib": round(peak_memory_gib(), 3)}
+        self.rows.append(row)
+        self.t = now
+        print(f"{name}: {row['seconds']:.1f} s, peak resident memory so far "
+              f"{row['peak_rss_gib']:.2f} GiB")
+
+
+def _ood_notes(trained: Trained, ood_sets: dict) -> tuple[dict, list[str], str]:
+    """(size of every OoD set, notes on them, what the operating point is chosen on)."""
+    from .golden.datasets import calibration_images, fashion_ood_status
+
+    c = trained.cfg
+    status = fashion_ood_status(trained.data, c.data_dir, c.ood_fashion)
+    return ({k: len(v) for k, v in ood_sets.items()}, [status] if status else [],
+            calibration_images(trained.data)[1])
+
+
 def evaluate(trained: Trained, mapped: MappedModel, ood_sets: dict, out: Path | None, *,
              progress: bool = True) -> Evaluation:
     """Tables 1 and 3 (float BBB, SpinBayes n = 1, 2 and cfg.n_way, with and without
     re-calibration) and, for comparator networks, the integer hardware mode against the
-    float model. With ``out``: writes the crossbar images, eval.md and eval.json."""
+    float model. With ``out``: writes the crossbar images, then eval.md and eval.json as soon
+    as the tables exist (``hardware_mode_status`` "pending"), and again with the hardware
+    part ("done", or "failed: ..." before the error is raised), so a failure of the
+    hardware check loses nothing computed. Prints each stage's time and peak memory."""
     from .golden.checkpoint import atomic_write, save_crossbar_images
     from .golden.evaluate import (
         evaluate as evaluate_methods,
@@ -218,38 +258,84 @@ def evaluate(trained: Trained, mapped: MappedModel, ood_sets: dict, out: Path | 
     )
 
     cfg, data = trained.cfg, trained.data
+    stages = _Stages()
+    t0 = stages.t
+    print(f"before evaluation (load, mapping): peak resident memory "
+          f"{peak_memory_gib():.2f} GiB")
     if out is not None:
         xdir = save_crossbar_images(Path(out) / CROSSBAR_DIR, mapped.images)
         print(f"crossbar images: {len(mapped.images)} layers x N={cfg.N} crossbars, "
               f"Q={cfg.Q} -> {xdir}")
-    t0 = time.perf_counter()
     n_ways = (1, 2, cfg.n_way)
+    sizes, notes, calibration = _ood_notes(trained, ood_sets)
     results = evaluate_methods(mapped, data, ood_sets, cfg, n_ways=n_ways, progress=progress)
-    text = tables_markdown(results, cfg, data.name)
-    hardware = []
-    if cfg.activation == "comparator":
-        hardware = evaluate_hardware(mapped, data, cfg, n_ways=n_ways)
-        text += "\n" + hardware_markdown(hardware)
+    stages.done(f"Tables 1 and 3 ({len(data.x_test)} test images)")
+    text = tables_markdown(results, cfg, data.name, ood_sizes=sizes, notes=notes,
+                           calibration=calibration)
+    comparator = cfg.activation == "comparator"
     report = {
         "config": cfg.to_dict(), "dataset": data.name, "n_test": len(data.x_test),
-        "ood_sets": {k: len(v) for k, v in ood_sets.items()},
+        "ood_sets": sizes, "ood_samples_cap": cfg.ood_samples, "ood_notes": notes,
+        "operating_point_images": calibration,
         "results": [r.to_dict() for r in results],
-        "hardware_mode": [asdict(a) for a in hardware],
-        "seconds": time.perf_counter() - t0, "provenance": trained.provenance,
+        "hardware_mode": [], "hardware_mode_status": "pending" if comparator else "n/a",
+        "stages": stages.rows, "seconds": time.perf_counter() - t0,
+        "provenance": trained.provenance,
     }
-    if out is not None:
-        atomic_write(Path(out) / EVAL_MARKDOWN, text)
-        atomic_write(Path(out) / EVAL_JSON, json.dumps(report, indent=2, allow_nan=True))
+
+    def write(text: str) -> None:
+        if out is not None:
+            report["seconds"] = time.perf_counter() - t0
+            atomic_write(Path(out) / EVAL_MARKDOWN, text)
+            atomic_write(Path(out) / EVAL_JSON, json.dumps(report, indent=2, allow_nan=True))
+
+    write(text + ("\nInteger hardware mode: pending.\n" if comparator else ""))
+    hardware = []
+    if comparator:
+        try:
+            hardware = evaluate_hardware(mapped, data, cfg, n_ways=n_ways, progress=progress)
+        except Exception as e:
+            report["hardware_mode_status"] = f"failed: {type(e).__name__}: {e}"
+            write(text + f"\nInteger hardware mode: {report['hardware_mode_status']}\n")
+            raise
+        stages.done(f"integer hardware mode ({len(data.x_test)} test images)")
+        text += "\n" + hardware_markdown(hardware)
+        report["hardware_mode"] = [asdict(a) for a in hardware]
+        report["hardware_mode_status"] = "done"
+        write(text)
     return Evaluation(results, hardware, text, report)
+
+
+def _budget(c: Config, trainings: int = 1) -> dict:
+    return {"epochs": c.epochs, "lr": c.lr, "batch_size": c.batch_size, "networks": trainings}
+
+
+def budget_markdown(budgets: dict[str, dict]) -> str:
+    """The training budget of every method of :func:`compare`, and whether it is the same."""
+    lines = ["### Training budget of each method", "",
+             "| Method | epochs | learning rate | batch size | networks trained |",
+             "|---|---:|---:|---:|---:|"]
+    for name, b in budgets.items():
+        lines.append(f"| {name} | {b['epochs']} | {b['lr']:g} | {b['batch_size']} | "
+                     f"{b['networks']} |")
+    keys = ("epochs", "lr", "batch_size")
+    kinds = {tuple(b[k] for k in keys) for b in budgets.values()}
+    lines += ["", "Every method trains with the same epochs, learning rate and batch size."
+              if len(kinds) == 1 else "The methods do not share one training budget "
+              "(epochs, learning rate, batch size): this is not a same-budget comparison.", ""]
+    return "\n".join(lines)
 
 
 def compare(trained: Trained, out: Path, *, progress: bool = True) -> dict:
     """SpinBayes (n = 1..3) against MC-Dropout, MC-DropConnect and a Deep Ensemble of 5,
-    trained with the same topology, data and budget; the n-way study and the memory
-    overhead (Fig. 7). Writes compare.md, compare.json and memory.png into ``out``."""
-    from .golden.baselines import baseline_probs, nway_markdown, nway_study
+    trained on the same topology and data with ``trained.cfg``'s budget (epochs, lr, batch
+    size); the n-way study and the memory overhead (Fig. 7). A loaded checkpoint's budget is
+    its manifest's, so the budget table shows when the baselines' differs (flags given
+    explicitly). Writes compare.md, compare.json and memory.png into ``out``."""
+    from .golden.baselines import BASELINES, baseline_probs, nway_markdown, nway_study
     from .golden.checkpoint import atomic_write
-    from .golden.evaluate import evaluate_bbb, evaluate_probs, tables_markdown
+    from .golden.datasets import calibration_images
+    from .golden.evaluate import evaluate_bbb, result_from_sets, tables_markdown
     from .golden.memory import (
         memory_markdown,
         memory_table,
@@ -263,18 +349,29 @@ def compare(trained: Trained, out: Path, *, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     mapped = map_trained(trained)
     sets = ood(trained)
+    sizes, notes, calibration = _ood_notes(trained, sets)
     study = nway_study(model, mapped.images, data, sets, cfg,
                        n_ways=tuple(n for n in (1, 2, 3) if n <= cfg.N), progress=progress)
-    results = [evaluate_bbb(model, data, sets, cfg), *study.values()]
-    for name, probs in baseline_probs(cfg, data, sets, progress=progress).items():
-        test = probs.pop("test")
-        results.append(evaluate_probs(name, test, data.y_test, probs, cfg))
+    results = [evaluate_bbb(model, data, sets, cfg, progress=progress), *study.values()]
+    M = 5
+    for name, probs in baseline_probs(cfg, data, sets, M=M, progress=progress,
+                                      calibration=calibration_images(data)[0]).items():
+        results.append(result_from_sets(name, probs, data.y_test, cfg))
+    trained_cfg = (Config.from_dict(trained.manifest["config"])
+                   if trained.manifest.get("config") else cfg)
+    budgets = {r.name: _budget(trained_cfg) for r in results[:1 + len(study)]}
+    budgets.update({BASELINES[k].format(M=M): _budget(cfg, M if k == "ensemble" else 1)
+                    for k in ("mc_dropout", "mc_dropconnect", "ensemble")})
     rows = memory_table(paper_models(), N=cfg.N, Q=cfg.Q)
     figure = plot_memory(rows, out / COMPARE_MEMORY_PNG)
-    text = "\n".join([tables_markdown(results, cfg, data.name), nway_markdown(study),
+    text = "\n".join([tables_markdown(results, cfg, data.name, ood_sizes=sizes, notes=notes,
+                                      calibration=calibration),
+                      budget_markdown(budgets), nway_markdown(study),
                       "### Memory overhead (section 4.3.2, Fig. 7)", "",
                       memory_markdown(rows), f"Figure: {figure.name}", ""])
     report = {"config": cfg.to_dict(), "dataset": data.name,
+              "ood_sets": sizes, "ood_samples_cap": cfg.ood_samples, "ood_notes": notes,
+              "operating_point_images": calibration, "budgets": budgets,
               "results": [r.to_dict() for r in results],
               "nway": {str(n): r.to_dict() for n, r in study.items()},
               "memory": rows_as_dicts(rows), "seconds": time.perf_counter() - t0,

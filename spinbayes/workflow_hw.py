@@ -56,22 +56,28 @@ def choose_simulator(requested: str | None, *, prefer: str = "icarus") -> tuple[
 
 def coverify(trained, mapped, *, images: int, simulator: str,
              stall: float = 0.0, waves: bool = False, driver_images: int = 0,
-             progress: bool = True):
-    """Run the first ``images`` test images through the RTL under cocotb on the RTL's own
-    arbiter draws and check every output against the integer reference; returns
-    (CoverifyResult, RtlParams)."""
+             progress: bool = True, start: int = 0):
+    """Run ``images`` test images from image ``start`` (default: the first ones) through
+    the RTL under cocotb on the RTL's own arbiter draws, the arbiters standing where a run
+    from image 0 has them (one shard of a run: spinbayes/shard.py), and check every output
+    against the integer reference; returns (CoverifyResult, RtlParams)."""
     from .sim.coverify import run_images
 
     cfg, data = trained.cfg, trained.data
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
-    if images > len(data.x_test):
-        raise ValueError(f"{images} images asked for: the test set has {len(data.x_test)}")
+    if not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be a non-negative integer, not {start!r}")
+    if start + images > len(data.x_test):
+        raise ValueError(f"images {start}..{start + images - 1} asked for: the test set has "
+                         f"{len(data.x_test)}")
     params = hw_params(mapped, cfg)
-    res = run_images(mapped.hw(cfg.n_way), data.x_test[:images], params=params, T=cfg.T,
+    sl = slice(start, start + images)
+    res = run_images(mapped.hw(cfg.n_way), data.x_test[sl], params=params, T=cfg.T,
                      seed=cfg.seed, simulator=simulator, waves=waves, stall=stall,
                      progress=progress, float_net=mapped.net(cfg.n_way),
-                     labels=data.y_test[:images].numpy(), driver_images=driver_images)
+                     labels=data.y_test[sl].numpy(), driver_images=driver_images,
+                     first_image=start)
     return res, params
 
 

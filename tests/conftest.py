@@ -50,6 +50,88 @@ def check_reference():
     return _check_against_reference
 
 
+# --- Ray: a tiny trained network and a worker killer (tests/test_sweep.py, tests/sim/test_shard.py)
+
+@pytest.fixture(scope="session")
+def tiny_trained():
+    """A 64-8-10 comparator MLP trained one epoch through the workflow layer, mapped; T = 4
+    keeps its co-verification on Icarus to a few seconds."""
+    from spinbayes import workflow as wf
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trained = wf.train(Config(hidden=(8,), epochs=1, T=4, recal_batches=1,
+                                  ood_samples=20), None, progress=False)
+        return trained, wf.map_trained(trained)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class RayKiller:
+    """Kills, once, the first process descended from this one whose title (Ray's
+    ``ray::<task>`` while a task runs) contains ``title``; watches from a thread."""
+
+    def __init__(self, title: str, timeout: float = 120.0):
+        import threading
+
+        self.title, self.timeout, self.killed = title, timeout, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _ancestors(pid: int):
+        import os
+
+        while pid > 1:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                return
+            yield pid
+            if pid == os.getpid():
+                return
+
+    def _watch(self):
+        import os
+        import signal
+        import time
+
+        end = time.monotonic() + self.timeout
+        while not self._stop.is_set() and time.monotonic() < end:
+            for d in os.listdir("/proc"):
+                if not d.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        title = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if self.title in title and os.getpid() in self._ancestors(int(d)):
+                    os.kill(int(d), signal.SIGKILL)
+                    self.killed.append(int(d))
+                    return
+            time.sleep(0.02)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def ray_killer():
+    """ray_killer(title) starts a RayKiller; stopped at the end of the test."""
+    made = []
+
+    def start(title: str) -> RayKiller:
+        made.append(RayKiller(title))
+        return made[-1]
+    yield start
+    for k in made:
+        k.stop()
+
 # --- random integer convolution networks (tests/rtl/test_conv_core.py, tests/sim) ---------
 def _hidden_layer(rng, kind, codes, in_bits, A, **geo):
     """A hidden HwLayer with sorted thresholds spread over its sums' likely range."""

@@ -10,11 +10,16 @@ import torch
 
 from spinbayes.config import Config
 from spinbayes.golden.datasets import (
+    DIGITS28_NAME,
     OOD_NAMES,
     Dataset,
     DatasetError,
+    calibration_images,
+    fashion_ood_status,
     find_mnist_dir,
+    hold_out,
     load_dataset,
+    load_digits28,
     load_digits_split,
     load_mnist_dir,
     ood_sets,
@@ -343,3 +348,87 @@ def test_ood_fashion_shape_mismatch(tmp_path):
 def test_ood_sets_reject_bad_arguments(digits, kw, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ood_sets(digits, **kw)
+
+
+def test_fashion_ood_needs_only_its_test_images(tmp_path):
+    _write_mnist(tmp_path / "MNIST" / "raw", n_test=20)
+    mnist = load_mnist_dir(tmp_path)
+    images = np.random.default_rng(3).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    path = _write_idx(tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte.gz", images,
+                      gz=True)
+    for fashion in ("auto", "yes"):
+        sets = ood_sets(mnist, n=5, data_dir=tmp_path, fashion=fashion)
+        np.testing.assert_allclose(sets["fashion-mnist"][:, 0].numpy() * 255, images[:5],
+                                   atol=1e-4)
+    assert "fashion-mnist" not in ood_sets(mnist, n=5, data_dir=tmp_path, fashion="no")
+    assert fashion_ood_status(mnist, tmp_path) == f"fashion-mnist: the test images of {path}"
+    assert fashion_ood_status(mnist, tmp_path, "no") == "fashion-mnist: left out " \
+                                                        "(--ood-fashion no)"
+    assert fashion_ood_status(mnist, None) is None
+
+
+def test_a_requested_fashion_set_that_is_missing_names_where_it_looked(tmp_path):
+    _write_mnist(tmp_path / "MNIST" / "raw")
+    mnist = load_mnist_dir(tmp_path)
+    _write_idx(tmp_path / "fashion" / "t10k-images-idx3-ubyte", _mnist_arrays()["x_test"])
+    tried = ", ".join(str(tmp_path / d) for d in ("FashionMNIST/raw", "fashion-mnist",
+                                                  "fashion_mnist"))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"the fashion-mnist OoD set was asked for (--ood-fashion yes) but no folder holds "
+            f"t10k-images-idx3-ubyte (optionally .gz); looked in: {tried}")):
+        ood_sets(mnist, n=5, data_dir=tmp_path, fashion="yes")
+    assert "fashion-mnist" not in ood_sets(mnist, n=5, data_dir=tmp_path)   # auto: left out
+    assert fashion_ood_status(mnist, tmp_path) == (
+        f"fashion-mnist: not used, no t10k-images-idx3-ubyte[.gz] in {tried}")
+    with pytest.raises(DatasetError, match="needs --data-dir and 28x28 images"):
+        ood_sets(mnist, n=5, fashion="yes")
+    with pytest.raises(ValueError, match=re.escape("ood_fashion (--ood-fashion) must be auto "
+                                                   "or no without --data-dir")):
+        Config(ood_fashion="yes")
+
+
+def test_digits28_is_the_digits_split_resized(digits):
+    d28 = load_digits28()
+    assert d28.name == DIGITS28_NAME == "digits28 (8x8 digits resized)"
+    assert d28.image_shape == (1, 28, 28) and d28.x_train.dtype == torch.float32
+    assert torch.equal(d28.y_train, digits.y_train) and torch.equal(d28.y_test, digits.y_test)
+    assert float(d28.x_train.min()) >= 0 and float(d28.x_train.max()) <= 1
+    assert torch.equal(load_digits28().x_test, d28.x_test)                 # deterministic
+    # bilinear, half-pixel centres: out = A x A^T with A (28, 8) the 1-D interpolation
+    A = np.zeros((28, 8))
+    for j in range(28):
+        src = max((j + 0.5) * 8 / 28 - 0.5, 0.0)
+        i0 = int(np.floor(src))
+        A[j, i0] += 1 - (src - i0)
+        A[j, min(i0 + 1, 7)] += src - i0
+    want = A @ digits.x_test[:, 0].double().numpy() @ A.T
+    np.testing.assert_allclose(d28.x_test[:, 0].numpy(), want, atol=1e-5)
+    cfg = Config(dataset="digits28")                                      # no --data-dir
+    assert torch.equal(load_dataset(cfg).x_test, d28.x_test)
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint(digits):
+    assert hold_out(digits, 0.0) is digits
+    data = hold_out(digits, 0.1, seed=0)
+    assert len(data.x_val) + len(data.x_train) == len(digits.x_train)
+    assert len(data.x_val) == round(0.1 * len(digits.x_train))
+    assert set(data.y_val.tolist()) == set(range(10))                     # every class
+    assert torch.equal(data.x_test, digits.x_test)
+    rows = {r.numpy().tobytes() for r in digits.x_train}
+    assert all(r.numpy().tobytes() in rows for r in data.x_val)
+    counts = torch.bincount(torch.cat([data.y_train, data.y_val]), minlength=10)
+    assert torch.equal(counts, torch.bincount(digits.y_train, minlength=10))
+    assert torch.equal(hold_out(digits, 0.1, seed=0).x_val, data.x_val)
+    assert not torch.equal(hold_out(digits, 0.1, seed=1).y_val, data.y_val)
+    cfg = Config(holdout_fraction=0.1)
+    assert torch.equal(load_dataset(cfg).x_val, data.x_val)
+    with pytest.raises(ValueError, match=r"fraction must lie in \[0, 0.5\], not 0.7"):
+        hold_out(digits, 0.7)
+
+
+def test_calibration_images_say_what_they_are(digits):
+    x, what = calibration_images(hold_out(digits, 0.2))
+    assert len(x) == 288 and what == "288 training images held out before training"
+    x, what = calibration_images(digits)
+    assert torch.equal(x, digits.x_train[:360])
+    assert what.startswith("the first 360 training images (not held out")

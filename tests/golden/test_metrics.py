@@ -1,6 +1,7 @@
 """Hand-computed checks of spinbayes.golden.metrics (see docs/METRICS.md)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -8,8 +9,10 @@ import torch
 
 from spinbayes.golden.metrics import (
     OodResult,
+    OperatingPoint,
     UncertaintyRatios,
     accuracy,
+    choose_ood_threshold,
     expected_entropy,
     mutual_information,
     normalized_entropy,
@@ -310,3 +313,47 @@ def test_accuracy_errors():
         accuracy(x, [0.0, 1.0, 2.0, 1.0])
     with pytest.raises(ValueError, match=r"probs must have shape \(B, T, C\), got \(4, 3\)"):
         accuracy(np.zeros((4, 3)), [0, 1, 2, 1])
+
+
+def _two_pass(scores):
+    """Inputs of T = 2 passes, C = 2 classes whose rule score (the higher pass probability of
+    the predicted class 0) is the given value; the other pass gives class 0 a bit less."""
+    return np.array([[[s, 1 - s], [s - 0.01, 1.01 - s]] for s in scores], dtype=np.float32)
+
+
+def test_choose_ood_threshold_hand_case():
+    # scores 0.55 .. 1.00 of ten in-distribution inputs; a 20 % target may reject k = 2 of
+    # them, so the threshold is the third-smallest score, 0.65: rejects 0.55 and 0.60.
+    scores = [0.85, 0.55, 0.9, 0.6, 0.65, 0.7, 0.75, 0.8, 0.95, 1.0]
+    op = choose_ood_threshold(_two_pass(scores), 0.99, 0.2)
+    assert op == OperatingPoint(target=20.0, threshold=float(np.float32(0.65)), rejection=20.0,
+                                images=10)
+    assert choose_ood_threshold(_two_pass(scores), 0.99, 0.29).threshold == op.threshold
+    # 5 % of ten inputs is none: the lowest score, which rejects nothing
+    low = choose_ood_threshold(_two_pass(scores), 0.99, 0.05)
+    assert low.threshold == float(np.float32(0.55)) and low.rejection == 0.0
+    # quantile 0: the lower pass decides, 0.01 below each score
+    assert choose_ood_threshold(_two_pass(scores), 0.0, 0.2).threshold == \
+        float(np.float32(0.64))
+    # detection at that operating point beside the paper's rule (threshold 0.9)
+    out = _two_pass([0.5, 0.58, 0.62, 0.7, 0.99])
+    r = ood_detection(_two_pass(scores), out, 0.99, 0.9, op.threshold)
+    assert (r.op_detection, r.op_id_rejection) == (60.0, 20.0)
+    assert (r.detection, r.id_rejection) == (80.0, 70.0)
+    assert math.isnan(ood_detection(_two_pass(scores), out).op_detection)
+
+
+def test_choose_ood_threshold_never_exceeds_the_target_on_ties():
+    # three inputs tie at the lowest score: rejecting two would reject all three, so none is
+    tied = [0.6, 0.6, 0.6, 0.9, 0.9, 0.95, 0.95, 0.97, 0.98, 0.99]
+    op = choose_ood_threshold(_two_pass(tied), 0.99, 0.2)
+    assert op.threshold == float(np.float32(0.6)) and op.rejection == 0.0
+    op = choose_ood_threshold(_two_pass(tied), 0.99, 0.3)     # k = 3: all three go
+    assert op.threshold == float(np.float32(0.9)) and op.rejection == 30.0
+
+
+@pytest.mark.parametrize("target", [0, 1, -0.1, 1.5, True, "0.05"])
+def test_choose_ood_threshold_refuses_bad_targets(target):
+    with pytest.raises(ValueError, match=re.escape(f"target must be a fraction in (0, 1), "
+                                                   f"not {target!r}")):
+        choose_ood_threshold(_two_pass([0.7]), 0.99, target)
