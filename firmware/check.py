@@ -19,8 +19,9 @@ that the design (the manifest's :class:`~spinbayes.rtl.params.RtlParams`) runs a
    fits the padded input, the pooling its outputs, a dense layer is 1 x 1, rows = C_in*k*k,
    the output layer dense); its input what the previous layer hands on (a dense layer's rows
    the previous dense layer's outputs, a convolution's C_in x H x W the previous one's pooled
-   outputs, a dense layer after a convolution the flattened size); a layer that reads the
-   image or activation memory within ``act_depth``; the input bits of layer 0 within ``A_in``
+   outputs, a dense layer after a convolution the flattened size); the input of a first
+   convolution within ``image_depth``, a hidden convolution's pooled outputs within
+   ``act_depth`` pixels of ``act_channels`` channels; the input bits of layer 0 within ``A_in``
    and of later layers = ``A``, the classes within ``classes_max``;
 4. **cells**: every level within the range of a Q-bit weight split over ``k_cells`` cells,
    every weight code (the sum of its cells) within +-(2^(Q-1) - 1), and 0 outside every
@@ -50,6 +51,7 @@ from ..rtl.regs import (
     write_name,
     write_problem,
 )
+from .compiler import memory_problems
 
 __all__ = ["DESCRIPTOR_FILE", "MANIFEST_FILE", "FirmwareImageError", "check_image",
            "crossbar_file", "layer_table"]
@@ -225,10 +227,8 @@ def _check_geometry(layers: list[dict], p) -> None:
                             f"{g.rows}")
         if g.kind == "conv2d" and g.is_output:
             problems.append(f"{where}: the output layer must be dense, not a convolution")
-        reads_memory = g.kind == "conv2d" or (prev is not None and prev.kind == "conv2d")
-        if reads_memory and g.in_size > p.act_depth:
-            problems.append(f"{where}: its {g.C_in}x{g.H}x{g.W} input exceeds "
-                            f"act_depth={p.act_depth}")
+        if p.conv:
+            problems += [f"{DESCRIPTOR_FILE}: {m}" for m in memory_problems(i, g, prev, p)]
     if layers[-1]["outputs"] > p.classes_max:
         problems.append(f"{DESCRIPTOR_FILE}: layer {len(layers) - 1}: {layers[-1]['outputs']} "
                         f"classes exceed classes_max={p.classes_max}")

@@ -38,7 +38,7 @@ from .aac import AdderAccumulator
 from .arbiter import Arbiter
 from .averaging import AveragingBlock
 from .comparator import ComparatorBank
-from .conv_unit import ConvUnit
+from .conv_unit import ConvUnit, window_write
 from .emitter import activation_trace, counters, result_stream
 from .params import RtlParams, bits_for, check_params
 from .program_port import program_port
@@ -157,7 +157,7 @@ class SpinBayesCore(wiring.Component):
         t = Signal(p.t_bits)
         plane = Signal(range(p.A_max))
         group = Signal(range(p.groups_total))
-        idx = Signal(range(max(p.rows_max, p.act_depth) + 1))
+        idx = Signal(range(max(p.rows_max, p.image_depth) + 1))
         # the current layer's last group and last bit-plane (group count - 1, input bits - 1),
         # registered (one cycle behind `layer`; READ starts at least two cycles after layer
         # changes: ARB, ARB_WAIT): the descriptor multiplexer, ceil(rows / R) and the "+ 1"
@@ -257,13 +257,9 @@ class SpinBayesCore(wiring.Component):
         out_c = Signal(range(p.outputs_max + 1))
         drain = Signal(2)
         # the convolution path's handshakes (constant 0 in a dense-only design)
-        fetched, last_pos, wr_busy = Signal(), Signal(), Signal()
+        fetched, last_pos = Signal(), Signal()
         if cu is not None:
-            m.d.comb += [fetched.eq(cu.fetched), last_pos.eq(cu.last_pos),
-                         wr_busy.eq(cu.wr_busy)]
-        # a hidden convolution hands its position's activations on when the writer is free
-        act_go = Signal()
-        m.d.comb += act_go.eq(~cur_conv | ~wr_busy)
+            m.d.comb += [fetched.eq(cu.fetched), last_pos.eq(cu.last_pos)]
         # The FSM only moves state; every output that depends on the state is a plain
         # expression of it below (one continuous assignment each). A combinational block
         # whose only input is the state register is never evaluated at time 0 by Icarus, so
@@ -316,11 +312,10 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += out_c.eq(0)
                     m.next = "EMIT_Y_WAIT"
                 with m.Elif(cur_conv):
-                    with m.If(act_go):
-                        with m.If(last_pos):
-                            m.next = "FLUSH"
-                        with m.Else():
-                            m.next = "FETCH"
+                    with m.If(last_pos):
+                        m.next = "FLUSH"
+                    with m.Else():
+                        m.next = "FETCH"
                 with m.Else():
                     # a hidden dense layer's outputs are the next layer's rows (<= rows_max)
                     for j in range(min(p.outputs_max, p.rows_max)):
@@ -328,9 +323,8 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"
             with m.State("FLUSH"):             # the last pooled vector is written: swap
-                with m.If(~wr_busy):
-                    m.d.sync += layer.eq(layer + 1)
-                    m.next = "ARB"
+                m.d.sync += layer.eq(layer + 1)
+                m.next = "ARB"
             with m.State("EMIT_Y_WAIT"):
                 m.next = "EMIT_Y"
             with m.State("EMIT_Y"):
@@ -374,14 +368,14 @@ class SpinBayesCore(wiring.Component):
                 cu.start.eq(st("ARB") & fetch[layer]),
                 cu.C_in.eq(g["c_in"]), cu.H.eq(g["h"]), cu.W.eq(g["w"]), cu.k.eq(g["k"]),
                 cu.stride.eq(g["stride"]), cu.padding.eq(g["padding"]), cu.pool.eq(g["pool"]),
-                cu.outs.eq(outs[layer]), cu.src_image.eq(layer == 0),
+                cu.src_image.eq(layer == 0), cu.is_conv.eq(conv[layer]),
+                cu.word_ch.eq(Mux(layer == 0, 1, outs[layer - 1])),
                 cu.fetch.eq(st("FETCH")),
-                cu.act_valid.eq(act_st & ~last & cur_conv & act_go),
-                cu.act_codes.eq(cmp.act),
-                cu.swap.eq(st("FLUSH") & ~wr_busy),
+                cu.act_valid.eq(act_st & ~last & cur_conv),
+                *(cu.act_codes[j].eq(cmp.act[j]) for j in range(p.act_channels)),
+                cu.swap.eq(st("FLUSH")),
             ]
-            with m.If(cu.buf_we):
-                m.d.sync += act.as_value().word_select(cu.buf_row, p.A_max).eq(cu.buf_data)
+            window_write(m, act, cu, p)
         # the averaging block is cleared the cycle after the image's last input beat
         # (registered: the input handshake's decode reached every Y register's reset in one
         # cycle, the periphery's critical path on the ECP5); its first pass is far later
@@ -396,7 +390,7 @@ class SpinBayesCore(wiring.Component):
             # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's
             # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
             avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
-            cmp.valid.eq(act_st & ~last & act_go),
+            cmp.valid.eq(act_st & ~last),
             avg.finish.eq(st("FINISH")),
         ]
         result_stream(self, m, emit_y=emit_y, emit_avg=emit_avg, emit_cls=emit_cls,

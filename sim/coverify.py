@@ -24,7 +24,7 @@ import torch
 
 from ..firmware.compiler import Program, compile_network
 from ..golden.checkpoint import atomic_write
-from ..golden.geometry import activation_depth, geometry_of
+from ..golden.geometry import geometry_of
 from ..golden.hardware import HwNetwork
 from ..golden.layers import input_codes
 from ..rtl.params import RtlParams
@@ -155,8 +155,9 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
     """The smallest design (RtlParams) that runs ``hw`` at ``T`` passes (T_max at least 16,
     so that T = 1..16 share one build); ``overrides`` replace any field. Rows and outputs
     come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution); a
-    network with convolutions gets the convolution path, sized by its largest input tensor,
-    size, window, stride, padding and pooling."""
+    network with convolutions gets the convolution path, sized by its input tensor (the
+    image memory), its hidden convolutions' pooled pixels and channels (the activation
+    memory), and their largest size, window, stride, padding and pooling."""
     geometry = geometry_of(hw)
     rows = [g.rows for g in geometry]
     outs = [g.outputs for g in geometry]
@@ -168,7 +169,10 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
               T_max=max(16, int(T)))
     conv = [g for g in geometry if g.kind == "conv2d"]
     if conv:
-        kw.update(act_depth=activation_depth(geometry),
+        hidden = [g for g in conv if not g.is_output]
+        kw.update(image_depth=geometry[0].in_size,
+                  act_depth=max((g.H_pool * g.W_pool for g in hidden), default=1),
+                  act_channels=max((g.outputs for g in hidden), default=1),
                   size_max=max(max(g.H, g.W) for g in conv),
                   kernel_max=max(g.k for g in conv), stride_max=max(g.stride for g in conv),
                   padding_max=max(g.padding for g in conv), pool_max=max(g.pool for g in conv))

@@ -14,7 +14,7 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
   entry numbers are kept in ``errlog``).
 * **Input stream.** The testbench writes one image's input codes (layer 0's input tensor in
   torch's flatten order) into the memory ``image`` (VPI writes of ``image[i]``, or the
-  ``h_img_*`` port one code per cycle; ``img_depth`` = max(rows_max, act_depth) codes) and
+  ``h_img_*`` port one code per cycle; ``img_depth`` = max(rows_max, image_depth) codes) and
   its length into ``h_img_len``, then pulses ``h_start``; the harness streams them on
   ``in_data``/``in_valid``.
 * **Random stalls.** A xorshift32 generator (seed ``h_stall_seed``, loaded with
@@ -94,7 +94,7 @@ class CoverifyHarness(wiring.Component):
             raise ValueError(f"wlist_depth must be at least 2, not {wlist_depth!r}")
         self.beat_depth = p.T_max * p.classes_max + p.classes_max + 1
         self.trace_depth = p.layers_max * p.T_max
-        self.img_depth = max(p.rows_max, p.act_depth)
+        self.img_depth = max(p.rows_max, p.image_depth)
         if not isinstance(act_depth, int) or isinstance(act_depth, bool) or act_depth < 0:
             self._MustUse__silence = True
             raise ValueError(f"act_depth must be a non-negative integer, not {act_depth!r}")

@@ -125,7 +125,8 @@ def test_write_problem_names_register_field_and_bound():
     assert write_problem(r, 22, 0, 0, 0, 0) == "prog_sel 22 is not a register (Reg)"
     assert write_problem(r, Reg.LAYER_KIND, 0, 0, 0, 1) == \
         "LAYER_KIND [layer 0]: kind=1 outside 0..0 (act_depth=0: dense layers only)"
-    conv = register_ranges(RtlParams(act_depth=64, size_max=8, kernel_max=3, padding_max=1))
+    conv = register_ranges(RtlParams(act_depth=64, image_depth=64, size_max=8, kernel_max=3,
+                                     padding_max=1))
     assert write_problem(conv, Reg.LAYER_KIND, 0, 0, 0, 1) is None
     assert write_problem(conv, Reg.LAYER_H, 0, 0, 1, 9) == \
         "LAYER_H [layer 1]: input height=9 outside 1..8 (size_max=8)"

@@ -57,23 +57,24 @@ def run_conv_core(hw, x, T, seed, params, program=None):
 
 
 def expected_cycles(geometry, params, T, draws):
-    """Busy cycles of an image (docs/HARDWARE.md, "Latency budget"), for layers whose
-    writer never holds ACT back (outputs <= rows + reads + 4): LOAD; per pass and layer the
-    arbiter's ``draws`` (all layers and passes together) and, for a layer read from the
-    window buffer, reads + 6, for a layer read from memory 2 + per position (rows + 1 fetch,
-    reads, DRAIN, ACT) and for a convolution FLUSH (1, + outputs when its last position
-    completes a pooled window); per pass EMIT_Y_WAIT and C beats; per image the averages."""
+    """Busy cycles of an image (docs/HARDWARE.md, "The convolution path"): LOAD; per pass
+    and layer the arbiter's ``draws`` (all layers and passes together) and, for a layer read
+    from the window buffer, reads + 6, for a layer read from memory 2 + per position (the
+    words of its window + 1 fetch, reads, DRAIN, ACT), and for a convolution FLUSH (1); per
+    pass EMIT_Y_WAIT and C beats; per image the averages."""
     per_pass = 0
     for i, g in enumerate(geometry):
         reads = -(-g.rows // params.R) * g.in_bits
-        if g.kind == "linear" and (i == 0 or geometry[i - 1].kind == "linear"):
+        prev = geometry[i - 1] if i else None
+        if g.kind == "linear" and (prev is None or prev.kind == "linear"):
             per_pass += reads + DRAIN + 3
             continue
-        assert g.outputs <= g.rows + reads + 4, "the writer would hold ACT back"
-        per_pass += 2 + g.positions * (g.rows + 1 + reads + DRAIN + 1)
+        # image memory: a code a row; activation memory: a pixel of every channel a word
+        words = g.rows if prev is None else (
+            g.k * g.k if g.kind == "conv2d" else prev.H_pool * prev.W_pool)
+        per_pass += 2 + g.positions * (words + 1 + reads + DRAIN + 1)
         if g.kind == "conv2d":
-            full = g.pool <= 1 or (g.H_out % g.pool == 0 and g.W_out % g.pool == 0)
-            per_pass += 1 + (g.outputs if full else 0)
+            per_pass += 1
     C, dc = geometry[-1].outputs, divide_cycles(params)
     return (geometry[0].in_size - 1 + T * per_pass + draws + T * (1 + C)
             + 1 + C * dc + 4 + C + 1)
@@ -174,8 +175,8 @@ def test_dense_mlp_on_a_convolution_design(small_model, digits, check_reference)
     images = approximate(small_model, 5, 4, seed=0)
     hw = fold_network(build_spinbayes(images, small_model, digits.x_train, 2, 2, seed=0),
                       images)
-    params = params_for(hw, 3, act_depth=64, size_max=8, kernel_max=3, padding_max=1,
-                        pool_max=2)
+    params = params_for(hw, 3, act_depth=16, image_depth=64, act_channels=4, size_max=8,
+                        kernel_max=3, padding_max=1, pool_max=2)
     x = digits.x_test[:2]
     program = compile_network(hw, params, T=3, seed=4)
     dut = SpinBayesCore(params, program.cells)
@@ -197,15 +198,20 @@ def test_dense_mlp_on_a_convolution_design(small_model, digits, check_reference)
 
 
 def test_convolutions_the_design_cannot_run_are_refused(conv_case):
-    hw, _, T = conv_case(1)
+    hw, _, T = conv_case(4)                    # two convolutions of 2 and 3 outputs
     params = params_for(hw, T)
     dense_only = dataclasses.replace(params, act_depth=0)
     with pytest.raises(ValueError, match=r"layer 0: a convolution needs a design with the "
                                          r"convolution path \(act_depth > 0\), not act_depth=0"):
         compile_network(hw, dense_only, T=T, seed=0)
-    small = dataclasses.replace(params, act_depth=params.act_depth - 1)
-    with pytest.raises(ValueError, match=r"layer \d: its \dx\dx\d input exceeds act_depth="):
-        compile_network(hw, small, T=T, seed=0)
+    for field, match in (("image_depth", r"layer 0: its \dx\dx\d input exceeds image_depth="),
+                         ("act_depth", r"layer \d: its \dx\d outputs exceed act_depth=\d+ "
+                                       r"pixels"),
+                         ("act_channels", r"layer \d: its \d output channels exceed "
+                                          r"act_channels=")):
+        small = dataclasses.replace(params, **{field: getattr(params, field) - 1})
+        with pytest.raises(ValueError, match=match):
+            compile_network(hw, small, T=T, seed=0)
     with pytest.raises(ValueError, match=r"LAYER_H \[layer 0\]: input height=\d outside "
                                          r"1\.\.2 \(size_max=2\)"):
         compile_network(hw, dataclasses.replace(params, size_max=2), T=T, seed=0)
