@@ -52,8 +52,9 @@ class ConvUnit(wiring.Component):
     (``src_image``) or the activation memory's read bank; each reaches the window buffer the
     cycle after (``buf_we``: rows ``buf_base`` .. ``buf_base + buf_count - 1`` get
     ``buf_lanes[0 ..]``; 0 for a word in the padding). ``fetched`` is high in the cycle of the
-    window's last buffer write (with ``last_pos`` when it was the layer's last position); the
-    unit then takes no more words until ``fetch`` has been low for a cycle.
+    window's last buffer write (with ``last_pos`` when it was the layer's last position); no
+    word is taken between a window's last word and that cycle, and from the cycle after it
+    the next position's window is fetched while ``fetch`` is high.
 
     ``act_valid`` with ``act_codes`` (a hidden convolution's comparator outputs of the
     position just computed) feeds the pooling block; a pooled vector is written to the
@@ -164,10 +165,10 @@ class ConvUnit(wiring.Component):
                      pool.W_out.eq(W_out)]
 
         # --- window fetch: address in cycle t, the word (or 0) into the buffer in t + 1 -----
-        done = Signal()                            # the last word is taken; wait for ~fetch
+        done = Signal()                            # the last word is taken, not yet written
         take = Signal()
         m.d.comb += [take.eq(self.fetch & ~done & gen.valid), gen.ready.eq(self.fetch & ~done)]
-        with m.If(~self.fetch):
+        with m.If(self.fetched):
             m.d.sync += done.eq(0)
         with m.Elif(take & gen.last_row):
             m.d.sync += done.eq(1)
@@ -200,14 +201,17 @@ class ConvUnit(wiring.Component):
         return m
 
 
-def window_write(m, buf, cu, p) -> None:
-    """The core's window buffer ``buf`` (rows_max codes) takes the ConvUnit ``cu``'s fetched
-    word: rows buf_base .. buf_base + buf_count - 1 get lanes 0 .. buf_count - 1."""
+def window_write(m, bufs, sel, cu, p) -> None:
+    """Window buffer ``bufs[sel]`` (of two, rows_max codes each) takes the ConvUnit ``cu``'s
+    fetched word: rows buf_base .. buf_base + buf_count - 1 get lanes 0 .. buf_count - 1."""
     lb = bits_for(p.act_channels)
     with m.If(cu.buf_we):
         for i in range(p.rows_max):
             off = Signal(signed(bits_for(p.rows_max + p.act_channels) + 2), name=f"wb_off{i}")
             m.d.comb += off.eq(i - cu.buf_base)
+            lane = Array(cu.buf_lanes[j] for j in range(p.act_channels))[off[:lb]]
             with m.If((off >= 0) & (off < cu.buf_count)):
-                m.d.sync += buf[i].eq(Array(cu.buf_lanes[j] for j in range(p.act_channels))
-                                      [off[:lb]])
+                with m.If(sel):
+                    m.d.sync += bufs[1][i].eq(lane)
+                with m.Else():
+                    m.d.sync += bufs[0][i].eq(lane)

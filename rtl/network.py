@@ -79,12 +79,8 @@ class SpinBayesCore(wiring.Component):
     busy, stuck : Out(1)
     cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
 
-    Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget" and "The convolution
-    path" for layers read from memory): rows_0 - 1 (LOAD)
-    + per pass and layer ceil(rows/R) * A reads + D draws + 6, + per pass 1 + C beats of the
-    last layer (the averaging block's multiply-adds, started in the last DRAIN cycle, keep
-    pace with them), + per image C * d + C + 6 (division with d = divide_cycles(params) =
-    max(2, ceil((out_bits - 1) / 4)) cycles per class, averages, class).
+    Latency: docs/HARDWARE.md, "Latency budget" (dense layers) and "The convolution path"
+    (layers read from memory), checked cycle-exactly by tests/rtl.
 
     Reset (sync ``rst``, also mid-inference): IDLE, counters and the descriptor table at their
     reset values; the crossbar cells keep their contents (docs/HARDWARE.md, "Reset").
@@ -151,8 +147,12 @@ class SpinBayesCore(wiring.Component):
         # --- datapath state ----------------------------------------------------------
         img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # dense layer 0 input
         # the window buffer: a layer's input rows (the comparator outputs of the previous
-        # dense layer, or the window of the current position fetched from memory)
+        # dense layer, or the window of the current position fetched from memory); with the
+        # convolution path two, READ reading `rsel` while the next window is fetched into
+        # the other
         act = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))
+        act_b = Signal.like(act) if p.conv else act
+        rsel = Signal()
         layer = Signal(range(L))
         t = Signal(p.t_bits)
         plane = Signal(range(p.A_max))
@@ -167,9 +167,8 @@ class SpinBayesCore(wiring.Component):
         last_plane = Signal(range(p.A_max + 1))
         m.d.sync += [last_group.eq((rows[layer] + p.R - 1) // p.R - 1),
                      last_plane.eq(in_bits[layer] - 1)]
-        # the convolution path: per layer, whether it reads its input from memory (a
-        # convolution, or the dense layer after one) and whether it is a convolution; the
-        # image length (beats of the input stream) is C_in*H*W of a convolution, else rows
+        # per layer: reads its input from memory (a convolution, or the dense layer after
+        # one), is a convolution; the image is C_in*H*W beats for a convolution, else rows
         conv = cu = None
         img_len = Signal.like(idx)
         m.d.comb += img_len.eq(rows[0])
@@ -206,31 +205,15 @@ class SpinBayesCore(wiring.Component):
         m.d.comb += [arb_mask.eq(Array(x.mask for x in arbs)[layer]),
                      arb_idx.eq(Array(x.indices for x in arbs)[layer])]
 
-        # read issue: bits of rows group*R .. group*R+R-1, bit-plane `plane`
-        issue = Signal()
-        rd_bits = Signal(p.R)
-        for r in range(p.R):
-            row = Signal(range(p.groups_total * p.R + 1), name=f"row{r}")
-            m.d.comb += row.eq(group * p.R + r)
-            src = Mux(read_img, img.as_value().word_select(row[:p.row_bits], p.A_max),
-                      act.as_value().word_select(row[:p.row_bits], p.A_max))
-            m.d.comb += rd_bits[r].eq((row < rows[layer]) & src.bit_select(plane, 1))
-        # one cycle later: the n chosen crossbars' ADC codes, selected by the registered
-        # arbiter indices (stable from the first READ cycle on) and registered; the AAC
-        # adds them one cycle after that (a read issued in cycle t is in S from t + 3)
-        p_valid, p_valid2 = Signal(), Signal()
-        p_plane, p_plane2 = Signal.like(plane), Signal.like(plane)
-        p_sel = Signal.like(aac.p)
-        m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
-                     p_plane2.eq(p_plane)]
-        read_path(p, m, xbars, issue=issue, arb_mask=arb_mask, arb_idx=arb_idx, n_way=n_way,
-                  group=gbase[layer] + group, rd_bits=rd_bits, p_sel=p_sel)
-        # the accumulators are cleared in the first READ cycle of a position (registered: no
-        # fan-out of the FSM decode over the sum_bits x outputs_max accumulators), two cycles
-        # before the first read reaches them
-        aac_clear = Signal()
-        m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(aac_clear),
-                     aac.p.eq(p_sel), *(aac.p_mask[s].eq(1) for s in range(p.n_max))]
+        # read issue (bits of rows group*R .. group*R+R-1, bit-plane `plane`), crossbars,
+        # slot select and adder-accumulator; the accumulators are cleared in the first READ
+        # cycle of a position (registered: no fan-out of the FSM decode over the sum_bits x
+        # outputs_max accumulators), two cycles before the first read reaches them
+        issue, aac_clear = Signal(), Signal()
+        buffers = (Mux(read_img, 2, rsel), [act, act_b, img])
+        read_path(p, m, xbars, aac, issue=issue, plane=plane, group=group,
+                  base=gbase[layer], rows=rows[layer], buffers=buffers, arb_mask=arb_mask,
+                  arb_idx=arb_idx, n_way=n_way, clear=aac_clear)
 
         # comparators and averaging see the AAC's sums
         # the current layer's thresholds, signs and outputs, registered (one cycle behind
@@ -256,10 +239,13 @@ class SpinBayesCore(wiring.Component):
                      self.trace_indices.eq(arb_idx), self.trace_valid.eq(arb_done)]
         out_c = Signal(range(p.outputs_max + 1))
         drain = Signal(2)
-        # the convolution path's handshakes (constant 0 in a dense-only design)
-        fetched, last_pos = Signal(), Signal()
+        # the convolution path's handshakes (0 in a dense-only design); the current position
+        # is the layer's last; the next window is in the other buffer (prefetched during READ,
+        # DRAIN, ACT) and is the last; go_next: ACT with the next window ready, READ it next
+        fetched, last_pos, go_next = Signal(), Signal(), Signal()
         if cu is not None:
             m.d.comb += [fetched.eq(cu.fetched), last_pos.eq(cu.last_pos)]
+        cur_last, nxt_ready, nxt_last = Signal(), Signal(), Signal()
         # The FSM only moves state; every output that depends on the state is a plain
         # expression of it below (one continuous assignment each). A combinational block
         # whose only input is the state register is never evaluated at time 0 by Icarus, so
@@ -292,6 +278,7 @@ class SpinBayesCore(wiring.Component):
                         m.next = "READ"
             with m.State("FETCH"):
                 with m.If(fetched):
+                    m.d.sync += [rsel.eq(~rsel), cur_last.eq(last_pos)]
                     m.next = "READ"
             with m.State("READ"):
                 with m.If(group == last_group):
@@ -312,14 +299,22 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += out_c.eq(0)
                     m.next = "EMIT_Y_WAIT"
                 with m.Elif(cur_conv):
-                    with m.If(last_pos):
+                    with m.If(cur_last):
                         m.next = "FLUSH"
+                    with m.Elif(go_next):
+                        m.d.sync += [rsel.eq(~rsel),
+                                     cur_last.eq(Mux(nxt_ready, nxt_last, last_pos))]
+                        m.next = "READ"
                     with m.Else():
                         m.next = "FETCH"
                 with m.Else():
                     # a hidden dense layer's outputs are the next layer's rows (<= rows_max)
                     for j in range(min(p.outputs_max, p.rows_max)):
-                        m.d.sync += act[j].eq(Mux(j < cur_outs, cmp.act[j], 0))
+                        v = Mux(j < cur_outs, cmp.act[j], 0)
+                        with m.If(rsel):
+                            m.d.sync += act_b[j].eq(v)
+                        with m.Else():
+                            m.d.sync += act[j].eq(v)
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"
             with m.State("FLUSH"):             # the last pooled vector is written: swap
@@ -358,8 +353,13 @@ class SpinBayesCore(wiring.Component):
         act_st = st("ACT")
         beat = ((idle & in_ok) | load) & self.in_valid
         start_img = beat & Mux(idle, img_is1, idx == img_m1)
+        m.d.comb += go_next.eq(act_st & ~last & cur_conv & ~cur_last & (nxt_ready | fetched))
+        with m.If(go_next):
+            m.d.sync += nxt_ready.eq(0)
+        with m.Elif(fetched & ~st("FETCH")):
+            m.d.sync += [nxt_ready.eq(1), nxt_last.eq(last_pos)]
         m.d.sync += aac_clear.eq((st("ARB_WAIT") & arb_done & ~cur_fetch)
-                                 | (st("FETCH") & fetched))
+                                 | (st("FETCH") & fetched) | go_next)
         if cu is not None:
             g = {n: regs[n][layer] for n in ("c_in", "h", "w", "k", "stride", "padding", "pool")}
             m.d.comb += [
@@ -370,12 +370,13 @@ class SpinBayesCore(wiring.Component):
                 cu.stride.eq(g["stride"]), cu.padding.eq(g["padding"]), cu.pool.eq(g["pool"]),
                 cu.src_image.eq(layer == 0), cu.is_conv.eq(conv[layer]),
                 cu.word_ch.eq(Mux(layer == 0, 1, outs[layer - 1])),
-                cu.fetch.eq(st("FETCH")),
+                cu.fetch.eq(st("FETCH") | ((st("READ") | st("DRAIN") | act_st) & cur_conv
+                                           & ~cur_last & ~nxt_ready)),
                 cu.act_valid.eq(act_st & ~last & cur_conv),
                 *(cu.act_codes[j].eq(cmp.act[j]) for j in range(p.act_channels)),
                 cu.swap.eq(st("FLUSH")),
             ]
-            window_write(m, act, cu, p)
+            window_write(m, (act, act_b), ~rsel, cu, p)
         # the averaging block is cleared the cycle after the image's last input beat
         # (registered: the input handshake's decode reached every Y register's reset in one
         # cycle, the periphery's critical path on the ECP5); its first pass is far later

@@ -36,12 +36,29 @@ def crossbars(core, m) -> list:
     return out
 
 
-def read_path(p, m, xbars, *, issue, arb_mask, arb_idx, n_way, group, rd_bits, p_sel):
-    """Drive the crossbars' reads and select the chosen ones' codes into ``p_sel`` (the
-    adder-accumulator's ``p``, registered). ``group``: the group address in the crossbars
-    (group base + group of the layer)."""
+def read_path(p, m, xbars, aac, *, issue, plane, group, base, rows, buffers, arb_mask,
+              arb_idx, n_way, clear):
+    """Drive the crossbars' reads and the adder-accumulator ``aac``. In a cycle with
+    ``issue``: bit-plane ``plane`` of rows group*R .. group*R + R - 1 of the layer (those
+    below ``rows``) of the buffer ``buffers`` = (select, [flat code arrays]) chooses, at
+    crossbar group ``base + group``; the chosen crossbars' codes are registered into the
+    AAC's ``p`` the cycle after and added the cycle after that (``clear``: the AAC's)."""
+    sel, bufs = buffers
+    rd_bits = Signal(p.R)
+    for r in range(p.R):
+        row = Signal(range(p.groups_total * p.R + 1), name=f"row{r}")
+        m.d.comb += row.eq(group * p.R + r)
+        words = Array(b.as_value().word_select(row[:p.row_bits], p.A_max) for b in bufs)
+        m.d.comb += rd_bits[r].eq((row < rows) & words[sel].bit_select(plane, 1))
+    p_valid, p_valid2 = Signal(), Signal()
+    p_plane, p_plane2 = Signal.like(plane), Signal.like(plane)
+    p_sel = Signal.like(aac.p)
+    m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
+                 p_plane2.eq(p_plane)]
+    m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(clear),
+                 aac.p.eq(p_sel), *(aac.p_mask[s].eq(1) for s in range(p.n_max))]
     for k, (xb, dec) in enumerate(xbars):
-        m.d.comb += [dec.en.eq(issue & arb_mask[k]), dec.group.eq(group),
+        m.d.comb += [dec.en.eq(issue & arb_mask[k]), dec.group.eq(base + group),
                      xb.rd_en.eq(dec.active), xb.rd_group.eq(dec.group),
                      xb.rd_bits.eq(rd_bits)]
     # The registered index of slot s is replicated, one copy per SEL_COPIES-th of the

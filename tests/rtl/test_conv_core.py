@@ -59,9 +59,10 @@ def run_conv_core(hw, x, T, seed, params, program=None):
 def expected_cycles(geometry, params, T, draws):
     """Busy cycles of an image (docs/HARDWARE.md, "The convolution path"): LOAD; per pass
     and layer the arbiter's ``draws`` (all layers and passes together) and, for a layer read
-    from the window buffer, reads + 6, for a layer read from memory 2 + per position (the
-    words of its window + 1 fetch, reads, DRAIN, ACT), and for a convolution FLUSH (1); per
-    pass EMIT_Y_WAIT and C beats; per image the averages."""
+    from the window buffer, reads + 6, for a layer read from memory 2 + the first position
+    (the words of its window + 1 fetch, reads, DRAIN, ACT) + each further position
+    max(reads + DRAIN + 1, words + 1) (its window fetched during the previous position), and
+    for a convolution FLUSH (1); per pass EMIT_Y_WAIT and C beats; per image the averages."""
     per_pass = 0
     for i, g in enumerate(geometry):
         reads = -(-g.rows // params.R) * g.in_bits
@@ -72,7 +73,10 @@ def expected_cycles(geometry, params, T, draws):
         # image memory: a code a row; activation memory: a pixel of every channel a word
         words = g.rows if prev is None else (
             g.k * g.k if g.kind == "conv2d" else prev.H_pool * prev.W_pool)
-        per_pass += 2 + g.positions * (words + 1 + reads + DRAIN + 1)
+        # the first window is fetched before READ; each next one during the previous
+        # position's READ, DRAIN and ACT (two window buffers)
+        first = words + 1 + reads + DRAIN + 1
+        per_pass += 2 + first + (g.positions - 1) * max(reads + DRAIN + 1, words + 1)
         if g.kind == "conv2d":
             per_pass += 1
     C, dc = geometry[-1].outputs, divide_cycles(params)
