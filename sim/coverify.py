@@ -110,7 +110,7 @@ class CoverifyResult:
 
 
 def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=(),
-                    act_depth: int = 0, cache_dir=None) -> tuple[str, dict]:
+                    act_log: int = 0, cache_dir=None) -> tuple[str, dict]:
     """Verilog of the harness (``emit_src=False``) and its :meth:`describe`, cached on disk.
 
     The key is the parameters, the harness options and the text of rtl/*.py and
@@ -122,14 +122,14 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
     from .harness import CoverifyHarness
 
     key = hashlib.sha256(json.dumps([params.describe(), wlist_depth, sorted(stuck_cells),
-                                     act_depth], default=list).encode()
+                                     act_log], default=list).encode()
                          + b"".join(s.read_bytes() for s in _sources())).hexdigest()[:16]
     path = _cache_root(cache_dir) / f"harness-{key}.v"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         return path.read_text(), json.loads(meta_path.read_text())
     h = CoverifyHarness(params, wlist_depth=wlist_depth, stuck_cells=stuck_cells,
-                        act_depth=act_depth)
+                        act_log=act_log)
     text = verilog.convert(h, name=TOPLEVEL, emit_src=False)
     lines = text.splitlines(keepends=True)
     out, i = [], 0
@@ -258,7 +258,7 @@ def decode_acts(raw, info: dict) -> list[list[tuple]]:
     out = []
     for b, n in enumerate(raw["n_acts"]):
         beats = []
-        for word in raw["acts"][b, :min(int(n), int(info["act_depth"]))]:
+        for word in raw["acts"][b, :min(int(n), int(info["act_log"]))]:
             v, fields = int(word), {}
             for name, width in info["act_fields"]:
                 fields[name], v = v & ((1 << width) - 1), v >> width
@@ -273,8 +273,8 @@ def _layer_mismatches(raw, info, geometry, ref) -> list[Mismatch]:
     (``"layer"``: where names the layer, pass, position and neuron)."""
     bad = []
     for b, n in enumerate(raw["n_acts"]):
-        if int(n) > int(info["act_depth"]):
-            bad.append(Mismatch(b, "layer", "trace beats", int(n), int(info["act_depth"])))
+        if int(n) > int(info["act_log"]):
+            bad.append(Mismatch(b, "layer", "trace beats", int(n), int(info["act_log"])))
     for m in compare_layers(decode_acts(raw, info), ref.activations, geometry):
         bad.append(Mismatch(m.image, "layer", m.place, m.rtl, m.reference))
     return bad
@@ -325,11 +325,11 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                          f"{geometry[0].in_size}")
     L, C, n = len(hw.layers), program.n_outputs, hw.n_way
     # every hidden layer's vectors of T_max passes (one log per design and network)
-    act_depth = p.T_max * sum(g.H_pool * g.W_pool for g in geometry if not g.is_output) \
+    act_log = p.T_max * sum(g.H_pool * g.W_pool for g in geometry if not g.is_output) \
         if trace_layers else 0
     timings: dict = {}
     t0 = time.perf_counter()
-    text, info = harness_verilog(p, stuck_cells=stuck_cells, act_depth=act_depth,
+    text, info = harness_verilog(p, stuck_cells=stuck_cells, act_log=act_log,
                                  cache_dir=cache_dir)
     timings["export_s"] = time.perf_counter() - t0
     wl = write_list(program)
@@ -341,7 +341,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
            "progress": str(prog_file), "stall_thr": round(float(stall) * 2 ** 16),
            "stall_seed": int(stall_seed), "verify": True, "load": load,
            "beat_depth": info["beat_depth"], "trace_depth": info["trace_depth"],
-           "act_depth": act_depth, "wlist_depth": info["wlist_depth"],
+           "act_log": act_log, "wlist_depth": info["wlist_depth"],
            "max_cycles": 2_000_000, "driver_images": int(driver_images),
            "driver_out": str(work / "driver.npz"), "driver_result": str(work / "driver.json"),
            "index_bits": p.index_bits, "n_max": p.n_max}

@@ -23,7 +23,7 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
   streams is exercised without Python.
 * **Capture.** Every accepted result beat is logged in order into ``beats`` (word: data,
   index, pass, kind; see :meth:`CoverifyHarness.beat_fields`), every arbiter selection into
-  ``trace`` (indices, pass, layer) and, with ``act_depth`` > 0, every beat of the core's
+  ``trace`` (indices, pass, layer) and, with ``act_log`` > 0, every beat of the core's
   activation trace into ``acts`` (codes, position, pass, layer; :meth:`act_fields`) until it
   is full (``h_n_acts`` counts them all). ``h_done`` rises with the class beat and stays high until
   the next start; ``h_n_beats``, ``h_n_trace`` and ``h_cycles`` (cycles from start to the
@@ -82,11 +82,11 @@ class CoverifyHarness(wiring.Component):
     params : RtlParams of the wrapped :class:`~spinbayes.rtl.network.SpinBayesCore`.
     wlist_depth : entries of the write list (default :func:`default_wlist_depth`).
     stuck_cells : passed to the core (fault injection, read-back must report them).
-    act_depth : entries of the activation-trace log (0: no log).
+    act_log : entries of the activation-trace log (0: no log).
     """
 
     def __init__(self, params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=(),
-                 act_depth: int = 0):
+                 act_log: int = 0):
         self.params = p = check_params(self, params)
         self.wlist_depth = int(wlist_depth or default_wlist_depth(p))
         if self.wlist_depth < 2:
@@ -95,10 +95,10 @@ class CoverifyHarness(wiring.Component):
         self.beat_depth = p.T_max * p.classes_max + p.classes_max + 1
         self.trace_depth = p.layers_max * p.T_max
         self.img_depth = max(p.rows_max, p.image_depth)
-        if not isinstance(act_depth, int) or isinstance(act_depth, bool) or act_depth < 0:
+        if not isinstance(act_log, int) or isinstance(act_log, bool) or act_log < 0:
             self._MustUse__silence = True
-            raise ValueError(f"act_depth must be a non-negative integer, not {act_depth!r}")
-        self.act_depth = act_depth
+            raise ValueError(f"act_log must be a non-negative integer, not {act_log!r}")
+        self.act_log = act_log
         self.core = SpinBayesCore(p, stuck_cells=stuck_cells)
         self.core._MustUse__silence = True     # elaborated with the harness, or not at all
         wb = bits_for(self.wlist_depth + 1)
@@ -142,7 +142,7 @@ class CoverifyHarness(wiring.Component):
     def describe(self) -> dict:
         return {"wlist_depth": self.wlist_depth, "beat_depth": self.beat_depth,
                 "trace_depth": self.trace_depth, "img_depth": self.img_depth,
-                "act_depth": self.act_depth, "word_fields": list(WORD_FIELDS),
+                "act_log": self.act_log, "word_fields": list(WORD_FIELDS),
                 "beat_fields": list(self.beat_fields()),
                 "trace_fields": list(self.trace_fields()),
                 "act_fields": list(self.act_fields()), "act_code_bits": self.params.A,
@@ -282,16 +282,16 @@ class CoverifyHarness(wiring.Component):
             with m.If(core.trace_valid & (self.h_n_trace < self.trace_depth)):
                 m.d.comb += tr_w.en.eq(1)
                 m.d.sync += self.h_n_trace.eq(self.h_n_trace + 1)
-        if self.act_depth:
+        if self.act_log:
             m.submodules.acts = acts = Memory(shape=unsigned(sum(w for _, w in
                                                                  self.act_fields())),
-                                              depth=self.act_depth, init=[])
+                                              depth=self.act_log, init=[])
             ac_w = acts.write_port()
             m.d.comb += [ac_w.addr.eq(self.h_n_acts),
                          ac_w.data.eq(Cat(core.act_codes.as_value(), core.act_pos,
                                           core.act_pass, core.act_layer)),
                          ac_w.en.eq(running & core.act_valid
-                                    & (self.h_n_acts < self.act_depth))]
+                                    & (self.h_n_acts < self.act_log))]
         with m.If(running & core.act_valid):
             m.d.sync += self.h_n_acts.eq(self.h_n_acts + 1)
         with m.If(self.h_start & ~self.h_bypass):

@@ -6,7 +6,7 @@ Configuration (SPINBAYES_TB_CONFIG, written by :func:`spinbayes.sim.coverify.run
 results), ``progress`` (a file that gets one line per finished image), ``stall_thr``,
 ``stall_seed``, ``verify``, ``load`` (``"vpi"``: write list and images by VPI memory writes,
 ``"port"``: one word per cycle on ``h_wl_*`` / ``h_img_*``), ``max_cycles`` (per image),
-``act_depth`` (entries of the harness's activation-trace log; 0: none); for testcase
+``act_log`` (entries of the harness's activation-trace log; 0: none); for testcase
 ``driver_infer``: ``driver_images``, ``driver_out`` (npz), ``driver_result`` (JSON),
 ``index_bits``, ``n_max``.
 
@@ -138,8 +138,8 @@ async def coverify(dut):
     codes = d["codes"]
     B, size = codes.shape
     beat_depth, trace_depth = int(cfg["beat_depth"]), int(cfg["trace_depth"])
-    act_depth = int(cfg.get("act_depth", 0))
-    acts = np.zeros((B, act_depth), dtype=object)
+    act_log = int(cfg.get("act_log", 0))
+    acts = np.zeros((B, act_log), dtype=object)
     n_acts = np.zeros(B, dtype=np.int64)
     beats = np.zeros((B, beat_depth), dtype=np.int64)
     trace = np.zeros((B, trace_depth), dtype=np.int64)
@@ -170,11 +170,11 @@ async def coverify(dut):
         bm, tm = dut.beats, dut.trace
         beats[b, :n_beats[b]] = [int(bm[i].value) for i in range(int(n_beats[b]))]
         trace[b, :n_trace[b]] = [int(tm[i].value) for i in range(int(n_trace[b]))]
-        if act_depth:
+        if act_log:
             n_acts[b] = int(dut.h_n_acts.value)
             am = dut.acts
-            acts[b, :min(n_acts[b], act_depth)] = [int(am[i].value)
-                                                   for i in range(min(n_acts[b], act_depth))]
+            acts[b, :min(n_acts[b], act_log)] = [int(am[i].value)
+                                                   for i in range(min(n_acts[b], act_log))]
         counters[b + 1] = [int(getattr(dut, c).value) for c in COUNTERS]
         await RisingEdge(dut.clk)
         t3 = time.perf_counter()
