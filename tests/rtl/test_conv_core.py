@@ -226,3 +226,27 @@ def test_convolutions_the_design_cannot_run_are_refused(conv_case):
     with pytest.raises(ValueError, match="layer 0: the output layer must be dense, not a "
                                          "convolution"):
         compile_network(conv_out, params, T=T, seed=0)
+
+
+def test_conv_firmware_image_round_trip(conv_case, tmp_path):
+    """A convolution network's image: saved, checked and loaded unchanged; its summary names
+    each convolution's geometry; a geometry write that breaks the chain is refused."""
+    from spinbayes.cli_firmware import summary
+    from spinbayes.firmware.check import check_image
+    from spinbayes.firmware.image import FirmwareImageError, load_image, save_image
+
+    hw, _, T = conv_case(4)
+    params = params_for(hw, T)
+    program = compile_network(hw, params, T=T, seed=2)
+    out = save_image(program, params, tmp_path / "fw")
+    loaded, manifest = load_image(out, params)
+    assert loaded.descriptor == program.descriptor
+    assert np.array_equal(loaded.cells, program.cells)
+    g = geometry_of(hw)[0]
+    assert (f"conv {g.C_in}x{g.H}x{g.W} k {g.k} stride {g.stride} padding {g.padding} "
+            f"pool {g.pool}") in summary(loaded, manifest)
+    bad = [dataclasses.replace(w, data=w.data + 1) if (w.sel == Reg.LAYER_C_IN and w.c == 1)
+           else w for w in program.descriptor]
+    with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: layer 1: input \d+x\d+x\d+, "
+                                                 r"layer 0 writes \d+x\d+x\d+"):
+        check_image(bad, program.cells, manifest, params)
