@@ -1,15 +1,38 @@
-"""Shared fixtures: tiny fake data and a tiny trained model, built once per session."""
+"""Shared fixtures, built once per session: the digits, the trained models the tests share
+(one per distinct configuration), their crossbar mappings, and the Amaranth simulation
+runner."""
 
 from __future__ import annotations
+
+import os
+
+# Before torch loads its OpenMP runtime: threads that wait sleep instead of spinning, so a
+# second torch thread does not take the core that a simulator or another test process needs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest
 import torch
+from amaranth.sim import Simulator
 
 from spinbayes.config import Config
-from spinbayes.golden.datasets import load_digits_split
+from spinbayes.golden.datasets import Dataset, load_digits_split
+from spinbayes.golden.mapping import map_model
 from spinbayes.golden.networks import build_model
 from spinbayes.golden.train import train_bbb
+
+
+def _train(cfg: Config, data: Dataset):
+    """Train on one torch thread: the nets are tiny, and a second thread only spins while
+    another process (or a pytest-xdist worker) holds the other core (7 s instead of 1 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model(cfg, data.image_shape, data.num_classes)
+        train_bbb(model, data.x_train, data.y_train, cfg, progress=False)
+        return model
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +48,54 @@ def small_cfg():
 @pytest.fixture(scope="session")
 def small_model(digits, small_cfg):
     """A 64-16-10 comparator MLP trained for 3 epochs on the digits (about a second)."""
-    torch.set_num_threads(2)
-    model = build_model(small_cfg, digits.image_shape, digits.num_classes)
-    train_bbb(model, digits.x_train, digits.y_train, small_cfg, progress=False)
-    return model
+    return _train(small_cfg, digits)
+
+
+@pytest.fixture(scope="session")
+def small_mapped(small_model, digits):
+    """``small_model`` on N = 5 crossbars of Q = 4 bits (seed 0), BatchNorm re-calibrated on
+    2 batches: ``small_mapped.net(n)`` / ``.hw(n)`` are built once per n for the session."""
+    return map_model(small_model, digits.x_train, N=5, Q=4, seed=0, recal_batches=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(digits) -> Dataset:
+    """The digits average-pooled to 4x4 images (16 inputs), the input of the tiny designs."""
+    def pool(x):
+        return torch.nn.functional.avg_pool2d(x, 2)
+
+    return Dataset("digits-4x4", pool(digits.x_train), digits.y_train, pool(digits.x_test),
+                   digits.y_test)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_digits):
+    """A 16-6-10 comparator MLP with 2-bit inputs, trained for 2 epochs on the 4x4 digits:
+    the network of the tiny RTL designs (N = 3, rows_max = 16)."""
+    return _train(Config(hidden=(6,), epochs=2, input_bits=2), tiny_digits)
+
+
+@pytest.fixture(scope="session")
+def mlp32_model(digits):
+    """A 64-32-10 comparator MLP trained for 30 epochs (the slow network tests)."""
+    return _train(Config(hidden=(32,), epochs=30), digits)
+
+
+def _run_sim(dut, *testbenches, clock: bool = True) -> None:
+    """Run Amaranth testbenches (async functions of ``ctx``) on ``dut`` until they all
+    return; ``clock``: a 100 MHz clock on the sync domain (False for a combinational dut)."""
+    sim = Simulator(dut)
+    if clock:
+        sim.add_clock(1e-8)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.fixture(scope="session")
+def run_sim():
+    """``run_sim(dut, *testbenches, clock=True)``: the Amaranth simulation runner."""
+    return _run_sim
 
 
 def _check_against_reference(hw, x, results):

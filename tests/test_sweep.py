@@ -131,6 +131,7 @@ def _rows(spec):
         con.close()
 
 
+@pytest.mark.slow
 def test_two_node_cluster_runs_a_sweep_and_a_sharded_coverification(tmp_path, tiny_trained,
                                                                     monkeypatch):
     from ray.cluster_utils import Cluster

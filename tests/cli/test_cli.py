@@ -70,8 +70,11 @@ def _fake_mnist(folder, seed):
         _write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
 
 
+@pytest.mark.slow
 def test_run_lenet5_on_mnist_files_with_fashion_ood(tmp_path, capsys):
-    """MNIST in, LeNet-5, Fashion-MNIST found beside it and added to the OoD sets."""
+    """MNIST in, LeNet-5, Fashion-MNIST found beside it and added to the OoD sets (the default
+    run covers LeNet-5 through the main job in tests/cli/test_mnist_rows.py, on the bundled
+    28x28 digits, and the Fashion-MNIST OoD set there on small IDX files)."""
     data = tmp_path / "data"
     _fake_mnist(data / "MNIST" / "raw", 0)
     _fake_mnist(data / "FashionMNIST" / "raw", 1)
@@ -95,8 +98,8 @@ def test_plot_mtj(tmp_path, capsys):
 
 def test_compare_tiny_budget(tmp_path, capsys):
     out = tmp_path / "cmp"
-    rc = main(["compare", "--out", str(out), "--quiet", "--epochs", "2", "--hidden", "16",
-               "--ood-samples", "20", "--recal-batches", "1", "--T", "3"])
+    rc = main(["compare", "--out", str(out), "--quiet", "--epochs", "1", "--hidden", "8",
+               "--ood-samples", "10", "--recal-batches", "1", "--T", "2", "--threads", "1"])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "compare.json").read_text())
     names = [r["name"] for r in report["results"]]

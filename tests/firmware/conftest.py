@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from spinbayes.config import Config
 from spinbayes.firmware.compiler import Program, compile_network
 from spinbayes.firmware.image import (
     DESCRIPTOR_FILE,
@@ -25,11 +24,8 @@ from spinbayes.firmware.image import (
     save_image,
     seal_manifest,
 )
-from spinbayes.golden.approximation import approximate
-from spinbayes.golden.evaluate import build_spinbayes
-from spinbayes.golden.hardware import HwNetwork, fold_network
-from spinbayes.golden.networks import build_model
-from spinbayes.golden.train import train_bbb
+from spinbayes.golden.hardware import HwNetwork
+from spinbayes.golden.mapping import map_model
 from spinbayes.rtl.params import RtlParams
 from spinbayes.rtl.regs import Reg, parse_prog_text, prog_text
 
@@ -46,21 +42,12 @@ class Tiny:
     x_test: torch.Tensor      # (B, 1, 4, 4) in [0, 1]
 
 
-def pool(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.avg_pool2d(x, 2)
-
-
 @pytest.fixture(scope="session")
-def tiny(digits) -> Tiny:
-    torch.manual_seed(0)
-    cfg = Config(hidden=(6,), epochs=2, input_bits=2)
-    x_train = pool(digits.x_train)
-    model = build_model(cfg, (1, 4, 4), 10)
-    train_bbb(model, x_train, digits.y_train, cfg, progress=False)
-    images = approximate(model, 3, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, model, x_train, 1, 2, seed=0), images)
+def tiny(tiny_model, tiny_digits) -> Tiny:
+    """tests/conftest.py's tiny model on N = 3 crossbars, 1-way, compiled for T = 3."""
+    hw = map_model(tiny_model, tiny_digits.x_train, N=3, Q=4, seed=0, recal_batches=2).hw(1)
     program = compile_network(hw, TINY, T=3, seed=5)
-    return Tiny(TINY, hw, program, pool(digits.x_test[:4]))
+    return Tiny(TINY, hw, program, tiny_digits.x_test[:4])
 
 
 class ImageEdit:

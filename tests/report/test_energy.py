@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-from amaranth.sim import Simulator
 
 from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.driver import AmaranthBus, CoreDriver
@@ -110,10 +109,8 @@ def test_energy_file_nan_missing_and_toml(tmp_path):
         load_energy_model(t)
 
 
-def test_layer_shapes_of_the_mlp_match_the_folded_network(small_model, digits):
-    images = approximate(small_model, 5, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, small_model, digits.x_train, 1, 1, seed=0),
-                      images)
+def test_layer_shapes_of_the_mlp_match_the_folded_network(small_model, small_mapped, digits):
+    hw = small_mapped.hw(1)
     a = [(s.rows, s.outputs, s.in_bits, s.last) for s in shapes_of_hw(hw)]
     b = [(s.rows, s.outputs, s.in_bits, s.last)
          for s in layer_shapes(small_model, digits.image_shape)]
@@ -150,13 +147,11 @@ PARAMS = RtlParams(N=5, n_max=2, rows_max=64, outputs_max=16, layers_max=2, grou
 
 
 @pytest.mark.parametrize("n_way", [1, 2])
-def test_analytic_counts_equal_rtl_counters(small_model, digits, n_way):
+def test_analytic_counts_equal_rtl_counters(small_mapped, digits, n_way, run_sim):
     """Per image and counter, the schedule's counts (exact draws replayed from the seed) equal
     the core's activity counters in Amaranth's simulator."""
     T, seed, B = 3, 11, 2
-    images = approximate(small_model, 5, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, small_model, digits.x_train, n_way, 1, seed=0),
-                      images)
+    hw = small_mapped.hw(n_way)
     program = compile_network(hw, PARAMS, T=T, seed=seed)
     dut = SpinBayesCore(PARAMS, program.cells)
     results = []
@@ -167,10 +162,7 @@ def test_analytic_counts_equal_rtl_counters(small_model, digits, n_way):
         for img in input_codes(digits.x_test[:B], hw.input_bits).flatten(1).numpy():
             results.append(await drv.infer(img, program, len(hw.layers), hw.n_way))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_sim(dut, testbench)
     draws = arbiter_draws(len(hw.layers), B, T, 5, n_way, seed=seed)
     assert draws.sum() >= len(hw.layers) * B * T * n_way
     for b, r in enumerate(results):

@@ -19,13 +19,6 @@ PC = RtlParams(N=4, n_max=2, Q=5, R=2, A_in=2, A=3, rows_max=5, outputs_max=2,
                groups_total=4)
 
 
-def run(dut, tb):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-
-
 def wrap(x, bits):
     return (x + 2 ** (bits - 1)) % 2 ** bits - 2 ** (bits - 1)
 
@@ -56,7 +49,7 @@ def test_ports():
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC])
-def test_random_reads_against_model(params):
+def test_random_reads_against_model(params, run_sim):
     """Random codes, planes, masks, clear/valid patterns; S one cycle after each read."""
     rng = np.random.default_rng(params.R * 100 + params.Q)
     k, R = params.k_cells, params.R
@@ -93,7 +86,7 @@ def test_random_reads_against_model(params):
         assert get_S(ctx, dut, params) == [0] * params.outputs_max
         assert ctx.get(dut.ops) == ops
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 def _golden_reads(params, a, codes):
@@ -136,7 +129,7 @@ async def _feed(ctx, dut, params, p, n, S_expect):
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC])
-def test_end_to_end_against_golden(params):
+def test_end_to_end_against_golden(params, run_sim):
     """S == sum over the chosen crossbars of a @ codes.T, for every n = 1 .. n_max."""
     rng = np.random.default_rng(11 + params.R)
     q_max = 2 ** (params.Q - 1) - 1
@@ -151,13 +144,13 @@ def test_end_to_end_against_golden(params):
                 p, acc = _golden_reads(params, a, codes)
                 await _feed(ctx, dut, params, p, n, acc.sum(0))
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC, RtlParams(N=2, n_max=2, rows_max=16,
                                                           outputs_max=2, groups_total=4)])
 @pytest.mark.parametrize("sign", [1, -1])
-def test_width_extremes_do_not_overflow(params, sign):
+def test_width_extremes_do_not_overflow(params, sign, run_sim):
     """All inputs at 2^A_max - 1 against all weights at +-q_max on n_max crossbars: S is
     exactly +-sum_max, which needs every one of sum_bits (no overflow, the width is tight)."""
     q_max = 2 ** (params.Q - 1) - 1
@@ -173,10 +166,10 @@ def test_width_extremes_do_not_overflow(params, sign):
     async def tb(ctx):
         await _feed(ctx, dut, params, p, n, acc.sum(0))
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_crossbars_into_aac():
+def test_crossbars_into_aac(run_sim):
     """n CrossbarMemory blocks programmed through their write ports, read every (plane,
     group) with p_valid driving the AAC one cycle later, as the network controller does."""
     params = PA
@@ -234,7 +227,7 @@ def test_crossbars_into_aac():
         assert [ctx.get(aac.S[j]) for j in range(out)] == acc.sum(0).tolist()
         assert ctx.get(aac.ops) == params.A_max * G
 
-    run(m, tb)
+    run_sim(m, tb)
 
 
 @pytest.mark.parametrize("params", [PC, RtlParams()])

@@ -3,16 +3,8 @@
 import numpy as np
 import pytest
 from amaranth.back import rtlil, verilog
-from amaranth.sim import Simulator
 
 from spinbayes.rtl.act_memory import ActivationMemory
-
-
-def run(dut, tb):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
 
 
 async def write(ctx, dut, addr, value, swap=0):
@@ -33,7 +25,7 @@ async def read(ctx, dut, addr):
     return ctx.get(dut.rd_data)
 
 
-def test_layer_hand_over_through_a_swap():
+def test_layer_hand_over_through_a_swap(run_sim):
     """A producer fills the write bank (invisible to reads) and swaps in its last write
     cycle; the next cycle's read sees every word; the next producer writes the other bank
     while the first one's words are read."""
@@ -61,10 +53,10 @@ def test_layer_hand_over_through_a_swap():
         assert ctx.get(dut.bank) == 0
         assert [await read(ctx, dut, a) for a in range(6)] == [15, 14, 13, 12, 11, 10]
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_random_operations_against_a_two_bank_model():
+def test_random_operations_against_a_two_bank_model(run_sim):
     """300 cycles of random reads, writes (some beyond depth) and swaps; ``rd_data`` holds
     between reads."""
     depth, width = 5, 3
@@ -90,7 +82,7 @@ def test_random_operations_against_a_two_bank_model():
             bank ^= swap
             assert ctx.get(dut.rd_data) == data
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 def test_block_ram_and_verilog():

@@ -4,7 +4,6 @@ EmulatedRng twins, and arbiter_choices from a seed), draw for draw."""
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from spinbayes.golden.arbiter import Arbiter as GoldenArbiter
 from spinbayes.golden.arbiter import DeviceBank, arbiter_choices, device_seed, expected_draws
@@ -13,13 +12,6 @@ from spinbayes.rtl.arbiter import Arbiter
 
 W = 16
 THR = threshold_for(float(p_sw(230e-6)), W)    # = EmulatedRng.from_current(...).threshold
-
-
-def run(dut, tb):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
 
 
 async def until_done(ctx, dut, limit=5000):
@@ -35,7 +27,7 @@ def unpack(value, width, n):
     return tuple((value >> (s * width)) & ((1 << width) - 1) for s in range(n))
 
 
-def drive(dut, seeds, threshold, n_way, passes, *, gap=0):
+def drive(run_sim, dut, seeds, threshold, n_way, passes, *, gap=0):
     """Seed device d with seeds[d], then run ``passes`` start/done selections, ``gap`` idle
     cycles between them (0: the next start is asserted in the done cycle). Checks the
     handshake on the way; returns per pass (indices, mask, cycles start->done) and the
@@ -77,7 +69,7 @@ def drive(dut, seeds, threshold, n_way, passes, *, gap=0):
         res["rejections"] = ctx.get(dut.rejections)
         res["stuck"] = ctx.get(dut.stuck)
 
-    run(dut, tb)
+    run_sim(dut, tb)
     return res
 
 
@@ -125,7 +117,7 @@ def test_ports_and_verilog(N, n_max, k, dev_bits, idx_bits, nway_bits):
 @pytest.mark.parametrize("layer", [0, 1])
 @pytest.mark.parametrize("N", [2, 3, 5, 8])
 @pytest.mark.parametrize("n_way", [1, 2])
-def test_choices_equal_arbiter_choices(layer, N, n_way):
+def test_choices_equal_arbiter_choices(layer, N, n_way, run_sim):
     """Seeded as firmware does (device_seed), B*T back-to-back selections equal
     arbiter_choices; the draw/rejection counters and the cycles per selection equal the
     golden Arbiter's, pass by pass."""
@@ -133,7 +125,7 @@ def test_choices_equal_arbiter_choices(layer, N, n_way):
     k = (N - 1).bit_length()
     dut = Arbiter(N, 2)
     seeds = [device_seed(seed, layer, d, k) for d in range(k)]
-    res = drive(dut, seeds, THR, n_way, B * T)
+    res = drive(run_sim, dut, seeds, THR, n_way, B * T)
     expect = arbiter_choices(layer + 1, B, T, N, n_way, seed=seed)[layer].reshape(-1, n_way)
     got = np.array([idx[:n_way] for idx in res["indices"]])
     assert np.array_equal(got, expect.numpy())
@@ -156,11 +148,11 @@ def test_choices_equal_arbiter_choices(layer, N, n_way):
     (7, 2, 2, 45875, 1),        # biased the other way (p = 0.7)
     (4, 4, 3, 2 ** 15, 0),      # power of two: only repeats are rejected
 ])
-def test_more_shapes_equal_golden(N, n_max, n_way, threshold, gap):
+def test_more_shapes_equal_golden(N, n_max, n_way, threshold, gap, run_sim):
     k = (N - 1).bit_length()
     seeds = [0x1000 * (d + 1) + N for d in range(k)]
     passes = 25
-    res = drive(Arbiter(N, n_max), seeds, threshold, n_way, passes, gap=gap)
+    res = drive(run_sim, Arbiter(N, n_max), seeds, threshold, n_way, passes, gap=gap)
     gold = GoldenArbiter(N, n_way, DeviceBank([EmulatedRng(s, threshold, W) for s in seeds]))
     expect = gold.choose(passes)
     assert np.array_equal(np.array([i[:n_way] for i in res["indices"]]), expect)
@@ -169,10 +161,10 @@ def test_more_shapes_equal_golden(N, n_max, n_way, threshold, gap):
     assert sum(res["cycles"]) == gold.draws + passes
 
 
-def test_mean_draws_near_expected():
+def test_mean_draws_near_expected(run_sim):
     """Over 400 N = 5 one-way selections the mean draws per pass is near 8/5."""
     k, passes = 3, 400
-    res = drive(Arbiter(5, 1), [device_seed(7, 0, d, k) for d in range(k)], THR, 1, passes)
+    res = drive(run_sim, Arbiter(5, 1), [device_seed(7, 0, d, k) for d in range(k)], THR, 1, passes)
     mean = res["draws"] / passes
     assert abs(mean - float(expected_draws(5, 1))) < 0.2
     counts = np.bincount([i[0] for i in res["indices"]], minlength=5)
@@ -181,7 +173,7 @@ def test_mean_draws_near_expected():
 
 # --- external bits, stuck device, N = 1 ------------------------------------------------------
 
-def test_external_bits_code_order():
+def test_external_bits_code_order(run_sim):
     """ext_bits[d] is device d's bit and device 0 is the MSB: 0b001 -> code 4, 0b100 -> 1."""
     dut = Arbiter(5, 1)
     got = []
@@ -198,11 +190,11 @@ def test_external_bits_code_order():
             assert ctx.get(dut.done)
             got.append((ctx.get(dut.mask), ctx.get(dut.indices.as_value())))
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert got == [(1 << 4, 4), (1 << 1, 1), (1 << 3, 3), (1 << 0, 0), (1 << 2, 2)]
 
 
-def test_stuck_device_raises_stuck_and_never_completes():
+def test_stuck_device_raises_stuck_and_never_completes(run_sim):
     """All ext bits 1 with N = 5: code 7 is rejected forever. stuck rises on the
     (64 * 2^k + 1)-th consecutive rejection, as golden max_redraws; it stays set after the
     source recovers and a fresh selection completes."""
@@ -234,14 +226,14 @@ def test_stuck_device_raises_stuck_and_never_completes():
         await until_done(ctx, dut)
         seen["recovered"] = (ctx.get(dut.mask).bit_count(), ctx.get(dut.stuck))
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert seen["before"] == (limit, limit, 0)
     assert seen["after"] == (limit + 1, limit + 1, 1)
     assert seen["hung"] == (0, 1, 0, 1)
     assert seen["recovered"] == (1, 1)
 
 
-def test_stuck_at_zero_two_way_hangs():
+def test_stuck_at_zero_two_way_hangs(run_sim):
     """A stuck-at-0 source holds crossbar 0, then repeats it forever with n = 2."""
     dut = Arbiter(3, 2)
     seen = {}
@@ -257,11 +249,11 @@ def test_stuck_at_zero_two_way_hangs():
         seen["state"] = (ctx.get(dut.busy), ctx.get(dut.mask), ctx.get(dut.stuck),
                          ctx.get(dut.draws) - ctx.get(dut.rejections))
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert seen["state"] == (1, 1, 1, 1)
 
 
-def test_single_crossbar():
+def test_single_crossbar(run_sim):
     """N = 1: done the cycle after start, mask 1, index 0, no draws, no devices."""
     dut = Arbiter(1, 1)
     seen = []
@@ -278,12 +270,12 @@ def test_single_crossbar():
             await ctx.tick()
             assert not ctx.get(dut.done)
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert dut.k == 0
     assert seen == [(1, 0, 1, 0, 0, 0, 0)] * 3
 
 
-def test_n_way_clamped():
+def test_n_way_clamped(run_sim):
     """n_way 0 acts as 1 and values above n_max as n_max, so a bad register cannot hang."""
     dut = Arbiter(5, 2)
     got = []
@@ -304,5 +296,5 @@ def test_n_way_clamped():
             await until_done(ctx, dut)
             got.append(ctx.get(dut.mask).bit_count())
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert got == [1, 2, 2, 1]

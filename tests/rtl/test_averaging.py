@@ -6,9 +6,7 @@ import torch
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from spinbayes.golden.approximation import approximate
-from spinbayes.golden.evaluate import build_spinbayes
-from spinbayes.golden.hardware import HwOutput, fold_network
+from spinbayes.golden.hardware import HwOutput
 from spinbayes.golden.inference import sample_choices
 from spinbayes.rtl.averaging import DIV_BITS, MAC_LATENCY, AveragingBlock, divide_cycles
 from spinbayes.rtl.params import RtlParams
@@ -19,13 +17,6 @@ PB = RtlParams(N=2, n_max=1, Q=3, rows_max=3, outputs_max=3, groups_total=1, A_i
 PC = RtlParams(rows_max=4, outputs_max=1, groups_total=1, T_max=7, scale_bits=9)
 # the trained 64-16-10 digits MLP of conftest, 2-way, T = 10
 PNET = RtlParams(n_max=2, rows_max=64, outputs_max=16, groups_total=16, T_max=10)
-
-
-def run(dut, tb):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
 
 
 def m_max(p):
@@ -147,7 +138,7 @@ def test_ports(params):
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC])
-def test_random_images_against_golden(params):
+def test_random_images_against_golden(params, run_sim):
     """Random S, M, B within the contract, T in {1, 2, 3, 10, T_max}, n_out <= outputs_max;
     counters; small ranges on some images so that ties and halves occur."""
     rng = np.random.default_rng(params.outputs_max * 7 + params.T_max)
@@ -175,7 +166,7 @@ def test_random_images_against_golden(params):
             avg_ops += n_out
             assert ctx.get(dut.mult_ops) == mult_ops and ctx.get(dut.avg_ops) == avg_ops
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("total, T, expected", [
@@ -183,7 +174,7 @@ def test_random_images_against_golden(params):
     (4, 10, 0), (15, 10, 2), (-1, 2, 0), (-2, 2, -1), (-3, 2, -1), (3, 2, 2), (-2, 3, -1),
     (-1, 3, 0), (7, 1, 7), (-7, 1, -7), (0, 16, 0), (-8, 16, 0), (-9, 16, -1), (8, 16, 1),
 ])
-def test_negative_totals_and_halves(total, T, expected):
+def test_negative_totals_and_halves(total, T, expected, run_sim):
     """floor((Y + floor(T/2)) / T) with Python floor semantics: the pass outputs are B only
     (M = 0), the first pass carries the whole total."""
     params = PA
@@ -198,10 +189,10 @@ def test_negative_totals_and_halves(total, T, expected):
         assert Y == B and avg[0] == expected
         check(params, ys * 1 + [[0] * C] * (T - 1), Y, avg, cls, cycles, C)
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_argmax_ties_and_unused_classes():
+def test_argmax_ties_and_unused_classes(run_sim):
     params = PA
     C = params.outputs_max
     dut = AveragingBlock(params)
@@ -218,11 +209,11 @@ def test_argmax_ties_and_unused_classes():
             assert cls == expected
             check(params, ys, Y, avg, cls, cycles, n_out)
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC, PNET])
-def test_width_extremes_without_overflow(params):
+def test_width_extremes_without_overflow(params, run_sim):
     """T_max passes of max |M| * sum_max + max |B| with either sign: |Y| reaches T_max *
     out_max (the bound total_bits is sized for) and y reaches +-out_max."""
     C, w, mm = params.outputs_max, params.widths, m_max(params)
@@ -242,10 +233,10 @@ def test_width_extremes_without_overflow(params):
             assert Y[0] == -params.T_max * w.out_max
             check(params, ys, Y, avg, cls, cycles, n_out)
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_every_T_divides_a_spread_of_totals():
+def test_every_T_divides_a_spread_of_totals(run_sim):
     """One pass (y = M S + B anywhere in +-out_max) divided by every T in 1 .. T_max."""
     params = PC                                  # one class: short divisions
     w, mm = params.widths, m_max(params)
@@ -261,10 +252,10 @@ def test_every_T_divides_a_spread_of_totals():
                 _, Y, avg, _, _ = await image(ctx, dut, S, M, B, 1, T=T)
                 assert avg == [(Y[0] + T // 2) // T]
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_clear_with_pass_abort_empty_finish_and_finish_while_busy():
+def test_clear_with_pass_abort_empty_finish_and_finish_while_busy(run_sim):
     params = PB
     C = params.outputs_max
     dut = AveragingBlock(params)
@@ -327,15 +318,13 @@ def test_clear_with_pass_abort_empty_finish_and_finish_while_busy():
             await ctx.tick()
         assert ctx.get(dut.busy) == 0 and list(ctx.get(dut.Y)) == [3, 5, 7]
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_trained_network_outputs(small_model, digits):
+def test_trained_network_outputs(small_mapped, digits, run_sim):
     """The last layer of the trained 64-16-10 MLP (2-way, T = 10): its n-way sums from the
     golden run, through the block, give the golden per-pass y, averages and class."""
-    images = approximate(small_model, 5, 4, seed=0)
-    net = build_spinbayes(images, small_model, digits.x_train, 2, 2, seed=0)
-    hw = fold_network(net, images)
+    hw = small_mapped.hw(2)
     last, B_img, T = hw.layers[-1], 6, 10
     C = last.scale.shape[0]
     assert hw.widths(T)[-1].total_bits <= PNET.total_bits
@@ -354,7 +343,7 @@ def test_trained_network_outputs(small_model, digits):
             assert np.array_equal(np.asarray(ys)[:, :C], out.per_pass[i].numpy())
             assert avg[:C] == out.averaged[i].tolist() and cls == int(out.prediction[i])
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("params", [PA, PB, PNET, RtlParams()])

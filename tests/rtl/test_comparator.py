@@ -7,8 +7,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from spinbayes.config import Config
-from spinbayes.golden.approximation import CrossbarImages, CrossbarLayer, approximate
-from spinbayes.golden.evaluate import build_spinbayes
+from spinbayes.golden.approximation import CrossbarImages, CrossbarLayer
 from spinbayes.golden.hardware import HwLayer, fold_network
 from spinbayes.golden.inference import SpinBayesNet, sample_choices
 from spinbayes.golden.networks import build_model
@@ -20,13 +19,6 @@ PB = RtlParams(rows_max=5, outputs_max=3, groups_total=2, A=2, A_in=2)    # 3 le
 PC = RtlParams(N=3, n_max=3, Q=3, rows_max=3, outputs_max=2, groups_total=1, A=3, A_in=3)
 # the trained 64-16-10 digits MLP of conftest, 2-way
 PNET = RtlParams(n_max=2, rows_max=64, outputs_max=16, groups_total=16)
-
-
-def run(dut, tb):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
 
 
 def model(S, theta, sign):
@@ -64,7 +56,7 @@ def test_ports(params):
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC])
-def test_random_against_golden_and_extremes(params):
+def test_random_against_golden_and_extremes(params, run_sim):
     """Random S, thresholds (clamp values and the register's extremes) and signs, with fixed
     seeds; S at +-sum_max and at the most negative sum_bits value (whose negation needs one
     more bit)."""
@@ -101,11 +93,11 @@ def test_random_against_golden_and_extremes(params):
             if in_contract:
                 assert act == golden(S, theta, sign).tolist()
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("params", [PA, PB, PC])
-def test_clamped_thresholds_always_on_and_off(params):
+def test_clamped_thresholds_always_on_and_off(params, run_sim):
     """theta = -sum_max fires for every in-contract S and sign; sum_max + 1 never fires."""
     C, L, w = params.outputs_max, params.levels, params.widths
     dut = ComparatorBank(params)
@@ -120,10 +112,10 @@ def test_clamped_thresholds_always_on_and_off(params):
                 ctx.set(dut.theta, [[w.sum_max + 1] * L] * C)
                 assert list(ctx.get(dut.act)) == [0] * C
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_ops_counts_active_outputs_times_levels():
+def test_ops_counts_active_outputs_times_levels(run_sim):
     params = PB
     C, L = params.outputs_max, params.levels
     dut = ComparatorBank(params)
@@ -141,15 +133,13 @@ def test_ops_counts_active_outputs_times_levels():
             ops += valid * min(n_out, C) * L
             assert ctx.get(dut.ops) == ops
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_trained_network_thresholds(small_model, digits):
+def test_trained_network_thresholds(small_mapped, digits, run_sim):
     """fold_network's thresholds and signs of the trained 64-16-10 MLP, 2-way; the hidden
     layer's n-way sums of 40 images x 3 passes give exactly the golden activations."""
-    images = approximate(small_model, 5, 4, seed=0)
-    net = build_spinbayes(images, small_model, digits.x_train, 2, 2, seed=0)
-    hw = fold_network(net, images)
+    hw = small_mapped.hw(2)
     layer = hw.layers[0]
     C = layer.thresholds.shape[0]
     assert C <= PNET.outputs_max and layer.thresholds.shape[1] == PNET.levels
@@ -171,7 +161,7 @@ def test_trained_network_thresholds(small_model, digits):
             ctx.set(dut.S, np.pad(s, (0, pad)).tolist())
             assert list(ctx.get(dut.act))[:C] == e.tolist()
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert len(np.unique(expected)) == 2                  # both outputs occur
 
 
@@ -195,7 +185,7 @@ def _hand_folded_layer(act_bits):
 
 
 @pytest.mark.parametrize("act_bits", [1, 2])
-def test_hand_folded_thresholds_over_the_whole_range(act_bits):
+def test_hand_folded_thresholds_over_the_whole_range(act_bits, run_sim):
     """Every S in -sum_max .. sum_max on each output against HwLayer.activate."""
     layer, sum_max = _hand_folded_layer(act_bits)
     params = RtlParams(N=2, n_max=1, rows_max=4, outputs_max=3, groups_total=1, A_in=2,
@@ -215,7 +205,7 @@ def test_hand_folded_thresholds_over_the_whole_range(act_bits):
             ctx.set(dut.S, s)
             assert list(ctx.get(dut.act)) == e
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("params", [PA, PB, PNET, RtlParams()])

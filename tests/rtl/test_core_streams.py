@@ -19,21 +19,14 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 from amaranth import ClockDomain, Module, Value
-from amaranth.sim import Simulator
 
-from spinbayes.config import Config
 from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.driver import COUNTERS, AmaranthBus, CoreDriver
-from spinbayes.golden.approximation import approximate
 from spinbayes.golden.arbiter import Arbiter, DeviceBank, device_seed
-from spinbayes.golden.evaluate import build_spinbayes
-from spinbayes.golden.hardware import fold_network
 from spinbayes.golden.layers import input_codes
+from spinbayes.golden.mapping import map_model
 from spinbayes.golden.mtj import EmulatedRng
-from spinbayes.golden.networks import build_model
-from spinbayes.golden.train import train_bbb
 from spinbayes.rtl.averaging import divide_cycles
 from spinbayes.rtl.network import DRAIN, SpinBayesCore
 from spinbayes.rtl.params import RtlParams
@@ -45,38 +38,33 @@ T, SEED, N_WAY = 3, 11, 2
 
 
 @pytest.fixture(scope="module")
-def tiny(digits):
-    torch.manual_seed(0)
-    cfg = Config(hidden=(6,), epochs=2, input_bits=2)
-    x_train = torch.nn.functional.avg_pool2d(digits.x_train, 2)      # 4x4 images, 16 inputs
-    model = build_model(cfg, (1, 4, 4), 10)
-    train_bbb(model, x_train, digits.y_train, cfg, progress=False)
-    images = approximate(model, 3, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, model, x_train, N_WAY, 2, seed=0), images)
-    x = torch.nn.functional.avg_pool2d(digits.x_test[:2], 2)
+def tiny(tiny_model, tiny_digits):
+    mapped = map_model(tiny_model, tiny_digits.x_train, N=3, Q=4, seed=0, recal_batches=2)
+    hw = mapped.hw(N_WAY)
+    x = tiny_digits.x_test[:2]
     program = compile_network(hw, TINY, T=T, seed=SEED)
     codes = input_codes(x, hw.input_bits).flatten(1).numpy()
     return hw, x, program, codes
 
 
-def simulate(program, *testbenches):
+def simulate(run_sim, program, *testbenches):
     """Run testbenches (async fns of (ctx, dut, rst)) on a core with an explicit sync domain,
     so that a testbench can drive its reset."""
     dut = SpinBayesCore(TINY, program.cells)
     top = Module()
     top.domains.sync = cd = ClockDomain()
     top.submodules.core = dut
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    for tb in testbenches:
-        async def run(ctx, tb=tb):
+
+    def bind(tb):
+        async def run(ctx):
             await tb(ctx, dut, cd.rst)
-        sim.add_testbench(run)
-    sim.run()
+        return run
+
+    run_sim(top, *map(bind, testbenches))
     return dut
 
 
-def run_images(tiny, **stalls):
+def run_images(run_sim, tiny, **stalls):
     hw, _, program, codes = tiny
     results = []
 
@@ -86,18 +74,19 @@ def run_images(tiny, **stalls):
         for img in codes:
             results.append(await drv.infer(img, program, len(hw.layers), hw.n_way, **stalls))
 
-    simulate(program, tb)
+    simulate(run_sim, program, tb)
     return results
 
 
 @pytest.fixture(scope="module")
-def unstalled(tiny):
-    return run_images(tiny)
+def unstalled(tiny, run_sim):
+    return run_images(run_sim, tiny)
 
 
-def test_backpressure_is_bit_identical(tiny, unstalled, check_reference):
+def test_backpressure_is_bit_identical(tiny, unstalled, check_reference, run_sim):
     hw, x, _, _ = tiny
-    stalled = run_images(tiny, in_gap=0.4, out_stall=0.5, rng=np.random.default_rng(5))
+    stalled = run_images(run_sim, tiny, in_gap=0.4, out_stall=0.5,
+                         rng=np.random.default_rng(5))
     check_reference(hw, x, unstalled)
     check_reference(hw, x, stalled)
     for a, b in zip(unstalled, stalled):
@@ -113,7 +102,7 @@ def test_backpressure_is_bit_identical(tiny, unstalled, check_reference):
                 assert b.counters[name] == a.counters[name], name
 
 
-def test_stall_arguments_are_checked(tiny):
+def test_stall_arguments_are_checked(tiny, run_sim):
     _, _, program, codes = tiny
 
     async def tb(ctx, dut, rst):
@@ -122,10 +111,11 @@ def test_stall_arguments_are_checked(tiny):
             with pytest.raises(ValueError, match="must be a probability"):
                 await drv.infer(codes[0], program, 2, N_WAY, **bad)
 
-    simulate(program, tb)
+    simulate(run_sim, program, tb)
 
 
-def test_programming_write_while_busy_waits_for_idle(tiny, unstalled, check_reference):
+def test_programming_write_while_busy_waits_for_idle(tiny, unstalled, check_reference,
+                                                     run_sim):
     """A write of PASSES = T + 1 presented mid-image lands only after the image."""
     hw, x, program, codes = tiny
     results, seen = [], []
@@ -153,7 +143,7 @@ def test_programming_write_while_busy_waits_for_idle(tiny, unstalled, check_refe
                 break
         ctx.set(dut.prog_en, 0)
 
-    simulate(program, driver, writer)
+    simulate(run_sim, program, driver, writer)
     assert len(seen) > 20 and all(b for _, b in seen[:-1]) and seen[-1] == (1, 0)
     first, second = results
     assert np.array_equal(first.per_pass, unstalled[0].per_pass)
@@ -163,7 +153,7 @@ def test_programming_write_while_busy_waits_for_idle(tiny, unstalled, check_refe
     check_reference(hw, x[1:], [second])
 
 
-def test_no_image_starts_while_a_write_lands(tiny):
+def test_no_image_starts_while_a_write_lands(tiny, run_sim):
     """A descriptor write lands the cycle after it is accepted; in_ready stays low in IDLE in
     the cycle of the write and the two after (the registered copies of the descriptor follow
     one cycle later), so the image sees the new value."""
@@ -192,12 +182,12 @@ def test_no_image_starts_while_a_write_lands(tiny):
         await ctx.tick()
         seen.append(("taken", ctx.get(dut.busy)))
 
-    simulate(program, tb)
+    simulate(run_sim, program, tb)
     assert seen == [("idle", 1, T), ("write", 1, 0), ("stage", 0, T),
                     ("landed", 0, T + 1, 0), ("copied", 1, 0), ("taken", 1)]
 
 
-def test_reset_mid_inference(tiny, check_reference):
+def test_reset_mid_inference(tiny, check_reference, run_sim):
     hw, x, program, codes = tiny
     out = {}
 
@@ -232,7 +222,7 @@ def test_reset_mid_inference(tiny, check_reference):
         await drv.program(program, cells=False)             # descriptor table only
         out["result"] = await drv.infer(codes[1], program, len(hw.layers), hw.n_way)
 
-    simulate(program, tb)
+    simulate(run_sim, program, tb)
     after = out["after"]
     assert after["busy"] == 0 and after["in_ready"] == 1 and after["prog_ready"] == 1
     assert after["out_valid"] == 0 and after["trace_valid"] == 0 and after["stuck"] == 0

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from spinbayes.golden.cells import cells_per_weight, encode_weights
 from spinbayes.golden.hardware import crossbar_mvm_bitserial
@@ -20,14 +19,6 @@ P5 = RtlParams(N=2, n_max=1, Q=5, R=2, rows_max=6, outputs_max=3, groups_total=3
 P6 = RtlParams(N=2, n_max=1, Q=4, R=3, rows_max=9, outputs_max=2, groups_total=3)
 
 
-def run(dut, tb, clock=True):
-    sim = Simulator(dut)
-    if clock:
-        sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-
-
 @pytest.mark.parametrize("cls", [ReadDecoder, WriteDecoder, CrossbarMemory])
 def test_params_checked(cls):
     with pytest.raises(ValueError, match="params must be an RtlParams"):
@@ -35,7 +26,7 @@ def test_params_checked(cls):
 
 
 @pytest.mark.parametrize("params", [P4, P3])
-def test_read_decoder(params):
+def test_read_decoder(params, run_sim):
     dut = ReadDecoder(params)
 
     async def tb(ctx):
@@ -47,11 +38,11 @@ def test_read_decoder(params):
                 assert ctx.get(dut.wl) == (2 ** params.R - 1) * en
                 assert ctx.get(dut.row_base) == (g * params.R) % 2 ** params.row_bits
 
-    run(dut, tb, clock=False)
+    run_sim(dut, tb, clock=False)
 
 
 @pytest.mark.parametrize("params", [P4, P3, P5, P6])
-def test_write_decoder_exhaustive(params):
+def test_write_decoder_exhaustive(params, run_sim):
     dut = WriteDecoder(params)
     n_rows = params.groups_total * params.R
 
@@ -70,7 +61,7 @@ def test_write_decoder_exhaustive(params):
                         assert ctx.get(dut.group) == row // params.R
                         assert ctx.get(dut.lane) == row % params.R
 
-    run(dut, tb, clock=False)
+    run_sim(dut, tb, clock=False)
 
 
 def _cell_columns(codes, Q):
@@ -107,7 +98,7 @@ async def read_back(ctx, dut, rows, cols):
 
 
 @pytest.mark.parametrize("params", [P4, P3, P5])
-def test_crossbar_program_readback_and_compute(params):
+def test_crossbar_program_readback_and_compute(params, run_sim):
     rng = np.random.default_rng(params.Q * 10 + params.R)
     q_max = 2 ** (params.Q - 1) - 1
     rows = params.groups_total * params.R
@@ -158,11 +149,11 @@ def test_crossbar_program_readback_and_compute(params):
             assert got == want.tolist()
             assert max(abs(x) for x in got) <= 4 * params.R
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("params", [P4, P3, P5, P6])
-def test_out_of_range_writes_flag_error_and_do_not_corrupt(params):
+def test_out_of_range_writes_flag_error_and_do_not_corrupt(params, run_sim):
     rng = np.random.default_rng(7)
     rows = params.groups_total * params.R
     levels = rng.integers(-4, 5, size=(rows, params.cols_max))
@@ -197,10 +188,10 @@ def test_out_of_range_writes_flag_error_and_do_not_corrupt(params):
             assert ctx.get(dut.p_valid) == 1
             assert all(ctx.get(dut.p[c]) == 0 for c in range(params.cols_max))
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
-def test_write_then_overwrite_and_extremes():
+def test_write_then_overwrite_and_extremes(run_sim):
     """Every level -4..4 round-trips; a rewrite replaces only its cell; |p| reaches 4R."""
     params = P4
     dut = CrossbarMemory(params)
@@ -232,7 +223,7 @@ def test_write_then_overwrite_and_extremes():
         full[5, 3] = 4
         assert (await read_back(ctx, dut, rows, params.cols_max) == full).all()
 
-    run(dut, tb)
+    run_sim(dut, tb)
 
 
 @pytest.mark.parametrize("cls", [ReadDecoder, WriteDecoder, CrossbarMemory])

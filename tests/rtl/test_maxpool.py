@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from spinbayes.golden.hardware import HwLayer
 from spinbayes.rtl.maxpool import MaxPool
@@ -23,7 +22,7 @@ def golden_pool(codes, pool, A):
     return a
 
 
-def run(dut, layers, *, gap_p=0.0, seed=0):
+def run(run_sim, dut, layers, *, gap_p=0.0, seed=0):
     """Stream each layer's (C, H, W) codes in raster order, with idle cycles in between at
     probability ``gap_p``; per layer the (out_pos, codes, last, cycle) beats and the cycle
     of each input position."""
@@ -58,10 +57,7 @@ def run(dut, layers, *, gap_p=0.0, seed=0):
             assert not ctx.get(dut.out_valid)
             got.append((beats, fed))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     return got
 
 
@@ -80,7 +76,7 @@ def check(codes, pool, A, result):
     assert np.array_equal(got, want), (codes.shape, pool)
 
 
-def test_random_shapes_against_golden():
+def test_random_shapes_against_golden(run_sim):
     """Random C (1-4), A (1-3), H_out and W_out (1-12), pool 0-3, layers back to back, the
     producer idle in 30 % of the cycles; then back to back at one position per cycle."""
     rng = np.random.default_rng(14)
@@ -98,12 +94,12 @@ def test_random_shapes_against_golden():
     cases.append((rng.integers(0, 8, (4, 11, 12)), 2, 3))
     layers = [(c, p) for c, p, _ in cases]
     for gap_p, seed in ((0.3, 1), (0.0, 2)):
-        for (codes, pool, A), beats in zip(cases, run(dut, layers, gap_p=gap_p, seed=seed),
-                                           strict=True):
+        results = run(run_sim, dut, layers, gap_p=gap_p, seed=seed)
+        for (codes, pool, A), beats in zip(cases, results, strict=True):
             check(codes, pool, A, beats)
 
 
-def test_lenet5_shapes_and_latency():
+def test_lenet5_shapes_and_latency(run_sim):
     """LeNet-5's pooled layers (28x28 and 10x10 positions, pool 2, 1-bit codes): every
     pooled output one cycle after the position that completes its window."""
     rng = np.random.default_rng(5)
@@ -111,7 +107,7 @@ def test_lenet5_shapes_and_latency():
     assert dut.line_depth == 14
     c1 = np.concatenate([rng.integers(0, 2, (6, 28, 28)), np.zeros((10, 28, 28), int)])
     c2 = rng.integers(0, 2, (16, 10, 10))
-    beats1, beats2 = run(dut, [(c1, 2), (c2, 2)])
+    beats1, beats2 = run(run_sim, dut, [(c1, 2), (c2, 2)])
     check(c1, 2, 1, beats1)
     check(c2, 2, 1, beats2)
 

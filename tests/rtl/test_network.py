@@ -8,18 +8,12 @@ choices, and every per-pass output, average and class must be equal.
 import numpy as np
 import pytest
 import torch
-from amaranth.sim import Simulator
 
-from spinbayes.config import Config
 from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.driver import AmaranthBus, CoreDriver
-from spinbayes.golden.approximation import approximate
 from spinbayes.golden.arbiter import arbiter_choices
-from spinbayes.golden.evaluate import build_spinbayes
-from spinbayes.golden.hardware import fold_network
 from spinbayes.golden.layers import input_codes
-from spinbayes.golden.networks import build_model
-from spinbayes.golden.train import train_bbb
+from spinbayes.golden.mapping import map_model
 from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.rtl.params import RtlParams
 
@@ -27,13 +21,7 @@ PARAMS = RtlParams(N=5, n_max=2, rows_max=64, outputs_max=16, layers_max=2, grou
                    T_max=16)
 
 
-def _hw(model, x_train, n_way, recal=2):
-    images = approximate(model, 5, 4, seed=0)
-    net = build_spinbayes(images, model, x_train, n_way, recal, seed=0)
-    return fold_network(net, images)
-
-
-def run_core(hw, x, T, seed, params=PARAMS, *, back_door=True, verify=0):
+def run_core(run_sim, hw, x, T, seed, params=PARAMS, *, back_door=True, verify=0):
     """Program the core and run the images; returns (program, results, bad cells)."""
     program = compile_network(hw, params, T=T, seed=seed)
     dut = SpinBayesCore(params, program.cells if back_door else None)
@@ -47,18 +35,16 @@ def run_core(hw, x, T, seed, params=PARAMS, *, back_door=True, verify=0):
         for img in input_codes(x, hw.input_bits).flatten(1).numpy():
             results.append(await drv.infer(img, program, len(hw.layers), hw.n_way))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_sim(dut, testbench)
     return program, results, bad
 
 
 @pytest.mark.parametrize("n_way", [1, 2])
-def test_network_equals_integer_reference(small_model, digits, n_way, check_reference):
-    hw = _hw(small_model, digits.x_train, n_way)
+def test_network_equals_integer_reference(small_mapped, digits, n_way, check_reference,
+                                          run_sim):
+    hw = small_mapped.hw(n_way)
     x = digits.x_test[:2]
-    _, results, _ = run_core(hw, x, T=4, seed=3)
+    _, results, _ = run_core(run_sim, hw, x, T=4, seed=3)
     check_reference(hw, x, results)
     # the arbiters drew from the emulated devices: the trace equals the seed's choices
     got = torch.from_numpy(np.stack([r.choices for r in results], axis=1))
@@ -68,26 +54,22 @@ def test_network_equals_integer_reference(small_model, digits, n_way, check_refe
         assert r.counters["cnt_aac_ops"] == 4 * (16 * 4 + 4 * 1)
 
 
-def test_programming_through_the_port_on_a_tiny_design(digits, check_reference):
+def test_programming_through_the_port_on_a_tiny_design(tiny_model, tiny_digits,
+                                                        check_reference, run_sim):
     """Firmware writes every crossbar cell through the write decoder, then reads back."""
-    cfg = Config(hidden=(6,), epochs=2, input_bits=2)
     tiny = RtlParams(N=3, n_max=1, A_in=2, rows_max=16, outputs_max=10, layers_max=2,
                      groups_total=8, T_max=4)
-    x_train = torch.nn.functional.avg_pool2d(digits.x_train, 2)      # 4x4 images, 16 inputs
-    model = build_model(cfg, (1, 4, 4), 10)
-    train_bbb(model, x_train, digits.y_train, cfg, progress=False)
-    images = approximate(model, 3, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, model, x_train, 1, 2, seed=0), images)
-    x = torch.nn.functional.avg_pool2d(digits.x_test[:2], 2)
-    program, results, bad = run_core(hw, x, T=3, seed=5, params=tiny, back_door=False,
-                                     verify=300)
+    hw = map_model(tiny_model, tiny_digits.x_train, N=3, Q=4, seed=0, recal_batches=2).hw(1)
+    x = tiny_digits.x_test[:2]
+    program, results, bad = run_core(run_sim, hw, x, T=3, seed=5, params=tiny,
+                                     back_door=False, verify=300)
     assert bad == []
     assert np.count_nonzero(program.cells) > 0
     check_reference(hw, x, results)
 
 
-def test_oversized_network_is_refused(small_model, digits):
-    hw = _hw(small_model, digits.x_train, 1)
+def test_oversized_network_is_refused(small_mapped):
+    hw = small_mapped.hw(1)
     small = RtlParams(N=5, n_max=1, rows_max=32, outputs_max=16, layers_max=2,
                       groups_total=16, T_max=16)
     with pytest.raises(ValueError, match="layer 0: 16 x 64 exceeds outputs_max=16, rows_max=32"):
@@ -97,16 +79,13 @@ def test_oversized_network_is_refused(small_model, digits):
 
 
 @pytest.mark.slow
-def test_digits_mlp_64_32_10_fifty_images(digits, check_reference):
+def test_digits_mlp_64_32_10_fifty_images(mlp32_model, digits, check_reference, run_sim):
     """The trained digits MLP on the RTL core: 64-32-10, N=5, Q=4, T=10, 50 test images."""
-    cfg = Config(hidden=(32,), epochs=30)
-    model = build_model(cfg, (1, 8, 8), 10)
-    train_bbb(model, digits.x_train, digits.y_train, cfg, progress=False)
-    hw = _hw(model, digits.x_train, 1, recal=20)
+    hw = map_model(mlp32_model, digits.x_train, N=5, Q=4, seed=0, recal_batches=20).hw(1)
     params = RtlParams(N=5, n_max=2, rows_max=64, outputs_max=32, layers_max=2,
                        groups_total=32, T_max=16)
     x = digits.x_test[:50]
-    _, results, _ = run_core(hw, x, T=10, seed=1, params=params)
+    _, results, _ = run_core(run_sim, hw, x, T=10, seed=1, params=params)
     ref = check_reference(hw, x, results)
     cycles = [r.cycles for r in results]
     print(f"\n50 images equal; cycles per image: min {min(cycles)}, median "

@@ -3,20 +3,12 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from spinbayes.golden.mtj import EmulatedRng, p_sw, threshold_for, xorshift32
 from spinbayes.rtl.rng import SotMtjRng
 
 
-def run(dut, tb):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-
-
-def rtl_bits(dut, seed, threshold, n, ext=None):
+def rtl_bits(run_sim, dut, seed, threshold, n, ext=None):
     """Load ``seed``, then step n times sampling ``bit`` in each step's cycle; returns the
     bits and the states after each step. ``ext``: optional array of external bits."""
     bits, states = [], []
@@ -36,7 +28,7 @@ def rtl_bits(dut, seed, threshold, n, ext=None):
             await ctx.tick()
             states.append(ctx.get(dut.state))
 
-    run(dut, tb)
+    run_sim(dut, tb)
     return np.array(bits, dtype=np.uint8), np.array(states, dtype=np.uint32)
 
 
@@ -68,9 +60,9 @@ W230 = threshold_for(float(p_sw(230e-6)), 16)
     (2024, 2 ** 31 + 12345, 32),   # full-width word
     (77, 1, 1),                    # W = 1
 ])
-def test_bits_equal_golden_twin(seed, threshold, W):
+def test_bits_equal_golden_twin(seed, threshold, W, run_sim):
     n = 2500
-    bits, states = rtl_bits(SotMtjRng(W), seed, threshold, n)
+    bits, states = rtl_bits(run_sim, SotMtjRng(W), seed, threshold, n)
     twin = EmulatedRng(seed, threshold, W)
     assert np.array_equal(bits, twin.bits(n))
     assert int(states[-1]) == twin.state
@@ -81,13 +73,13 @@ def test_bits_equal_golden_twin(seed, threshold, W):
         assert bits.all()
 
 
-def test_known_answer_vector():
-    bits, states = rtl_bits(SotMtjRng(16), 1, 32768, 16)
+def test_known_answer_vector(run_sim):
+    bits, states = rtl_bits(run_sim, SotMtjRng(16), 1, 32768, 16)
     assert bits.tolist() == [1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0]
     assert int(states[-1]) == 0xC9C495B1
 
 
-def test_reset_state_load_zero_and_hold():
+def test_reset_state_load_zero_and_hold(run_sim):
     """Reset state 1; a seed of 0 loads as 1; without step the state holds; load beats step;
     each state update equals golden xorshift32."""
     dut = SotMtjRng(16)
@@ -112,12 +104,12 @@ def test_reset_state_load_zero_and_hold():
         await ctx.tick()
         seen["loaded"] = ctx.get(dut.state)
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert seen == {"reset": 1, "zero": 1, "held": 1, "stepped": xorshift32(1),
                     "loaded": 0xCAFEF00D}
 
 
-def test_reset_state_is_seed_one():
+def test_reset_state_is_seed_one(run_sim):
     """Without any load the device runs from state 1: the stream of EmulatedRng(1, ...)."""
     dut = SotMtjRng(16)
     bits = []
@@ -129,15 +121,15 @@ def test_reset_state_is_seed_one():
             bits.append(ctx.get(dut.bit))
             await ctx.tick()
 
-    run(dut, tb)
+    run_sim(dut, tb)
     assert bits == EmulatedRng(1, 40000, 16).bits(64).tolist()
 
 
-def test_external_bit_path():
+def test_external_bit_path(run_sim):
     """ext_en replaces the output by ext_bit (e.g. the behavioural MTJRng) while the emulated
     state keeps stepping; threshold is ignored."""
     rng = np.random.default_rng(5)
     ext = rng.integers(0, 2, 300)
-    bits, states = rtl_bits(SotMtjRng(16), 99, 0, 300, ext=ext)
+    bits, states = rtl_bits(run_sim, SotMtjRng(16), 99, 0, 300, ext=ext)
     assert np.array_equal(bits, ext)
     assert np.array_equal(states, EmulatedRng(99, 0, 16).states(300))

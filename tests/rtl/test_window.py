@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 
 from spinbayes.golden.geometry import LayerGeometry
 from spinbayes.rtl.window import WindowAddressGenerator
@@ -21,7 +20,7 @@ def im2col_addresses(C, H, W, k, stride, padding):
     return np.maximum(cols - 1, 0), cols == 0
 
 
-def run_layers(dut, layers, *, ready_p=1.0, seed=0):
+def run_layers(run_sim, dut, layers, *, ready_p=1.0, seed=0):
     """Run ``layers`` (dicts of the GEO ports) back to back; per layer the taken rows as
     (addr, zero, row, last_row, last) arrays and the cycles from start to the last row."""
     rng = np.random.default_rng(seed)
@@ -53,10 +52,7 @@ def run_layers(dut, layers, *, ready_p=1.0, seed=0):
             assert not ctx.get(dut.busy) and not ctx.get(dut.valid)
             got.append((np.array(rows), cycles))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_sim(dut, tb)
     return got
 
 
@@ -95,7 +91,7 @@ DUT_KW = dict(channels_max=4, size_max=12, kernel_max=5, stride_max=2, padding_m
               depth=4 * 12 * 12)
 
 
-def test_random_shapes_against_unfold():
+def test_random_shapes_against_unfold(run_sim):
     """Random geometries back to back (the generator restarts each time), the consumer
     taking a row in 70 % of the cycles."""
     rng = np.random.default_rng(14)
@@ -104,19 +100,19 @@ def test_random_shapes_against_unfold():
                dict(C_in=1, H=1, W=1, k=5, stride=1, padding=2),
                dict(C_in=2, H=3, W=12, k=3, stride=2, padding=0)]
     dut = WindowAddressGenerator(**DUT_KW)
-    for layer, (rows, _) in zip(layers, run_layers(dut, layers, ready_p=0.7, seed=1),
+    for layer, (rows, _) in zip(layers, run_layers(run_sim, dut, layers, ready_p=0.7, seed=1),
                                 strict=True):
         check(layer, rows)
 
 
-def test_one_address_per_cycle_and_dense_identity():
+def test_one_address_per_cycle_and_dense_identity(run_sim):
     """With ``ready`` held: rows*positions cycles after the set-up cycle; a dense layer
     (C_in = fan-in, 1 x 1) reads rows 0 .. fan-in - 1 in order."""
     dense = dict(C_in=64, H=1, W=1, k=1, stride=1, padding=0)
     conv = dict(C_in=3, H=7, W=6, k=3, stride=1, padding=1)
     dut = WindowAddressGenerator(channels_max=64, size_max=8, kernel_max=3, stride_max=1,
                                  padding_max=1, depth=3 * 7 * 6)
-    (d_rows, d_cyc), (c_rows, c_cyc) = run_layers(dut, [dense, conv])
+    (d_rows, d_cyc), (c_rows, c_cyc) = run_layers(run_sim, dut, [dense, conv])
     assert d_rows[:, 0].tolist() == list(range(64)) and not d_rows[:, 1].any()
     assert d_cyc == 2 + 64             # the start cycle, the set-up cycle, one row a cycle
     check(dense, d_rows)

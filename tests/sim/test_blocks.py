@@ -4,7 +4,10 @@ against the golden model.
 Each block runs its tb through :func:`spinbayes.sim.runner.run_cocotb` with small
 parameters; the tb checks every output against sim/models.py and asserts 0 mismatches and
 its coverage goal; here the returned JSON is checked again. The default run uses a few
-thousand transactions per block; ``-m slow`` runs 10^5 per block. Waveforms: set
+thousand transactions per block, every block on Icarus and one block
+(:data:`VERILATOR_DEFAULT_BLOCK`) on Verilator as well: a Verilator build takes tens of seconds
+per block. Without Icarus every block runs on Verilator. ``-m slow`` runs the other blocks
+on Verilator, and 10^5 transactions per block on both simulators. Waveforms: set
 ``SPINBAYES_WAVES=1``.
 """
 
@@ -25,7 +28,12 @@ from spinbayes.golden.mtj import EmulatedRng
 from spinbayes.rtl.export import build_top
 from spinbayes.rtl.params import MAC_LATENCY, RtlParams, divide_cycles
 from spinbayes.sim import common, models
-from spinbayes.sim.runner import SIMULATORS, SimulatorMissing, run_cocotb
+from spinbayes.sim.runner import (
+    SIMULATORS,
+    SimulatorMissing,
+    run_cocotb,
+    simulator_available,
+)
 
 #: Per block: (export top, design parameters, default transactions, extra tb config).
 BLOCKS = {
@@ -43,6 +51,18 @@ BLOCKS = {
                                          offset_bits=6), 1500, {}),
 }
 SLOW_TRANSACTIONS = 100_000
+#: The block the default run also builds on Verilator: one of the cheapest builds, and signed
+#: multiply-add, division and argmax, where the simulators' width and sign rules could differ.
+VERILATOR_DEFAULT_BLOCK = "averaging"
+
+
+def _block_sims(block: str) -> list:
+    """Icarus, and Verilator in the default run only for VERILATOR_DEFAULT_BLOCK or when
+    Icarus is missing (else behind ``slow``)."""
+    verilator_default = block == VERILATOR_DEFAULT_BLOCK or not simulator_available("icarus")
+    return [pytest.param(block, sim, marks=() if sim == "icarus" or verilator_default
+                         else pytest.mark.slow) for sim in SIMULATORS]
+
 
 _verilog_cache: dict[str, str] = {}
 
@@ -80,8 +100,7 @@ def run_block(block: str, sim: str, transactions: int, seed: int = 1) -> tuple[d
     return data, wall
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
-@pytest.mark.parametrize("block", list(BLOCKS))
+@pytest.mark.parametrize(("block", "sim"), [p for b in BLOCKS for p in _block_sims(b)])
 def test_block(block, sim):
     data, _ = run_block(block, sim, BLOCKS[block][2])
     if block == "rng":

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from spinbayes.config import Config
 from spinbayes.firmware.compiler import compile_network
-from spinbayes.golden.approximation import approximate
-from spinbayes.golden.evaluate import build_spinbayes
-from spinbayes.golden.hardware import fold_network
-from spinbayes.golden.networks import build_model
-from spinbayes.golden.train import train_bbb
+from spinbayes.golden.mapping import map_model
 from spinbayes.rtl.regs import OutKind
 from spinbayes.sim.coverify import decode_logs, params_for, run_images
 from spinbayes.sim.harness import CoverifyHarness
@@ -30,15 +25,9 @@ def _need(sim):
         pytest.skip(f"{sim} not installed")
 
 
-def _build(model, x_train, n_way=1, recal=2):
-    images = approximate(model, 5, 4, seed=0)
-    net = build_spinbayes(images, model, x_train, n_way, recal, seed=0)
-    return net, fold_network(net, images)
-
-
 @pytest.fixture(scope="module")
-def small_hw(small_model, digits):
-    return _build(small_model, digits.x_train)
+def small_hw(small_mapped):
+    return small_mapped.net(1), small_mapped.hw(1)
 
 
 @pytest.mark.parametrize("sim", SIMS)
@@ -145,12 +134,9 @@ def test_cli_refuses_bad_image_count(capsys):
 
 
 @pytest.fixture(scope="module")
-def trained_32(digits):
-    cfg = Config(hidden=(32,), epochs=30)
-    torch.manual_seed(0)
-    model = build_model(cfg, (1, 8, 8), 10)
-    train_bbb(model, digits.x_train, digits.y_train, cfg, progress=False)
-    return _build(model, digits.x_train, recal=20)
+def trained_32(mlp32_model, digits):
+    mapped = map_model(mlp32_model, digits.x_train, N=5, Q=4, seed=0, recal_batches=20)
+    return mapped.net(1), mapped.hw(1)
 
 
 @pytest.mark.slow
