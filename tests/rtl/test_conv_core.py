@@ -17,14 +17,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from amaranth.sim import Simulator
 
 from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.driver import AmaranthBus, CoreDriver
-from spinbayes.golden.approximation import approximate
-from spinbayes.golden.evaluate import build_spinbayes
 from spinbayes.golden.geometry import geometry_of
-from spinbayes.golden.hardware import HwLayer, HwNetwork, fold_network
+from spinbayes.golden.hardware import HwLayer, HwNetwork
 from spinbayes.golden.layers import input_codes
 from spinbayes.rtl.network import DRAIN, SpinBayesCore
 from spinbayes.rtl.params import divide_cycles
@@ -33,7 +30,7 @@ from spinbayes.sim.coverify import params_for
 from spinbayes.sim.layer_check import compare_layers
 
 
-def run_conv_core(hw, x, T, seed, params, program=None):
+def run_conv_core(run_sim, hw, x, T, seed, params, program=None):
     """Program the core (cells by the back door) with ``program`` (None: compiled from
     ``hw``) and run the images ``x`` (integer codes (B, C, H, W)) in one simulation, tracing
     every layer; returns (program, results)."""
@@ -49,10 +46,7 @@ def run_conv_core(hw, x, T, seed, params, program=None):
             results.append(await drv.infer(img, program, len(hw.layers), hw.n_way,
                                            trace_layers=True))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_sim(dut, testbench)
     return program, results
 
 
@@ -84,13 +78,13 @@ def expected_cycles(geometry, params, T, draws):
             + 1 + C * dc + 4 + C + 1)
 
 
-def check_core(hw, x, T, seed, check_reference):
+def check_core(run_sim, hw, x, T, seed, check_reference):
     """Run ``hw`` through the core; every output and every layer's trace equal the
     reference, every activity counter the count of the geometry, the busy cycles the
     cycle formula; returns the geometry."""
     geometry = geometry_of(hw)
     params = params_for(hw, T)
-    _, results = run_conv_core(hw, x, T, seed, params)
+    _, results = run_conv_core(run_sim, hw, x, T, seed, params)
     ref = check_reference(hw, x, results)
     bad = compare_layers([r.activations for r in results], ref.activations, geometry)
     assert not bad, "\n".join(str(m) for m in bad[:5])
@@ -112,10 +106,10 @@ CASES = [(1, 1, 2, 1), (2, 2, 2, 1), (3, 1, 3, 2), (4, 2, 1, 1), (6, 1, 2, 2), (
 
 
 @pytest.mark.parametrize("seed, n_way, A_in, A", CASES)
-def test_random_conv_network_equals_reference(seed, n_way, A_in, A, conv_case,
+def test_random_conv_network_equals_reference(seed, n_way, A_in, A, conv_case, run_sim,
                                               check_reference):
     hw, x, T = conv_case(seed, n_way, A_in=A_in, A=A)
-    check_core(hw, x, T, seed, check_reference)
+    check_core(run_sim, hw, x, T, seed, check_reference)
 
 
 def test_default_cases_cover_the_geometry(conv_case):
@@ -136,14 +130,14 @@ def test_default_cases_cover_the_geometry(conv_case):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(20, 40))
-def test_more_random_conv_networks(seed, conv_case, check_reference):
+def test_more_random_conv_networks(seed, conv_case, run_sim, check_reference):
     rng = np.random.default_rng(seed)
     n_way, A_in, A = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
     hw, x, T = conv_case(seed, n_way, A_in=A_in, A=A, T=3)
-    check_core(hw, x, T, seed, check_reference)
+    check_core(run_sim, hw, x, T, seed, check_reference)
 
 
-def test_a_fault_in_one_layer_is_reported_in_that_layer(conv_case):
+def test_a_fault_in_one_layer_is_reported_in_that_layer(conv_case, run_sim):
     """A threshold of layer 1 programmed wrong (always on, or always off where the reference
     is always on): the first difference of the trace is in layer 1, none in layer 0."""
     hw, x, T = conv_case(5, convs=2, dense_hidden=True)
@@ -161,7 +155,7 @@ def test_a_fault_in_one_layer_is_reported_in_that_layer(conv_case):
             for w in program.descriptor]
     desc = [dataclasses.replace(w, data=0) if (w.sel == Reg.SIGN and w.c == 1 and w.a == 0)
             else w for w in desc]
-    _, results = run_conv_core(hw, x, T, 5, params,
+    _, results = run_conv_core(run_sim, hw, x, T, 5, params,
                                program=dataclasses.replace(program, descriptor=desc))
     choices = torch.from_numpy(np.stack([r.choices for r in results], axis=1))
     ref = hw.run(x, choices)
@@ -173,12 +167,10 @@ def test_a_fault_in_one_layer_is_reported_in_that_layer(conv_case):
     assert str(first).startswith("image 0: layer 1, pass 0, position "), str(first)
 
 
-def test_dense_mlp_on_a_convolution_design(small_model, digits, check_reference):
+def test_dense_mlp_on_a_convolution_design(small_mapped, digits, run_sim, check_reference):
     """The digits MLP (dense layers only) on a design with the convolution path: its layers
     read the window buffer directly, as on a dense-only design, bit for bit."""
-    images = approximate(small_model, 5, 4, seed=0)
-    hw = fold_network(build_spinbayes(images, small_model, digits.x_train, 2, 2, seed=0),
-                      images)
+    hw = small_mapped.hw(2)
     params = params_for(hw, 3, act_depth=16, image_depth=64, act_channels=4, size_max=8,
                         kernel_max=3, padding_max=1, pool_max=2)
     x = digits.x_test[:2]
@@ -192,10 +184,7 @@ def test_dense_mlp_on_a_convolution_design(small_model, digits, check_reference)
         for img in input_codes(x, hw.input_bits).flatten(1).numpy():
             results.append(await drv.infer(img, program, 2, 2, trace_layers=True))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run_sim(dut, testbench)
     ref = check_reference(hw, x, results)
     assert not compare_layers([r.activations for r in results], ref.activations,
                               geometry_of(hw))
