@@ -9,13 +9,20 @@ that the design (the manifest's :class:`~spinbayes.rtl.params.RtlParams`) runs a
 1. **every write** within its register's legal range for the design (the table of
    :func:`spinbayes.rtl.regs.register_ranges`), no register written twice, no crossbar cell
    among the descriptor writes;
-2. **exactly the writes the network needs** for ``N_LAYERS`` layers: the four layer
-   registers, every hidden output's sign and thresholds, every class's scale and offset, an RNG
-   seed for every device of every layer's arbiter, and ``N_LAYERS``, ``PASSES``, ``N_WAY``,
+2. **exactly the writes the network needs** for ``N_LAYERS`` layers: the twelve layer
+   registers (rows, outputs, group base, input bits and the eight of the geometry), every
+   hidden output's sign and thresholds, every class's scale and offset, an RNG seed for
+   every device of every layer's arbiter, and ``N_LAYERS``, ``PASSES``, ``N_WAY``,
    ``RNG_THRESHOLD``; nothing for layers, outputs or classes the network does not have;
 3. **layer geometry**: each layer's row groups inside the crossbar memory and disjoint from the
-   other layers', a hidden layer's outputs = the next layer's rows, the input bits of layer 0
-   within ``A_in`` and of later layers = ``A``, the classes within ``classes_max``;
+   other layers'; its geometry consistent (golden/geometry.py ``LayerGeometry``: the window
+   fits the padded input, the pooling its outputs, a dense layer is 1 x 1, rows = C_in*k*k,
+   the output layer dense); its input what the previous layer hands on (a dense layer's rows
+   the previous dense layer's outputs, a convolution's C_in x H x W the previous one's pooled
+   outputs, a dense layer after a convolution the flattened size); the input of a first
+   convolution within ``image_depth``, a hidden convolution's pooled outputs within
+   ``act_depth`` pixels of ``act_channels`` channels; the input bits of layer 0 within ``A_in``
+   and of later layers = ``A``, the classes within ``classes_max``;
 4. **cells**: every level within the range of a Q-bit weight split over ``k_cells`` cells,
    every weight code (the sum of its cells) within +-(2^(Q-1) - 1), and 0 outside every
    layer's rows and columns;
@@ -33,7 +40,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..golden.arbiter import device_seed
-from ..rtl.regs import Reg, as_data, check_seed, register_ranges, write_name, write_problem
+from ..golden.geometry import LayerGeometry
+from ..rtl.regs import (
+    GEOMETRY_REGS,
+    LayerKind,
+    Reg,
+    as_data,
+    check_seed,
+    register_ranges,
+    write_name,
+    write_problem,
+)
+from .compiler import memory_problems
 
 __all__ = ["DESCRIPTOR_FILE", "MANIFEST_FILE", "FirmwareImageError", "check_image",
            "crossbar_file", "layer_table"]
@@ -44,7 +62,8 @@ DESCRIPTOR_FILE = "descriptor.hex"
 MAX_LISTED = 5
 #: The per-layer registers, with their key in :func:`layer_table`.
 LAYER_REGS = {Reg.LAYER_ROWS: "rows", Reg.LAYER_OUTS: "outputs",
-              Reg.LAYER_GROUP_BASE: "group_base", Reg.LAYER_IN_BITS: "in_bits"}
+              Reg.LAYER_GROUP_BASE: "group_base", Reg.LAYER_IN_BITS: "in_bits",
+              **{r: r.name.lower().removeprefix("layer_") for r in GEOMETRY_REGS}}
 #: Registers written once per network.
 GLOBAL_REGS = (Reg.N_LAYERS, Reg.PASSES, Reg.N_WAY, Reg.RNG_THRESHOLD)
 
@@ -58,7 +77,8 @@ def crossbar_file(k: int) -> str:
 
 
 def layer_table(descriptor) -> list[dict]:
-    """Per layer: rows, outputs, group_base, in_bits, as the descriptor writes them."""
+    """Per layer: rows, outputs, group_base, in_bits and the geometry (kind, c_in, h, w, k,
+    stride, padding, pool), as the descriptor writes them."""
     n_layers = next((w.data for w in reversed(descriptor) if w.sel == Reg.N_LAYERS), None)
     table: dict[int, dict] = {}
     for w in descriptor:
@@ -144,9 +164,34 @@ def _check_needed(lines, ranges, p) -> list[dict]:
     return layers
 
 
+def _geometry(lay: dict, last: bool, p) -> LayerGeometry:
+    """The layer's LayerGeometry from its descriptor values (ValueError if inconsistent)."""
+    kind = "conv2d" if lay["kind"] == LayerKind.CONV2D else "linear"
+    return LayerGeometry(kind, lay["c_in"], lay["h"], lay["w"], lay["k"], lay["stride"],
+                         lay["padding"], lay["pool"], lay["outputs"], lay["in_bits"],
+                         0 if last else p.A, last)
+
+
+def _input_problem(i: int, rows: int, g: LayerGeometry, prev: LayerGeometry) -> str | None:
+    """Why layer i (``rows`` rows) does not read what layer i - 1 hands on, or None."""
+    if prev.kind == "linear":
+        if g.kind != "linear" or rows != prev.outputs:
+            return (f"{rows} rows, layer {i - 1} has {prev.outputs} outputs (its outputs are "
+                    f"the next layer's inputs)")
+        return None
+    shape = (prev.outputs, prev.H_pool, prev.W_pool)
+    if g.kind == "conv2d" and (g.C_in, g.H, g.W) != shape:
+        return (f"input {g.C_in}x{g.H}x{g.W}, layer {i - 1} writes {shape[0]}x{shape[1]}x"
+                f"{shape[2]}")
+    if g.kind == "linear" and g.C_in != prev.out_size:
+        return (f"{g.C_in} inputs, layer {i - 1} writes {prev.out_size} activations "
+                f"(flattened {shape[0]}x{shape[1]}x{shape[2]})")
+    return None
+
+
 def _check_geometry(layers: list[dict], p) -> None:
     """Check 3."""
-    problems, spans = [], []
+    problems, spans, geoms = [], [], []
     for i, lay in enumerate(layers):
         where = f"{DESCRIPTOR_FILE}: layer {i}"
         groups = -(-lay["rows"] // p.R)
@@ -165,10 +210,25 @@ def _check_geometry(layers: list[dict], p) -> None:
         if i > 0 and lay["in_bits"] != p.A:
             problems.append(f"{where}: {lay['in_bits']} input bits, the activations have "
                             f"A={p.A}")
-        if i > 0 and lay["rows"] != layers[i - 1]["outputs"]:
-            problems.append(f"{where}: {lay['rows']} rows, layer {i - 1} has "
-                            f"{layers[i - 1]['outputs']} outputs (its outputs are the next "
-                            f"layer's inputs)")
+        try:
+            g = _geometry(lay, i == len(layers) - 1, p)
+        except ValueError as e:
+            problems.append(f"{where}: {e}")
+            geoms.append(None)
+            continue
+        geoms.append(g)
+        prev = geoms[i - 1] if i > 0 else None
+        if prev is not None:
+            problem = _input_problem(i, lay["rows"], g, prev)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        if g.rows != lay["rows"]:
+            problems.append(f"{where}: {lay['rows']} rows, its geometry has C_in*k*k = "
+                            f"{g.rows}")
+        if g.kind == "conv2d" and g.is_output:
+            problems.append(f"{where}: the output layer must be dense, not a convolution")
+        if p.conv:
+            problems += [f"{DESCRIPTOR_FILE}: {m}" for m in memory_problems(i, g, prev, p)]
     if layers[-1]["outputs"] > p.classes_max:
         problems.append(f"{DESCRIPTOR_FILE}: layer {len(layers) - 1}: {layers[-1]['outputs']} "
                         f"classes exceed classes_max={p.classes_max}")

@@ -17,14 +17,16 @@ import numpy as np
 
 from ..golden.arbiter import device_seed
 from ..golden.cells import encode_weights
+from ..golden.geometry import LayerGeometry, geometry_of
 from ..golden.mtj import EmulatedRng
 from ..rtl.params import RtlParams
-from ..rtl.regs import Reg, as_data, check_seed, register_ranges, write_problem
+from ..rtl.regs import LayerKind, Reg, as_data, check_seed, register_ranges, write_problem
 
 if TYPE_CHECKING:   # torch; the compiler reads the network's int64 tensors through .numpy()
     from ..golden.hardware import HwNetwork
 
-__all__ = ["Write", "Program", "compile_network"]
+__all__ = ["Write", "Program", "compile_network", "crossbar_rows", "memory_problems",
+           "reads_activation_memory"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,44 @@ class Program:
                 for ki, ri, ci in zip(k, r, c)]
 
 
+def reads_activation_memory(g: LayerGeometry, prev: LayerGeometry | None) -> bool:
+    """Whether a layer reads the activation memory: a convolution after layer 0, or the
+    dense layer after a convolution (layer 0 reads the input stream or the image memory)."""
+    return prev is not None and (g.kind == "conv2d" or prev.kind == "conv2d")
+
+
+def crossbar_rows(codes: np.ndarray, g: LayerGeometry, prev: LayerGeometry | None
+                  ) -> np.ndarray:
+    """A layer's weight codes (N, out, ...) as (N, out, rows) in the order the core fetches
+    the rows (rtl/conv_unit.py): c*k*k + ky*k + kx from the image memory (the codes' own
+    (C, k, k) order), (ky*k + kx)*C + c for a convolution on the activation memory (a word
+    holds a pixel's channels), (y*W + x)*C + c for the dense layer after a convolution (its
+    fan-in in torch's flatten order c*H*W + y*W + x), the fan-in order otherwise."""
+    N, out = codes.shape[:2]
+    if reads_activation_memory(g, prev):
+        if g.kind == "conv2d":                      # (N, out, C, k, k) -> (N, out, k, k, C)
+            codes = codes.transpose(0, 1, 3, 4, 2)
+        else:                                       # (N, out, C*P) -> (N, out, P, C)
+            codes = codes.reshape(N, out, prev.outputs, -1).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(codes).reshape(N, out, g.rows)
+
+
+def memory_problems(i: int, g: LayerGeometry, prev: LayerGeometry | None, p) -> list[str]:
+    """Why layer i's input or output does not fit the convolution path's memories."""
+    problems = []
+    if g.kind == "conv2d" and prev is None and g.in_size > p.image_depth:
+        problems.append(f"layer {i}: its {g.C_in}x{g.H}x{g.W} input exceeds "
+                        f"image_depth={p.image_depth}")
+    if g.kind == "conv2d" and not g.is_output:
+        if g.H_pool * g.W_pool > p.act_depth:
+            problems.append(f"layer {i}: its {g.H_pool}x{g.W_pool} outputs exceed "
+                            f"act_depth={p.act_depth} pixels")
+        if g.outputs > p.act_channels:
+            problems.append(f"layer {i}: its {g.outputs} output channels exceed "
+                            f"act_channels={p.act_channels}")
+    return problems
+
+
 def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
                     rng_current: float = 230e-6) -> Program:
     """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``.
@@ -85,19 +125,27 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
         problems.append(f"T={T} outside 1..T_max={p.T_max}")
     if hw.input_bits > p.A_in:
         problems.append(f"input codes of {hw.input_bits} bits, the design reads A_in={p.A_in}")
+    try:
+        geometry = geometry_of(hw)
+    except ValueError as e:
+        raise ValueError(f"network does not fit the design: {e}") from None
     base, group_base = 0, []
-    for i, layer in enumerate(hw.layers):
-        if layer.kind != "linear":
-            problems.append(f"layer {i}: {layer.kind} layers are not supported by this core yet")
-            continue
-        out, rows = layer.codes.shape[1:3]
+    for i, g in enumerate(geometry):
+        out, rows = g.outputs, g.rows
+        if g.kind == "conv2d" and not p.conv:
+            problems.append(f"layer {i}: a convolution needs a design with the convolution "
+                            f"path (act_depth > 0), not act_depth={p.act_depth}")
+        if g.kind == "conv2d" and g.is_output:
+            problems.append(f"layer {i}: the output layer must be dense, not a convolution")
+        if p.conv:
+            problems += memory_problems(i, g, geometry[i - 1] if i else None, p)
         if rows > p.rows_max or out > p.outputs_max:
             problems.append(f"layer {i}: {out} x {rows} exceeds outputs_max={p.outputs_max}, "
                             f"rows_max={p.rows_max}")
-        if layer.is_output and out > p.classes_max:
+        if g.is_output and out > p.classes_max:
             problems.append(f"layer {i}: {out} classes exceed classes_max={p.classes_max}")
-        if not layer.is_output and layer.out_bits != p.A:
-            problems.append(f"layer {i}: {layer.out_bits}-bit comparators, the design has A={p.A}")
+        if not g.is_output and g.out_bits != p.A:
+            problems.append(f"layer {i}: {g.out_bits}-bit comparators, the design has A={p.A}")
         group_base.append(base)
         base += -(-rows // p.R)
     if base > p.groups_total:
@@ -107,14 +155,21 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
 
     cells = np.zeros((p.N, p.groups_total * p.R, p.cols_max), dtype=np.int8)
     writes: list[Write] = []
-    for i, (layer, gb) in enumerate(zip(hw.layers, group_base)):
-        out, rows = layer.codes.shape[1:3]
-        levels = encode_weights(layer.codes.numpy(), p.Q)          # (N, out, rows, k)
+    for i, (layer, g, gb) in enumerate(zip(hw.layers, geometry, group_base)):
+        out, rows = g.outputs, g.rows
+        codes = crossbar_rows(layer.codes.numpy(), g, geometry[i - 1] if i else None)
+        levels = encode_weights(codes, p.Q)                        # (N, out, rows, k)
         block = levels.transpose(0, 2, 1, 3).reshape(p.N, rows, out * p.k_cells)
         cells[:, gb * p.R:gb * p.R + rows, :out * p.k_cells] = block
+        kind = LayerKind.CONV2D if g.kind == "conv2d" else LayerKind.LINEAR
         writes += [Write(Reg.LAYER_ROWS, c=i, data=rows), Write(Reg.LAYER_OUTS, c=i, data=out),
                    Write(Reg.LAYER_GROUP_BASE, c=i, data=gb),
-                   Write(Reg.LAYER_IN_BITS, c=i, data=layer.in_bits)]
+                   Write(Reg.LAYER_IN_BITS, c=i, data=g.in_bits),
+                   Write(Reg.LAYER_KIND, c=i, data=int(kind)),
+                   *(Write(reg, c=i, data=v) for reg, v in (
+                       (Reg.LAYER_C_IN, g.C_in), (Reg.LAYER_H, g.H), (Reg.LAYER_W, g.W),
+                       (Reg.LAYER_K, g.k), (Reg.LAYER_STRIDE, g.stride),
+                       (Reg.LAYER_PADDING, g.padding), (Reg.LAYER_POOL, g.pool)))]
         if layer.is_output:
             for j in range(out):
                 writes += [Write(Reg.SCALE, a=j, data=int(layer.scale[j])),

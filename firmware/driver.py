@@ -92,7 +92,9 @@ class CocotbBus:
 
 @dataclass
 class ImageResult:
-    """Per-pass outputs y (T, C), averaged (C,), class, choices (L, T, n), cycles."""
+    """Per-pass outputs y (T, C), averaged (C,), class, choices (L, T, n), cycles; with
+    ``trace_layers``, ``activations``: the activation trace's beats in order, (layer, pass,
+    position, codes of every channel)."""
 
     per_pass: np.ndarray
     averaged: np.ndarray
@@ -100,6 +102,7 @@ class ImageResult:
     choices: np.ndarray
     cycles: int
     counters: dict = field(default_factory=dict)
+    activations: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -286,8 +289,10 @@ class CoreDriver:
 
     async def infer(self, codes: np.ndarray, program: Program, n_layers: int,
                     n_way: int, *, in_gap: float = 0.0, out_stall: float = 0.0,
-                    rng=None) -> ImageResult:
-        """Stream one image's input codes (rows of layer 0) and collect its results.
+                    rng=None, trace_layers: bool = False) -> ImageResult:
+        """Stream one image's input codes (layer 0's input tensor in torch's flatten order)
+        and collect its results; with ``trace_layers`` also every beat of the core's
+        activation trace (``act_*``: each hidden layer's output vectors).
 
         Back-pressure (optional): before each new input beat, ``in_valid`` stays low for a
         cycle with probability ``in_gap`` (a beat once offered is held until accepted), and
@@ -308,7 +313,7 @@ class CoreDriver:
         pending = [int(v) for v in codes]
         offered = False                     # in_valid was high and the beat not yet taken
         b.set("out_ready", 1)
-        cycles, prediction = 0, None
+        cycles, prediction, acts = 0, None, []
         while prediction is None:
             if cycles > self.max_wait:
                 raise TimeoutError(f"no result after {cycles} cycles")
@@ -324,6 +329,9 @@ class CoreDriver:
             if valid and b.get("in_ready"):
                 pending.pop(0)
                 offered = False
+            if trace_layers and b.get("act_valid"):
+                acts.append((b.get("act_layer"), b.get("act_pass"), b.get("act_pos"),
+                             [int(v) for v in b.get("act_codes")]))
             if b.get("trace_valid"):
                 idx = b.get("trace_indices")
                 choices[b.get("trace_layer"), b.get("trace_pass")] = [int(idx[s])
@@ -341,4 +349,4 @@ class CoreDriver:
         b.set("in_valid", 0)
         b.set("out_ready", 1)
         counters = {name: b.get(name) - before[name] for name in COUNTERS}
-        return ImageResult(per_pass, averaged, prediction, choices, cycles, counters)
+        return ImageResult(per_pass, averaged, prediction, choices, cycles, counters, acts)

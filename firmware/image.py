@@ -60,7 +60,7 @@ __all__ = ["DESCRIPTOR_FILE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_FILE", 
 FORMAT_NAME = "spinbayes-firmware"
 #: Bumped whenever the layout or the meaning of any file of the image changes incompatibly;
 #: an image of another version is refused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: The manifest's key holding the SHA-256 of the rest of the manifest.
 SEAL_KEY = "manifest_sha256"
 #: Lowest and highest stored cell level (a differential pair of two 4-MTJ cells).

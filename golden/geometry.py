@@ -15,9 +15,10 @@ and the energy counts (golden/energy_counts.py) read it.
 stride = 1, padding = 0, one output position. Its window is then the identity (row r reads
 activation r), so the window-address generator (rtl/window.py) treats both kinds alike.
 
-**Activation layout** (rtl/act_memory.py): the code of channel c at (y, x) of a C x H x W
-tensor lives at address c*H*W + y*W + x, torch's ``flatten`` order, so flattening costs
-nothing and a dense layer after a flatten reads address r for row r.
+**Code order**: the code of channel c at (y, x) of a C x H x W tensor is number
+c*H*W + y*W + x, torch's ``flatten`` order: the image memory's address (rtl/conv_unit.py)
+and the fan-in order of a dense layer after a flatten. The RTL's activation memory keeps a
+pixel's channels in one word at y*W + x (docs/HARDWARE.md, "The convolution path").
 
 This module imports the standard library only (rtl/ and firmware/ load it without torch);
 :func:`geometry_of` duck-types the network (``codes.shape``, ``stride``, ``padding``,

@@ -1,19 +1,25 @@
 """The SpinBayes network core: controller, descriptor table, streams and activity counters.
 
 One generated design runs any network within its :class:`~spinbayes.rtl.params.RtlParams`:
-the shape (rows, outputs, group base, input bits per layer), the comparator thresholds, the
-output scaling, T, n-way and the RNG seeds are data written through the programming port
-(:class:`~spinbayes.rtl.regs.Reg`). Per image (docs/HARDWARE.md, block diagram):
+the shape (rows, outputs, group base, input bits and geometry per layer), the comparator
+thresholds, the output scaling, T, n-way and the RNG seeds are data written through the
+programming port (:class:`~spinbayes.rtl.regs.Reg`). Per image (docs/HARDWARE.md, block
+diagram and "The convolution path"):
 
-    LOAD      accept the first layer's input codes on the input stream (rows of layer 0)
+    LOAD      accept layer 0's input codes (its input tensor, torch's flatten order)
     per pass t = 0 .. T-1, per layer l:
       ARB     the layer's arbiter chooses n of N crossbars (DEMUX mask, trace port)
-      READ    for each bit-plane b (LSB first) and R-row group g: read the chosen crossbars
-              (1 read per cycle), the adder-accumulator adds the n ADC vectors << b
-      DRAIN   3 cycles for the read, select and accumulate pipeline
-      ACT     hidden: comparators write the activation buffer (next layer's input)
-              last: output scaling y = M S + B, one class per cycle from the last DRAIN
-              cycle on; y_c streamed out (OutKind.PASS) as it is ready
+      per output position (one for a dense layer):
+        FETCH   a layer read from memory (a convolution, or the dense layer after one):
+                the position's window into the window buffer (rtl/conv_unit.py)
+        READ    for each bit-plane b (LSB first) and R-row group g: read the chosen
+                crossbars (1 read per cycle), the adder-accumulator adds the n ADC vectors
+        DRAIN   3 cycles for the read, select and accumulate pipeline
+        ACT     hidden dense: comparators write the window buffer (next layer's input);
+                hidden convolution: comparators to the pooling and the activation memory;
+                last: output scaling y = M S + B, one class per cycle from the last DRAIN
+                cycle on; y_c streamed out (OutKind.PASS) as it is ready
+      FLUSH   a convolution: the last pooled vector written, the memory banks swapped
     FINISH    the averaging block divides the T-sums; averaged_c (OutKind.AVERAGE) and the
               class (OutKind.CLASS) are streamed out
 
@@ -24,7 +30,7 @@ they are separate analog arrays with their own decoders).
 
 from __future__ import annotations
 
-from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,18 +38,17 @@ from .aac import AdderAccumulator
 from .arbiter import Arbiter
 from .averaging import AveragingBlock
 from .comparator import ComparatorBank
-from .crossbar import CrossbarMemory
-from .decoders import ReadDecoder
-from .params import RtlParams, check_params
+from .conv_unit import ConvUnit, window_write
+from .emitter import activation_trace, counters, result_stream
+from .params import RtlParams, bits_for, check_params
 from .program_port import program_port
-from .regs import PROG_ORDER, OutKind, prog_layout
+from .read_path import crossbars, read_path
+from .regs import PROG_ORDER, LayerKind, prog_layout
 
 __all__ = ["DRAIN", "SpinBayesCore"]
 
 #: Cycles from the last READ to ACT: crossbar read, selected-vector register, AAC add.
 DRAIN = 3
-#: Registered copies of each arbiter index that select the chosen crossbar's columns.
-SEL_COPIES = 8
 
 
 class SpinBayesCore(wiring.Component):
@@ -53,7 +58,7 @@ class SpinBayesCore(wiring.Component):
     -----
     prog_en, prog_sel, prog_a, prog_b, prog_c, prog_data : In
         Programming port (Reg); a write happens in a cycle with prog_en and prog_ready. The
-        fields' widths are the programming word's (``regs.PROG_FIELDS``: 4, 16, 16, 8 and
+        fields' widths are the programming word's (``regs.PROG_FIELDS``: 5, 16, 16, 8 and
         signed 32 bits).
     prog_ready : Out(1)
         ``not busy``: writes are accepted only while idle; a write presented during an
@@ -61,19 +66,21 @@ class SpinBayesCore(wiring.Component):
     vfy_k, vfy_row, vfy_col : In; vfy_level : Out(signed 4)
         Read-back of a crossbar cell (valid the cycle after the address).
     in_data (A_in), in_valid : In; in_ready : Out(1)
-        Input stream: the first layer's codes, one per beat, rows of layer 0 per image.
+        Input stream: layer 0's input codes, one per beat, C_in*H*W of a convolution (the
+        image memory) or the rows of a dense layer 0 per image.
     out_data (signed out_bits... total_bits), out_kind (2), out_index, out_pass, out_valid :
         Out; out_ready : In. Result stream (OutKind).
     trace_valid, trace_layer, trace_pass, trace_indices : Out
         One cycle per arbiter selection: the chosen crossbars, ascending.
+    act_valid, act_layer, act_pass, act_pos, act_codes : Out
+        Activation trace: each hidden layer's output vector as the next layer reads it (a
+        dense layer's in its ACT cycle, a convolution's pooled vector at its pooled
+        position; docs/HARDWARE.md, "The convolution path").
     busy, stuck : Out(1)
     cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
 
-    Latency (busy cycles, no stalls; docs/HARDWARE.md "Latency budget"): rows_0 - 1 (LOAD)
-    + per pass and layer ceil(rows/R) * A reads + D draws + 6, + per pass 1 + C beats of the
-    last layer (the averaging block's multiply-adds, started in the last DRAIN cycle, keep
-    pace with them), + per image C * d + C + 6 (division with d = divide_cycles(params) =
-    max(2, ceil((out_bits - 1) / 4)) cycles per class, averages, class).
+    Latency: docs/HARDWARE.md, "Latency budget" (dense layers) and "The convolution path"
+    (layers read from memory), checked cycle-exactly by tests/rtl.
 
     Reset (sync ``rst``, also mid-inference): IDLE, counters and the descriptor table at their
     reset values; the crossbar cells keep their contents (docs/HARDWARE.md, "Reset").
@@ -107,6 +114,9 @@ class SpinBayesCore(wiring.Component):
             "trace_valid": Out(1), "trace_layer": Out(self._layer_bits),
             "trace_pass": Out(p.t_bits),
             "trace_indices": Out(data.ArrayLayout(unsigned(p.index_bits), p.n_max)),
+            "act_valid": Out(1), "act_layer": Out(self._layer_bits), "act_pass": Out(p.t_bits),
+            "act_pos": Out(bits_for(p.out_size_max ** 2) if p.conv else 1),
+            "act_codes": Out(data.ArrayLayout(unsigned(p.A), p.outputs_max)),
             "busy": Out(1), "stuck": Out(1),
             "cnt_xbar_reads": Out(32), "cnt_rng_draws": Out(32), "cnt_aac_ops": Out(32),
             "cnt_cmp_ops": Out(32), "cnt_avg_ops": Out(32), "cnt_cycles": Out(32),
@@ -118,16 +128,7 @@ class SpinBayesCore(wiring.Component):
         L = p.layers_max
 
         # --- blocks ------------------------------------------------------------------
-        xbars = []
-        decs = []
-        for k in range(p.N):
-            xb = CrossbarMemory(p, None if self._cell_init is None else self._cell_init[k],
-                                stuck=self._stuck.get(k, ()))
-            dec = ReadDecoder(p)
-            m.submodules[f"xbar{k}"] = xb
-            m.submodules[f"rdec{k}"] = dec
-            xbars.append(xb)
-            decs.append(dec)
+        xbars = crossbars(self, m)
         arbs = []
         for i in range(L):
             arb = Arbiter(p.N, p.n_max, p.rng_bits)
@@ -138,19 +139,25 @@ class SpinBayesCore(wiring.Component):
         m.submodules.averaging = avg = AveragingBlock(p)
 
         # --- descriptor table, configuration registers, programming port -------------
-        regs, in_ok = program_port(self, m, xbars, arbs)
+        regs, in_ok = program_port(self, m, [xb for xb, _ in xbars], arbs)
         rows, outs, gbase, in_bits = regs["rows"], regs["outs"], regs["gbase"], regs["in_bits"]
         theta, sign, scale, offset = regs["theta"], regs["sign"], regs["scale"], regs["offset"]
         n_layers, passes, n_way = regs["n_layers"], regs["passes"], regs["n_way"]
 
         # --- datapath state ----------------------------------------------------------
-        img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # layer 0 input
-        act = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # hidden activations
+        img = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))   # dense layer 0 input
+        # the window buffer: a layer's input rows (the comparator outputs of the previous
+        # dense layer, or the window of the current position fetched from memory); with the
+        # convolution path two, READ reading `rsel` while the next window is fetched into
+        # the other
+        act = Signal(data.ArrayLayout(unsigned(p.A_max), p.rows_max))
+        act_b = Signal.like(act) if p.conv else act
+        rsel = Signal()
         layer = Signal(range(L))
         t = Signal(p.t_bits)
         plane = Signal(range(p.A_max))
         group = Signal(range(p.groups_total))
-        idx = Signal(range(p.rows_max + 1))
+        idx = Signal(range(max(p.rows_max, p.image_depth) + 1))
         # the current layer's last group and last bit-plane (group count - 1, input bits - 1),
         # registered (one cycle behind `layer`; READ starts at least two cycles after layer
         # changes: ARB, ARB_WAIT): the descriptor multiplexer, ceil(rows / R) and the "+ 1"
@@ -160,9 +167,27 @@ class SpinBayesCore(wiring.Component):
         last_plane = Signal(range(p.A_max + 1))
         m.d.sync += [last_group.eq((rows[layer] + p.R - 1) // p.R - 1),
                      last_plane.eq(in_bits[layer] - 1)]
-        rows0_m1, passes_m1 = Signal.like(rows[0]), Signal.like(passes)
-        rows0_is1 = Signal()
-        m.d.sync += [rows0_m1.eq(rows[0] - 1), rows0_is1.eq(rows[0] == 1),
+        # per layer: reads its input from memory (a convolution, or the dense layer after
+        # one), is a convolution; the image is C_in*H*W beats for a convolution, else rows
+        conv = cu = None
+        img_len = Signal.like(idx)
+        m.d.comb += img_len.eq(rows[0])
+        cur_fetch, cur_conv, read_img = Signal(), Signal(), Signal()
+        if not p.conv:
+            m.d.sync += read_img.eq(layer == 0)
+        else:
+            m.submodules.conv = cu = ConvUnit(p)
+            kind = regs["kind"]
+            conv = Array(k == LayerKind.CONV2D for k in kind)
+            fetch = Array([conv[0]] + [conv[i] | conv[i - 1] for i in range(1, L)])
+            m.d.comb += img_len.eq(Mux(conv[0], regs["c_in"][0] * regs["h"][0] * regs["w"][0],
+                                       rows[0]))
+            m.d.sync += [cur_fetch.eq(fetch[layer]), cur_conv.eq(conv[layer]),
+                         read_img.eq((layer == 0) & ~conv[0])]
+        img_m1 = Signal.like(idx)
+        passes_m1 = Signal.like(passes)
+        img_is1 = Signal()
+        m.d.sync += [img_m1.eq(img_len - 1), img_is1.eq(img_len == 1),
                      passes_m1.eq(passes - 1)]
         last = Signal()
         n_cls = Signal(range(p.classes_max + 1))   # outputs of the last layer (classes)
@@ -180,55 +205,15 @@ class SpinBayesCore(wiring.Component):
         m.d.comb += [arb_mask.eq(Array(x.mask for x in arbs)[layer]),
                      arb_idx.eq(Array(x.indices for x in arbs)[layer])]
 
-        # read issue: bits of rows group*R .. group*R+R-1, bit-plane `plane`
-        issue = Signal()
-        rd_bits = Signal(p.R)
-        for r in range(p.R):
-            row = Signal(range(p.groups_total * p.R + 1), name=f"row{r}")
-            m.d.comb += row.eq(group * p.R + r)
-            src = Mux(layer == 0, img.as_value().word_select(row[:p.row_bits], p.A_max),
-                      act.as_value().word_select(row[:p.row_bits], p.A_max))
-            m.d.comb += rd_bits[r].eq((row < rows[layer]) & src.bit_select(plane, 1))
-        for k, (xb, dec) in enumerate(zip(xbars, decs)):
-            m.d.comb += [dec.en.eq(issue & arb_mask[k]), dec.group.eq(gbase[layer] + group),
-                         xb.rd_en.eq(dec.active), xb.rd_group.eq(dec.group),
-                         xb.rd_bits.eq(rd_bits)]
-        # one cycle later: the n chosen crossbars' ADC codes, selected by the registered
-        # arbiter indices (stable from the first READ cycle on) and registered; the AAC
-        # adds them one cycle after that (a read issued in cycle t is in S from t + 3)
-        p_valid, p_valid2 = Signal(), Signal()
-        p_plane, p_plane2 = Signal.like(plane), Signal.like(plane)
-        p_sel = Signal.like(aac.p)
-        m.d.sync += [p_valid.eq(issue), p_plane.eq(plane), p_valid2.eq(p_valid),
-                     p_plane2.eq(p_plane)]
-        # the accumulators are cleared in the first READ cycle (registered: no fan-out of the
-        # FSM decode over the sum_bits x outputs_max accumulators), two cycles before the
-        # first read reaches them
-        aac_clear = Signal()
-        m.d.comb += [aac.valid.eq(p_valid2), aac.plane.eq(p_plane2), aac.clear.eq(aac_clear),
-                     aac.p.eq(p_sel)]
-        # The registered index of slot s is replicated, one copy per SEL_COPIES-th of the
-        # columns (one register drove all cols_max x adc_bits multiplexers: the periphery's
-        # critical path on the ECP5, 13 ns of routing). Copy g resets to g: copies that
-        # differed only by name would be merged back into one flip-flop by yosys (a keep
-        # attribute does not stop that). The reset value is never used: the indices are
-        # loaded before the first READ of every layer.
-        per = -(-p.cols_max // min(SEL_COPIES, 2 ** (p.index_bits + 1), p.cols_max))
-        copies = -(-p.cols_max // per)             # every copy has at least one column
-        ab = p.adc_bits
-        # A slot outside the n-way (s >= n_way) holds index N, which selects zeros: the
-        # adder-accumulator's own slot mask stays all ones (n_way's fan-out into every
-        # accumulator was the next critical path).
-        for s in range(p.n_max):
-            for g in range(copies):
-                q = Signal(p.index_bits + 1, init=g, name=f"idx_q{s}_{g}")
-                m.d.sync += q.eq(Mux(s < n_way, arb_idx[s], p.N))
-                lo, hi = g * per * ab, min(p.cols_max, (g + 1) * per) * ab
-                zero = C(0, hi - lo)
-                entries = [xb.p.as_value()[lo:hi] for xb in xbars]
-                entries += [zero] * (2 ** (p.index_bits + 1) - p.N)
-                m.d.sync += p_sel[s].as_value()[lo:hi].eq(Array(entries)[q])
-            m.d.comb += aac.p_mask[s].eq(1)
+        # read issue (bits of rows group*R .. group*R+R-1, bit-plane `plane`), crossbars,
+        # slot select and adder-accumulator; the accumulators are cleared in the first READ
+        # cycle of a position (registered: no fan-out of the FSM decode over the sum_bits x
+        # outputs_max accumulators), two cycles before the first read reaches them
+        issue, aac_clear = Signal(), Signal()
+        buffers = (Mux(read_img, 2, rsel), [act, act_b, img])
+        read_path(p, m, xbars, aac, issue=issue, plane=plane, group=group,
+                  base=gbase[layer], rows=rows[layer], buffers=buffers, arb_mask=arb_mask,
+                  arb_idx=arb_idx, n_way=n_way, clear=aac_clear)
 
         # comparators and averaging see the AAC's sums
         # the current layer's thresholds, signs and outputs, registered (one cycle behind
@@ -254,6 +239,13 @@ class SpinBayesCore(wiring.Component):
                      self.trace_indices.eq(arb_idx), self.trace_valid.eq(arb_done)]
         out_c = Signal(range(p.outputs_max + 1))
         drain = Signal(2)
+        # the convolution path's handshakes (0 in a dense-only design); the current position
+        # is the layer's last; the next window is in the other buffer (prefetched during READ,
+        # DRAIN, ACT) and is the last; go_next: ACT with the next window ready, READ it next
+        fetched, last_pos, go_next = Signal(), Signal(), Signal()
+        if cu is not None:
+            m.d.comb += [fetched.eq(cu.fetched), last_pos.eq(cu.last_pos)]
+        cur_last, nxt_ready, nxt_last = Signal(), Signal(), Signal()
         # The FSM only moves state; every output that depends on the state is a plain
         # expression of it below (one continuous assignment each). A combinational block
         # whose only input is the state register is never evaluated at time 0 by Icarus, so
@@ -262,29 +254,37 @@ class SpinBayesCore(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.in_valid & in_ok):
                     m.d.sync += [img[0].eq(self.in_data), idx.eq(1)]
-                    with m.If(rows0_is1):
+                    with m.If(img_is1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
                         m.next = "ARB"
                     with m.Else():
                         m.next = "LOAD"
             with m.State("LOAD"):
                 with m.If(self.in_valid):
-                    m.d.sync += [img.as_value().word_select(idx[:p.row_bits], p.A_max)
-                                 .eq(self.in_data), idx.eq(idx + 1)]
-                    with m.If(idx == rows0_m1):
+                    with m.If(idx < p.rows_max):
+                        m.d.sync += (img.as_value().word_select(idx[:p.row_bits], p.A_max)
+                                     .eq(self.in_data))
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == img_m1):
                         m.d.sync += [t.eq(0), layer.eq(0)]
                         m.next = "ARB"
             with m.State("ARB"):
                 m.next = "ARB_WAIT"
             with m.State("ARB_WAIT"):
                 with m.If(arb_done):
-                    m.d.sync += [plane.eq(0), group.eq(0)]
+                    with m.If(cur_fetch):
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.next = "READ"
+            with m.State("FETCH"):
+                with m.If(fetched):
+                    m.d.sync += [rsel.eq(~rsel), cur_last.eq(last_pos)]
                     m.next = "READ"
             with m.State("READ"):
                 with m.If(group == last_group):
                     m.d.sync += group.eq(0)
                     with m.If(plane == last_plane):
-                        m.d.sync += drain.eq(0)
+                        m.d.sync += [drain.eq(0), plane.eq(0)]
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += plane.eq(plane + 1)
@@ -298,11 +298,28 @@ class SpinBayesCore(wiring.Component):
                 with m.If(last):
                     m.d.sync += out_c.eq(0)
                     m.next = "EMIT_Y_WAIT"
+                with m.Elif(cur_conv):
+                    with m.If(cur_last):
+                        m.next = "FLUSH"
+                    with m.Elif(go_next):
+                        m.d.sync += [rsel.eq(~rsel),
+                                     cur_last.eq(Mux(nxt_ready, nxt_last, last_pos))]
+                        m.next = "READ"
+                    with m.Else():
+                        m.next = "FETCH"
                 with m.Else():
-                    for j in range(p.outputs_max):
-                        m.d.sync += act[j].eq(Mux(j < cur_outs, cmp.act[j], 0))
+                    # a hidden dense layer's outputs are the next layer's rows (<= rows_max)
+                    for j in range(min(p.outputs_max, p.rows_max)):
+                        v = Mux(j < cur_outs, cmp.act[j], 0)
+                        with m.If(rsel):
+                            m.d.sync += act_b[j].eq(v)
+                        with m.Else():
+                            m.d.sync += act[j].eq(v)
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "ARB"
+            with m.State("FLUSH"):             # the last pooled vector is written: swap
+                m.d.sync += layer.eq(layer + 1)
+                m.next = "ARB"
             with m.State("EMIT_Y_WAIT"):
                 m.next = "EMIT_Y"
             with m.State("EMIT_Y"):
@@ -334,9 +351,32 @@ class SpinBayesCore(wiring.Component):
         idle, load = st("IDLE"), st("LOAD")
         emit_y, emit_avg, emit_cls = st("EMIT_Y"), st("EMIT_AVG"), st("EMIT_CLASS")
         act_st = st("ACT")
-        start_img = (((idle & in_ok) | load) & self.in_valid
-                     & Mux(idle, rows0_is1, idx == rows0_m1))
-        m.d.sync += aac_clear.eq(st("ARB_WAIT") & arb_done)
+        beat = ((idle & in_ok) | load) & self.in_valid
+        start_img = beat & Mux(idle, img_is1, idx == img_m1)
+        m.d.comb += go_next.eq(act_st & ~last & cur_conv & ~cur_last & (nxt_ready | fetched))
+        with m.If(go_next):
+            m.d.sync += nxt_ready.eq(0)
+        with m.Elif(fetched & ~st("FETCH")):
+            m.d.sync += [nxt_ready.eq(1), nxt_last.eq(last_pos)]
+        m.d.sync += aac_clear.eq((st("ARB_WAIT") & arb_done & ~cur_fetch)
+                                 | (st("FETCH") & fetched) | go_next)
+        if cu is not None:
+            g = {n: regs[n][layer] for n in ("c_in", "h", "w", "k", "stride", "padding", "pool")}
+            m.d.comb += [
+                cu.img_we.eq(beat & conv[0]), cu.img_addr.eq(Mux(idle, 0, idx)),
+                cu.img_data.eq(self.in_data),
+                cu.start.eq(st("ARB") & fetch[layer]),
+                cu.C_in.eq(g["c_in"]), cu.H.eq(g["h"]), cu.W.eq(g["w"]), cu.k.eq(g["k"]),
+                cu.stride.eq(g["stride"]), cu.padding.eq(g["padding"]), cu.pool.eq(g["pool"]),
+                cu.src_image.eq(layer == 0), cu.is_conv.eq(conv[layer]),
+                cu.word_ch.eq(Mux(layer == 0, 1, outs[layer - 1])),
+                cu.fetch.eq(st("FETCH") | ((st("READ") | st("DRAIN") | act_st) & cur_conv
+                                           & ~cur_last & ~nxt_ready)),
+                cu.act_valid.eq(act_st & ~last & cur_conv),
+                *(cu.act_codes[j].eq(cmp.act[j]) for j in range(p.act_channels)),
+                cu.swap.eq(st("FLUSH")),
+            ]
+            window_write(m, (act, act_b), ~rsel, cu, p)
         # the averaging block is cleared the cycle after the image's last input beat
         # (registered: the input handshake's decode reached every Y register's reset in one
         # cycle, the periphery's critical path on the ECP5); its first pass is far later
@@ -353,25 +393,11 @@ class SpinBayesCore(wiring.Component):
             avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
             cmp.valid.eq(act_st & ~last),
             avg.finish.eq(st("FINISH")),
-            self.out_valid.eq((emit_y & (out_c < avg.y_count)) | emit_avg | emit_cls),
-            self.out_kind.eq(Mux(emit_avg, OutKind.AVERAGE,
-                                 Mux(emit_cls, OutKind.CLASS, OutKind.PASS))),
-            self.out_index.eq(Mux(emit_y | emit_avg, out_c, 0)),
-            self.out_pass.eq(Mux(emit_y, t, 0)),
-            self.out_data.eq(Mux(emit_y, avg.y[out_c],
-                                 Mux(emit_avg, avg.averaged[out_c],
-                                     Mux(emit_cls, avg.cls, 0)))),
         ]
-
-        # --- activity counters ---------------------------------------------------------
-        popcount = sum(arb_mask[k] for k in range(p.N))
-        m.d.sync += self.cnt_cycles.eq(self.cnt_cycles + self.busy)
-        with m.If(issue):
-            m.d.sync += self.cnt_xbar_reads.eq(self.cnt_xbar_reads + popcount)
-        m.d.comb += [
-            self.cnt_rng_draws.eq(sum(x.draws for x in arbs)),
-            self.cnt_aac_ops.eq(aac.ops), self.cnt_cmp_ops.eq(cmp.ops),
-            self.cnt_avg_ops.eq(avg.mult_ops + avg.avg_ops),
-            self.stuck.eq(Cat(x.stuck for x in arbs).any()),
-        ]
+        result_stream(self, m, emit_y=emit_y, emit_avg=emit_avg, emit_cls=emit_cls,
+                      out_c=out_c, t=t, avg=avg)
+        activation_trace(self, m, dense_valid=act_st & ~last & ~cur_conv, codes=cmp.act,
+                         outs=cur_outs, layer=layer, t=t, cu=cu)
+        counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs, aac=aac, cmp=cmp,
+                 avg=avg)
         return m

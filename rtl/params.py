@@ -78,6 +78,18 @@ class RtlParams:
     classes_max : most outputs of the last layer (the classes): the averaging block, the
         output scales and offsets are sized by it (None: outputs_max). The digits MLP
         64-64-10 needs outputs_max 64 for its hidden layer but only 10 classes.
+    act_depth : words (pixels) of each bank of the activation memory: the most positions
+        H*W of a tensor a convolution writes; 0 builds a dense-only design without the
+        convolution path (no memories, window generator or pooling; LAYER_KIND must be
+        LINEAR).
+    act_channels : codes in one activation-memory word: the most outputs (channels) of a
+        hidden convolution.
+    image_depth : codes of the image memory: the most inputs C_in*H*W of a first layer that
+        is a convolution (at least 1 when act_depth > 0).
+    size_max : largest input height and width H, W of a convolution.
+    kernel_max, stride_max : largest window k and stride of a convolution.
+    padding_max : largest zero padding of a convolution (0: none).
+    pool_max : largest max-pooling kernel (0: no pooling).
     """
 
     N: int = 5
@@ -95,16 +107,35 @@ class RtlParams:
     scale_bits: int = 16
     offset_bits: int = 24
     classes_max: int | None = None
+    act_depth: int = 0
+    act_channels: int = 1
+    image_depth: int = 0
+    size_max: int = 1
+    kernel_max: int = 1
+    stride_max: int = 1
+    padding_max: int = 0
+    pool_max: int = 0
 
     def __post_init__(self):
         if self.classes_max is None:
             object.__setattr__(self, "classes_max", self.outputs_max)
         for name in ("N", "n_max", "Q", "R", "A_in", "A", "rows_max", "outputs_max",
                      "layers_max", "groups_total", "T_max", "rng_bits", "scale_bits",
-                     "offset_bits", "classes_max"):
+                     "offset_bits", "classes_max", "size_max", "kernel_max", "stride_max",
+                "act_channels"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        for name in ("act_depth", "image_depth", "padding_max", "pool_max"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
+        if self.act_depth and not self.image_depth:
+            raise ValueError("image_depth must be a positive integer when act_depth > 0 (the "
+                             "convolution path reads its first layer's input from it), not 0")
+        if self.act_channels > self.outputs_max:
+            raise ValueError(f"act_channels must not exceed outputs_max ({self.outputs_max}), "
+                             f"not {self.act_channels!r}")
         if self.n_max > self.N:
             raise ValueError(f"n_max must not exceed N ({self.N}), not {self.n_max!r}")
         if self.classes_max > self.outputs_max:
@@ -122,6 +153,18 @@ class RtlParams:
             raise ValueError("scale_bits and offset_bits must be at least 2")
 
     # --- derived sizes -------------------------------------------------------------------
+    @property
+    def conv(self) -> bool:
+        """The design has the convolution path (image and activation memories, window
+        generator, pooling): ``act_depth`` > 0."""
+        return self.act_depth > 0
+
+    @property
+    def out_size_max(self) -> int:
+        """Largest H_out and W_out of a convolution (positions per row or column before
+        pooling): size_max + 2 padding_max (k = stride = 1)."""
+        return self.size_max + 2 * self.padding_max
+
     @property
     def k_cells(self) -> int:
         """Differential cells per weight (golden/cells.py)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from amaranth import Array, Signal, signed
 from amaranth.lib import data
 
-from .regs import Reg, register_ranges
+from .regs import GEOMETRY_REGS, Reg, register_ranges
 
 __all__ = ["program_port"]
 
@@ -43,13 +43,26 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
     passes = Signal(p.t_bits, init=1)
     n_way = Signal(range(p.n_max + 1), init=1)
     rng_thr = Signal(p.rng_bits + 1, init=2 ** (p.rng_bits - 1))
+    # the layer geometry (kind, C_in, H, W, k, stride, padding, pool), only in a design with
+    # the convolution path; reset values describe a one-input dense layer
+    geometry = {}
+    if p.conv:
+        bounds = (1, p.rows_max, p.size_max, p.size_max, p.kernel_max, p.stride_max,
+                  p.padding_max, p.pool_max)
+        inits = (0, 1, 1, 1, 1, 1, 0, 0)
+        for reg, hi, init in zip(GEOMETRY_REGS, bounds, inits):
+            name = reg.name.lower().removeprefix("layer_")
+            geometry[reg] = Array(Signal(range(hi + 1), init=init, name=f"{name}{i}")
+                                  for i in range(L))
     # The descriptor and configuration registers of the last elaboration (white-box tests read
     # them, e.g. their reset values): name -> Signal or list of Signals.
     core.descriptor = {"rows": list(rows), "outs": list(outs), "gbase": list(gbase),
                        "in_bits": list(in_bits), "theta": list(theta),
                        "sign": list(sign), "scale": scale, "offset": offset,
                        "n_layers": n_layers, "passes": passes, "n_way": n_way,
-                       "rng_thr": rng_thr}
+                       "rng_thr": rng_thr,
+                       **{r.name.lower().removeprefix("layer_"): list(v)
+                          for r, v in geometry.items()}}
 
     # --- programming port --------------------------------------------------------
     sel, a, b, c, d = (core.prog_sel, core.prog_a, core.prog_b, core.prog_c,
@@ -137,6 +150,9 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
                 m.d.sync += n_way.eq(d)
             with m.Case(Reg.RNG_THRESHOLD):
                 m.d.sync += rng_thr.eq(d)
+            for reg, target in geometry.items():
+                with m.Case(reg):
+                    m.d.sync += target[li].eq(d)
 
     # cell read-back
     for xb in xbars:
@@ -146,5 +162,6 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
     m.d.comb += core.vfy_level.eq(Array(xb.v_level for xb in xbars)[vk])
     regs = {"rows": rows, "outs": outs, "gbase": gbase, "in_bits": in_bits, "theta": theta,
             "sign": sign, "scale": scale, "offset": offset, "n_layers": n_layers,
-            "passes": passes, "n_way": n_way}
+            "passes": passes, "n_way": n_way,
+            **{r.name.lower().removeprefix("layer_"): v for r, v in geometry.items()}}
     return regs, in_ok

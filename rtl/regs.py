@@ -23,9 +23,9 @@ import numbers
 import re
 from typing import NamedTuple
 
-__all__ = ["PROG_FIELDS", "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM", "PROG_WIDTHS",
-           "PROG_WORD_BITS", "SEED_MAX", "UNUSED", "OutKind", "Reg", "RegField", "as_data",
-           "check_seed",
+__all__ = ["GEOMETRY_REGS", "PROG_FIELDS", "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM",
+           "PROG_WIDTHS", "PROG_WORD_BITS", "SEED_MAX", "UNUSED", "LayerKind", "OutKind", "Reg",
+           "RegField", "as_data", "check_seed",
            "pack_prog", "parse_prog_text", "prog_field_range", "prog_layout", "prog_text",
            "register_ranges", "unpack_prog", "write_name", "write_problem"]
 
@@ -64,6 +64,37 @@ class Reg(enum.IntEnum):
     RNG_THRESHOLD = 12
     #: seed of an emulated RNG device, c = layer, a = device (loads it immediately)
     RNG_SEED = 13
+    #: layer geometry (golden/geometry.py ``LayerGeometry``), c = layer: the kind
+    #: (:class:`LayerKind`)
+    LAYER_KIND = 14
+    #: layer geometry, c = layer: input channels C_in (a dense layer: its fan-in)
+    LAYER_C_IN = 15
+    #: layer geometry, c = layer: input height H (a dense layer: 1)
+    LAYER_H = 16
+    #: layer geometry, c = layer: input width W (a dense layer: 1)
+    LAYER_W = 17
+    #: layer geometry, c = layer: window size k (a dense layer: 1)
+    LAYER_K = 18
+    #: layer geometry, c = layer: window stride (a dense layer: 1)
+    LAYER_STRIDE = 19
+    #: layer geometry, c = layer: zero padding (a dense layer: 0)
+    LAYER_PADDING = 20
+    #: layer geometry, c = layer: max-pooling kernel = stride of the outputs (0: none)
+    LAYER_POOL = 21
+
+
+class LayerKind(enum.IntEnum):
+    """``Reg.LAYER_KIND`` values (golden/geometry.py ``KINDS``)."""
+
+    #: dense: one output position, the window is the identity
+    LINEAR = 0
+    #: convolution: a window slid over a C_in x H x W activation tensor
+    CONV2D = 1
+
+
+#: The per-layer geometry registers, in the order of golden/geometry.py's fields.
+GEOMETRY_REGS = (Reg.LAYER_KIND, Reg.LAYER_C_IN, Reg.LAYER_H, Reg.LAYER_W, Reg.LAYER_K,
+                 Reg.LAYER_STRIDE, Reg.LAYER_PADDING, Reg.LAYER_POOL)
 
 
 class OutKind(enum.IntEnum):
@@ -82,18 +113,18 @@ class OutKind(enum.IntEnum):
 #: complement, the others unsigned. The core's ``prog_<name>`` ports, the harness's write-list
 #: word, the image's ``descriptor.hex`` lines and the driver all take their widths from here.
 PROG_FIELDS: tuple[tuple[str, int], ...] = (("data", 32), ("c", 8), ("b", 16), ("a", 16),
-                                            ("sel", 4))
+                                            ("sel", 5))
 #: Field name -> bits.
 PROG_WIDTHS: dict[str, int] = dict(PROG_FIELDS)
 #: The signed field(s).
 PROG_SIGNED = frozenset({"data"})
-#: Bits of one whole word (76).
+#: Bits of one whole word (77).
 PROG_WORD_BITS = sum(w for _, w in PROG_FIELDS)
 #: Field names MSB first: the port order of the core and the order of a descriptor line.
 PROG_ORDER: tuple[str, ...] = tuple(name for name, _ in reversed(PROG_FIELDS))
 #: Hex digits of each field in a descriptor line.
 _DIGITS = {name: -(-bits // 4) for name, bits in PROG_FIELDS}
-#: A descriptor line's shape, e.g. ``S_AAAA_BBBB_CC_DDDDDDDD``.
+#: A descriptor line's shape, e.g. ``SS_AAAA_BBBB_CC_DDDDDDDD``.
 PROG_TEXT_FORM = "_".join((name[0].upper()) * _DIGITS[name] for name in PROG_ORDER)
 _TEXT_RE = re.compile("_".join(f"([0-9a-fA-F]{{{_DIGITS[n]}}})" for n in PROG_ORDER))
 #: Largest firmware RNG seed: the emulated devices' xorshift32 state has 32 bits, so a seed
@@ -172,11 +203,15 @@ def as_data(pattern: int) -> int:
 
 
 def parse_prog_text(text: str) -> tuple[int, int, int, int, int] | None:
-    """(sel, a, b, c, data) of a descriptor line, or None if it is not of the form."""
+    """(sel, a, b, c, data) of a descriptor line, or None if it is not of the form (or a
+    field's digits exceed its width, e.g. a ``sel`` of 0x20 and above)."""
     m = _TEXT_RE.fullmatch(text)
     if m is None:
         return None
-    return tuple(_signed(n, int(g, 16)) for n, g in zip(PROG_ORDER, m.groups()))
+    raw = [int(g, 16) for g in m.groups()]
+    if any(v >> PROG_WIDTHS[n] for n, v in zip(PROG_ORDER, raw)):
+        return None
+    return tuple(_signed(n, v) for n, v in zip(PROG_ORDER, raw))
 
 
 def check_seed(seed) -> int:
@@ -260,7 +295,19 @@ def register_ranges(p) -> dict[Reg, dict[str, RegField]]:
                                      f"ceil(log2 N)={p.code_bits} devices"),
                        "c": layer, "data": RegField(seed.start, seed.stop - 1, "seed",
                                                     "32-bit state")},
+        Reg.LAYER_KIND: {"c": layer, "data": RegField(
+            0, LayerKind.CONV2D if p.act_depth else LayerKind.LINEAR, "kind",
+            f"act_depth={p.act_depth}" + ("" if p.act_depth else ": dense layers only"))},
     }
+    for reg, lo, what, bound in ((Reg.LAYER_C_IN, 1, "input channels", "rows_max"),
+                                 (Reg.LAYER_H, 1, "input height", "size_max"),
+                                 (Reg.LAYER_W, 1, "input width", "size_max"),
+                                 (Reg.LAYER_K, 1, "window", "kernel_max"),
+                                 (Reg.LAYER_STRIDE, 1, "stride", "stride_max"),
+                                 (Reg.LAYER_PADDING, 0, "padding", "padding_max"),
+                                 (Reg.LAYER_POOL, 0, "pool", "pool_max")):
+        hi = getattr(p, bound)
+        table[reg] = {"c": layer, "data": RegField(lo, hi, what, f"{bound}={hi}")}
     return {reg: {f: fields.get(f, UNUSED) for f in ("a", "b", "c", "data")}
             for reg, fields in table.items()}
 

@@ -29,9 +29,10 @@ from ..golden.hardware import HwNetwork
 from ..golden.layers import input_codes
 from ..rtl.params import RtlParams
 from ..rtl.regs import OutKind
+from .layer_check import compare_layers
 from .runner import _cache_root, run_cocotb
 
-__all__ = ["CoverifyResult", "Mismatch", "decode_logs", "harness_verilog",
+__all__ = ["CoverifyResult", "Mismatch", "decode_acts", "decode_logs", "harness_verilog",
            "params_for", "run_images", "write_list"]
 
 TOPLEVEL = "spinbayes_harness"
@@ -85,6 +86,7 @@ class CoverifyResult:
     stall: float = 0.0
     timings: dict = field(default_factory=dict)
     driver: dict | None = None           # the CoreDriver-over-CocotbBus images, if asked
+    act_beats: np.ndarray | None = None  # (B,) activation-trace beats, with trace_layers
 
     @property
     def passed(self) -> bool:
@@ -108,7 +110,7 @@ class CoverifyResult:
 
 
 def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=(),
-                    cache_dir=None) -> tuple[str, dict]:
+                    act_log: int = 0, cache_dir=None) -> tuple[str, dict]:
     """Verilog of the harness (``emit_src=False``) and its :meth:`describe`, cached on disk.
 
     The key is the parameters, the harness options and the text of rtl/*.py and
@@ -119,14 +121,15 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
 
     from .harness import CoverifyHarness
 
-    key = hashlib.sha256(json.dumps([params.describe(), wlist_depth, sorted(stuck_cells)],
-                                    default=list).encode()
+    key = hashlib.sha256(json.dumps([params.describe(), wlist_depth, sorted(stuck_cells),
+                                     act_log], default=list).encode()
                          + b"".join(s.read_bytes() for s in _sources())).hexdigest()[:16]
     path = _cache_root(cache_dir) / f"harness-{key}.v"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         return path.read_text(), json.loads(meta_path.read_text())
-    h = CoverifyHarness(params, wlist_depth=wlist_depth, stuck_cells=stuck_cells)
+    h = CoverifyHarness(params, wlist_depth=wlist_depth, stuck_cells=stuck_cells,
+                        act_log=act_log)
     text = verilog.convert(h, name=TOPLEVEL, emit_src=False)
     lines = text.splitlines(keepends=True)
     out, i = [], 0
@@ -151,7 +154,10 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
 def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
     """The smallest design (RtlParams) that runs ``hw`` at ``T`` passes (T_max at least 16,
     so that T = 1..16 share one build); ``overrides`` replace any field. Rows and outputs
-    come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution)."""
+    come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution); a
+    network with convolutions gets the convolution path, sized by its input tensor (the
+    image memory), its hidden convolutions' pooled pixels and channels (the activation
+    memory), and their largest size, window, stride, padding and pooling."""
     geometry = geometry_of(hw)
     rows = [g.rows for g in geometry]
     outs = [g.outputs for g in geometry]
@@ -161,6 +167,15 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
               classes_max=outs[-1],
               layers_max=len(hw.layers), groups_total=sum(-(-r // hw.R) for r in rows),
               T_max=max(16, int(T)))
+    conv = [g for g in geometry if g.kind == "conv2d"]
+    if conv:
+        hidden = [g for g in conv if not g.is_output]
+        kw.update(image_depth=geometry[0].in_size,
+                  act_depth=max((g.H_pool * g.W_pool for g in hidden), default=1),
+                  act_channels=max((g.outputs for g in hidden), default=1),
+                  size_max=max(max(g.H, g.W) for g in conv),
+                  kernel_max=max(g.k for g in conv), stride_max=max(g.stride for g in conv),
+                  padding_max=max(g.padding for g in conv), pool_max=max(g.pool for g in conv))
     kw.update(overrides)
     return RtlParams(**kw)
 
@@ -236,19 +251,53 @@ def _compare(name: str, rtl: np.ndarray, ref: np.ndarray) -> list[Mismatch]:
     return out
 
 
+def decode_acts(raw, info: dict) -> list[list[tuple]]:
+    """The harness's activation-trace logs: per image, the beats (layer, pass, position,
+    codes of every channel) in order (``info``: the harness's describe())."""
+    A, count = info["act_code_bits"], info["act_codes"]
+    out = []
+    for b, n in enumerate(raw["n_acts"]):
+        beats = []
+        for word in raw["acts"][b, :min(int(n), int(info["act_log"]))]:
+            v, fields = int(word), {}
+            for name, width in info["act_fields"]:
+                fields[name], v = v & ((1 << width) - 1), v >> width
+            codes = [(fields["codes"] >> (A * j)) & ((1 << A) - 1) for j in range(count)]
+            beats.append((fields["layer"], fields["pass"], fields["pos"], codes))
+        out.append(beats)
+    return out
+
+
+def _layer_mismatches(raw, info, geometry, ref) -> list[Mismatch]:
+    """The activation trace against the reference's activations, as Mismatches
+    (``"layer"``: where names the layer, pass, position and neuron)."""
+    bad = []
+    for b, n in enumerate(raw["n_acts"]):
+        if int(n) > int(info["act_log"]):
+            bad.append(Mismatch(b, "layer", "trace beats", int(n), int(info["act_log"])))
+    for m in compare_layers(decode_acts(raw, info), ref.activations, geometry):
+        bad.append(Mismatch(m.image, "layer", m.place, m.rtl, m.reference))
+    return bad
+
+
 def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, seed: int,
                simulator: str = "icarus", waves: bool = False, stall: float = 0.0,
                progress: bool = True, float_net=None, labels=None, stall_seed: int = 1,
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
-               cache_dir=None, first_image: int = 0) -> CoverifyResult:
-    """Run images ``x`` (B, 1, H, W) through the RTL under cocotb and check them in a batch.
+               trace_layers: bool = False, cache_dir=None,
+               first_image: int = 0) -> CoverifyResult:
+    """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
+    under cocotb and check them in a batch.
 
     ``stall``: probability that the harness drops ``in_valid`` / ``out_ready`` in a cycle.
     ``float_net``: the float SpinBayes model (:class:`~spinbayes.golden.inference.
     SpinBayesNet`); its eq. 4 class on the RTL's choices is compared with the RTL's class.
     ``labels``: (B,) true classes, for the accuracy. ``driver_images``: also run that many of
     the images with the unchanged CoreDriver over CocotbBus (per-cycle Python) and check
-    them. ``load``: ``"vpi"`` (write list by VPI memory writes) or ``"port"``.
+    them. ``load``: ``"vpi"`` (write list and images by VPI memory writes) or ``"port"``.
+    ``trace_layers``: the harness also logs the core's activation trace, and every hidden
+    layer's output vectors are checked against the reference's (a ``"layer"`` mismatch names
+    the layer, pass, position and neuron; sim/layer_check.py).
     ``first_image``: ``x`` are images first_image.. of a run; the arbiters start where they
     stand at that image in a run from image 0 (one shard of a run, sim/shard.py).
     Raises ValueError for bad arguments, AssertionError if the simulation itself fails.
@@ -268,27 +317,31 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     if first_image:
         from .shard import program_from_image
         program = program_from_image(program, p, seed=seed, first_image=first_image)
-    codes = input_codes(x, hw.input_bits).flatten(1).numpy().astype(np.int64)
-    if codes.shape[1] != hw.layers[0].rows:
-        raise ValueError(f"images give {codes.shape[1]} inputs, layer 0 has "
-                         f"{hw.layers[0].rows} rows")
+    geometry = geometry_of(hw)
+    codes = (input_codes(x, hw.input_bits) if x.is_floating_point() else x.long())
+    codes = codes.flatten(1).numpy().astype(np.int64)
+    if codes.shape[1] != geometry[0].in_size:
+        raise ValueError(f"images give {codes.shape[1]} inputs, layer 0 reads "
+                         f"{geometry[0].in_size}")
     L, C, n = len(hw.layers), program.n_outputs, hw.n_way
+    # every hidden layer's vectors of T_max passes (one log per design and network)
+    act_log = p.T_max * sum(g.H_pool * g.W_pool for g in geometry if not g.is_output) \
+        if trace_layers else 0
     timings: dict = {}
     t0 = time.perf_counter()
-    text, info = harness_verilog(p, stuck_cells=stuck_cells, cache_dir=cache_dir)
+    text, info = harness_verilog(p, stuck_cells=stuck_cells, act_log=act_log,
+                                 cache_dir=cache_dir)
     timings["export_s"] = time.perf_counter() - t0
     wl = write_list(program)
-    if len(wl["wl_sel"]) > info["wlist_depth"]:
-        raise ValueError(f"{len(wl['wl_sel'])} programming writes exceed the harness's "
-                         f"write list ({info['wlist_depth']})")
     work = Path(tempfile.mkdtemp(prefix="coverify-", dir=_cache_root(cache_dir)))
     np.savez(work / "data.npz", codes=codes, T=T, C=C, L=L, n_way=n, **wl)
     prog_file = work / "progress.txt"
     prog_file.write_text("")
     cfg = {"data": str(work / "data.npz"), "out": str(work / "raw.npz"),
            "progress": str(prog_file), "stall_thr": round(float(stall) * 2 ** 16),
-           "stall_seed": int(stall_seed), "verify": True, "load": load, "A_in": p.A_in,
+           "stall_seed": int(stall_seed), "verify": True, "load": load,
            "beat_depth": info["beat_depth"], "trace_depth": info["trace_depth"],
+           "act_log": act_log, "wlist_depth": info["wlist_depth"],
            "max_cycles": 2_000_000, "driver_images": int(driver_images),
            "driver_out": str(work / "driver.npz"), "driver_result": str(work / "driver.json"),
            "index_bits": p.index_bits, "n_max": p.n_max}
@@ -347,6 +400,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         bad += _compare("per_pass", per_pass, ref.per_pass.numpy())
         bad += _compare("averaged", averaged, ref.averaged.numpy())
         bad += _compare("class", prediction[:, None], ref.prediction.numpy()[:, None])
+        if trace_layers:
+            bad += _layer_mismatches(raw, info, geometry, ref)
     else:
         bad.append(Mismatch(-1, "trace", "unusable", "see above", "-"))
     timings["check_s"] = time.perf_counter() - t0
@@ -359,6 +414,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         vfy_errors=prog_info["vfy_errors"], vfy_checked=prog_info["vfy_checked"],
         simulator=simulator, stall=float(stall), timings=timings)
     result.timings["vfy_bad_entries"] = prog_info["vfy_bad_entries"]
+    if trace_layers:
+        result.act_beats = raw["n_acts"]
     if labels is not None:
         lab = np.asarray(labels).reshape(-1)
         result.accuracy = 100.0 * float((prediction == lab).mean())

@@ -6,21 +6,26 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
 
 * **Write-list player.** ``wlist`` is a memory of programming-port words (sel, a, b, c,
   data) filled by the testbench (VPI writes of ``wlist[i]``, or the ``h_wl_*`` port one word
-  per cycle). On ``h_prog_start`` the player presents entries 0 .. ``h_wl_count`` - 1 on the
-  core's programming port, one per cycle in which ``prog_ready`` is high (the write decoder
-  path, no back door). Then a read-back pass reads every ``XBAR_CELL`` entry through the
-  core's ``vfy_*`` port and counts the cells whose level differs (``h_vfy_errors``; the
-  first ``ERRLOG`` failing entry numbers are kept in ``errlog``).
-* **Input stream.** The testbench writes one image's first-layer codes into the wide port
-  ``h_img`` (element i at bits ``[i*A_in +: A_in]``) and ``h_img_len``, then pulses
-  ``h_start``; the harness streams them on ``in_data``/``in_valid``.
+  per cycle; a longer program is played in chunks of its depth). On ``h_prog_start`` the
+  player presents entries 0 .. ``h_wl_count`` - 1 on the core's programming port, one per
+  cycle in which ``prog_ready`` is high (the write decoder path, no back door). Then a
+  read-back pass reads every ``XBAR_CELL`` entry through the core's ``vfy_*`` port and
+  counts the cells whose level differs (``h_vfy_errors``; the first ``ERRLOG`` failing
+  entry numbers are kept in ``errlog``).
+* **Input stream.** The testbench writes one image's input codes (layer 0's input tensor in
+  torch's flatten order) into the memory ``image`` (VPI writes of ``image[i]``, or the
+  ``h_img_*`` port one code per cycle; ``img_depth`` = max(rows_max, image_depth) codes) and
+  its length into ``h_img_len``, then pulses ``h_start``; the harness streams them on
+  ``in_data``/``in_valid``.
 * **Random stalls.** A xorshift32 generator (seed ``h_stall_seed``, loaded with
   ``h_stall_load``) drops ``in_valid`` and ``out_ready`` in a cycle with probability
   ``h_stall_thr / 2^16`` each (independent bits of the same word), so back-pressure on both
   streams is exercised without Python.
 * **Capture.** Every accepted result beat is logged in order into ``beats`` (word: data,
-  index, pass, kind; see :meth:`CoverifyHarness.beat_fields`) and every arbiter selection into
-  ``trace`` (indices, pass, layer). ``h_done`` rises with the class beat and stays high until
+  index, pass, kind; see :meth:`CoverifyHarness.beat_fields`), every arbiter selection into
+  ``trace`` (indices, pass, layer) and, with ``act_log`` > 0, every beat of the core's
+  activation trace into ``acts`` (codes, position, pass, layer; :meth:`act_fields`) until it
+  is full (``h_n_acts`` counts them all). ``h_done`` rises with the class beat and stays high until
   the next start; ``h_n_beats``, ``h_n_trace`` and ``h_cycles`` (cycles from start to the
   class beat) are then valid.
 * **Bypass.** With ``h_bypass`` high the core's inputs come from ports named exactly like the
@@ -31,7 +36,7 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -57,11 +62,16 @@ CORE_INPUTS = ("prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data",
 pack_write = pack_prog
 
 
+#: Largest default write list: a longer program is played in chunks (sim/tb_network.py).
+WLIST_MAX = 2 ** 16
+
+
 def default_wlist_depth(p: RtlParams) -> int:
-    """Every cell of every crossbar plus room for the descriptor table, a power of two."""
+    """Every cell of every crossbar plus room for the descriptor table, a power of two, at
+    most :data:`WLIST_MAX` (a million-entry memory made the export alone take gigabytes)."""
     need = p.N * p.groups_total * p.R * p.cols_max + 64 + p.layers_max * (
-        4 + p.outputs_max * (1 + p.levels) + p.code_bits) + 2 * p.outputs_max
-    return 1 << (need - 1).bit_length()
+        12 + p.outputs_max * (1 + p.levels) + p.code_bits) + 2 * p.outputs_max
+    return min(WLIST_MAX, 1 << (need - 1).bit_length())
 
 
 class CoverifyHarness(wiring.Component):
@@ -72,9 +82,11 @@ class CoverifyHarness(wiring.Component):
     params : RtlParams of the wrapped :class:`~spinbayes.rtl.network.SpinBayesCore`.
     wlist_depth : entries of the write list (default :func:`default_wlist_depth`).
     stuck_cells : passed to the core (fault injection, read-back must report them).
+    act_log : entries of the activation-trace log (0: no log).
     """
 
-    def __init__(self, params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=()):
+    def __init__(self, params: RtlParams, *, wlist_depth: int | None = None, stuck_cells=(),
+                 act_log: int = 0):
         self.params = p = check_params(self, params)
         self.wlist_depth = int(wlist_depth or default_wlist_depth(p))
         if self.wlist_depth < 2:
@@ -82,6 +94,11 @@ class CoverifyHarness(wiring.Component):
             raise ValueError(f"wlist_depth must be at least 2, not {wlist_depth!r}")
         self.beat_depth = p.T_max * p.classes_max + p.classes_max + 1
         self.trace_depth = p.layers_max * p.T_max
+        self.img_depth = max(p.rows_max, p.image_depth)
+        if not isinstance(act_log, int) or isinstance(act_log, bool) or act_log < 0:
+            self._MustUse__silence = True
+            raise ValueError(f"act_log must be a non-negative integer, not {act_log!r}")
+        self.act_log = act_log
         self.core = SpinBayesCore(p, stuck_cells=stuck_cells)
         self.core._MustUse__silence = True     # elaborated with the harness, or not at all
         wb = bits_for(self.wlist_depth + 1)
@@ -92,10 +109,11 @@ class CoverifyHarness(wiring.Component):
             "h_wl_count": In(wb), "h_prog_start": In(1), "h_verify": In(1),
             "h_prog_busy": Out(1), "h_prog_done": Out(1),
             "h_prog_cycles": Out(32), "h_vfy_checked": Out(32), "h_vfy_errors": Out(32),
-            "h_img": In(p.rows_max * p.A_in), "h_img_len": In(range(p.rows_max + 1)),
+            "h_img_wen": In(1), "h_img_waddr": In(bits_for(self.img_depth)),
+            "h_img_wdata": In(p.A_in), "h_img_len": In(range(self.img_depth + 1)),
             "h_start": In(1), "h_done": Out(1), "h_running": Out(1),
             "h_cycles": Out(32), "h_n_beats": Out(range(self.beat_depth + 1)),
-            "h_n_trace": Out(range(self.trace_depth + 1)),
+            "h_n_trace": Out(range(self.trace_depth + 1)), "h_n_acts": Out(32),
             "h_stall_thr": In(17), "h_stall_seed": In(32), "h_stall_load": In(1),
         }
         for name, member in self.core.signature.members.items():
@@ -114,11 +132,21 @@ class CoverifyHarness(wiring.Component):
         return (("indices", p.n_max * p.index_bits), ("pass", p.t_bits),
                 ("layer", max(1, (p.layers_max - 1).bit_length())))
 
+    def act_fields(self):
+        """(name, width) of an ``acts`` word, LSB first (``codes`` outputs_max x A)."""
+        core = self.core.signature.members
+        return (("codes", self.params.outputs_max * self.params.A),
+                ("pos", Shape.cast(core["act_pos"].shape).width),
+                ("pass", self.params.t_bits), ("layer", self.core._layer_bits))
+
     def describe(self) -> dict:
         return {"wlist_depth": self.wlist_depth, "beat_depth": self.beat_depth,
-                "trace_depth": self.trace_depth, "word_fields": list(WORD_FIELDS),
+                "trace_depth": self.trace_depth, "img_depth": self.img_depth,
+                "act_log": self.act_log, "word_fields": list(WORD_FIELDS),
                 "beat_fields": list(self.beat_fields()),
-                "trace_fields": list(self.trace_fields()), "errlog": ERRLOG}
+                "trace_fields": list(self.trace_fields()),
+                "act_fields": list(self.act_fields()), "act_code_bits": self.params.A,
+                "act_codes": self.params.outputs_max, "errlog": ERRLOG}
 
     def elaborate(self, platform):
         p = self.params
@@ -134,6 +162,12 @@ class CoverifyHarness(wiring.Component):
         m.submodules.trace = trace = Memory(shape=unsigned(tw), depth=self.trace_depth,
                                             init=[])
         m.submodules.errlog = errlog = Memory(shape=unsigned(32), depth=ERRLOG, init=[])
+        m.submodules.image = image = Memory(shape=unsigned(p.A_in), depth=self.img_depth,
+                                            init=[])
+        im_w = image.write_port()
+        im_r = image.read_port(domain="comb")
+        m.d.comb += [im_w.en.eq(self.h_img_wen), im_w.addr.eq(self.h_img_waddr),
+                     im_w.data.eq(self.h_img_wdata)]
         wl_w = wlist.write_port()
         wl_r = wlist.read_port(domain="comb")
         m.d.comb += [wl_w.en.eq(self.h_wl_wen), wl_w.addr.eq(self.h_wl_waddr),
@@ -218,10 +252,9 @@ class CoverifyHarness(wiring.Component):
                 m.next = "IDLE"
 
         # --- image streamer and result capture -----------------------------------------
-        idx = Signal(range(p.rows_max + 1))
+        idx = Signal(range(self.img_depth + 1))
         running = self.h_running
-        m.d.comb += [own["in_data"].eq(self.h_img.word_select(idx[:bits_for(p.rows_max)],
-                                                               p.A_in)),
+        m.d.comb += [im_r.addr.eq(idx), own["in_data"].eq(im_r.data),
                      own["in_valid"].eq(running & (idx < self.h_img_len) & ~stall_in),
                      own["out_ready"].eq(running & ~stall_out)]
         with m.If(own["in_valid"] & core.in_ready):
@@ -249,7 +282,19 @@ class CoverifyHarness(wiring.Component):
             with m.If(core.trace_valid & (self.h_n_trace < self.trace_depth)):
                 m.d.comb += tr_w.en.eq(1)
                 m.d.sync += self.h_n_trace.eq(self.h_n_trace + 1)
+        if self.act_log:
+            m.submodules.acts = acts = Memory(shape=unsigned(sum(w for _, w in
+                                                                 self.act_fields())),
+                                              depth=self.act_log, init=[])
+            ac_w = acts.write_port()
+            m.d.comb += [ac_w.addr.eq(self.h_n_acts),
+                         ac_w.data.eq(Cat(core.act_codes.as_value(), core.act_pos,
+                                          core.act_pass, core.act_layer)),
+                         ac_w.en.eq(running & core.act_valid
+                                    & (self.h_n_acts < self.act_log))]
+        with m.If(running & core.act_valid):
+            m.d.sync += self.h_n_acts.eq(self.h_n_acts + 1)
         with m.If(self.h_start & ~self.h_bypass):
             m.d.sync += [running.eq(1), self.h_done.eq(0), idx.eq(0), self.h_cycles.eq(0),
-                         self.h_n_beats.eq(0), self.h_n_trace.eq(0)]
+                         self.h_n_beats.eq(0), self.h_n_trace.eq(0), self.h_n_acts.eq(0)]
         return m

@@ -2,14 +2,16 @@
 
 Configuration (SPINBAYES_TB_CONFIG, written by :func:`spinbayes.sim.coverify.run_images`):
 ``data`` (an npz with the write list ``wl_sel/wl_a/wl_b/wl_c/wl_data``, the input ``codes``
-(B, rows) and ``T``, ``C``, ``L``, ``n_way``), ``out`` (npz of raw results), ``progress`` (a
-file that gets one line per finished image), ``stall_thr``, ``stall_seed``, ``verify``,
-``load`` (``"vpi"``: write list by VPI memory writes, ``"port"``: one word per cycle on
-``h_wl_*``), ``max_cycles`` (per image); for testcase ``driver_infer``: ``driver_images``,
-``driver_out`` (npz), ``driver_result`` (JSON), ``index_bits``, ``n_max``.
+(B, layer 0's input size) and ``T``, ``C``, ``L``, ``n_way``), ``out`` (npz of raw
+results), ``progress`` (a file that gets one line per finished image), ``stall_thr``,
+``stall_seed``, ``verify``, ``load`` (``"vpi"``: write list and images by VPI memory writes,
+``"port"``: one word per cycle on ``h_wl_*`` / ``h_img_*``), ``max_cycles`` (per image),
+``act_log`` (entries of the harness's activation-trace log; 0: none); for testcase
+``driver_infer``: ``driver_images``, ``driver_out`` (npz), ``driver_result`` (JSON),
+``index_bits``, ``n_max``.
 
 Python never acts per cycle in ``coverify``: it fills the write list, starts the player, waits
-for ``h_prog_done``; per image it sets ``h_img``, pulses ``h_start``, waits for ``h_done`` and
+for ``h_prog_done``; per image it fills ``image``, pulses ``h_start``, waits for ``h_done`` and
 reads the logs. Checking against the integer reference happens in the parent process, in a
 batch. ``driver_infer`` instead runs the unchanged firmware driver (CoreDriver over
 CocotbBus, one Python step per cycle) through the harness's bypass.
@@ -32,7 +34,8 @@ from spinbayes.sim.harness import ERRLOG, pack_write
 COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
             "cnt_cycles")
 EXTERNAL_INPUTS = ("h_bypass", "h_wl_wen", "h_wl_waddr", "h_wl_wdata", "h_wl_count",
-                   "h_prog_start", "h_verify", "h_img", "h_img_len", "h_start", "h_stall_thr",
+                   "h_prog_start", "h_verify", "h_img_wen", "h_img_waddr", "h_img_wdata",
+                   "h_img_len", "h_start", "h_stall_thr",
                    "h_stall_seed", "h_stall_load", "prog_en", "prog_sel", "prog_a", "prog_b",
                    "prog_c", "prog_data", "vfy_k", "vfy_row", "vfy_col", "in_data", "in_valid",
                    "out_ready")
@@ -63,46 +66,65 @@ async def _reset(dut, cfg):
 
 
 async def _program(dut, d, cfg) -> dict:
-    """Fill the write list, play it into the programming port, read every cell back."""
+    """Play the write list into the programming port and read every cell back, in chunks of
+    the harness's write-list depth (each chunk: fill, play, read its cells back)."""
     words = [pack_write(*w) for w in zip(d["wl_sel"].tolist(), d["wl_a"].tolist(),
                                          d["wl_b"].tolist(), d["wl_c"].tolist(),
                                          d["wl_data"].tolist())]
+    depth = int(cfg["wlist_depth"])
+    load = cfg.get("load", "vpi")
+    info = {"writes": len(words), "load_s": 0.0, "load": load, "chunks": 0, "prog_cycles": 0,
+            "vfy_checked": 0, "vfy_errors": 0, "vfy_bad_entries": []}
     t0 = time.perf_counter()
-    if cfg.get("load", "vpi") == "vpi":
-        mem = dut.wlist
-        for i, w in enumerate(words):
-            mem[i].value = w
-        await RisingEdge(dut.clk)
-    else:
-        dut.h_wl_wen.value = 1
-        for i, w in enumerate(words):
-            dut.h_wl_waddr.value = i
-            dut.h_wl_wdata.value = w
+    for start in range(0, len(words), depth):
+        chunk = words[start:start + depth]
+        t1 = time.perf_counter()
+        if load == "vpi":
+            mem = dut.wlist
+            for i, w in enumerate(chunk):
+                mem[i].value = w
             await RisingEdge(dut.clk)
-        dut.h_wl_wen.value = 0
-    t_load = time.perf_counter() - t0
-    dut.h_wl_count.value = len(words)
-    dut.h_verify.value = int(bool(cfg.get("verify", True)))
-    dut.h_prog_start.value = 1
-    await RisingEdge(dut.clk)
-    dut.h_prog_start.value = 0
-    await RisingEdge(dut.h_prog_done)
-    await ReadOnly()
-    errors = int(dut.h_vfy_errors.value)
-    bad = [int(dut.errlog[i].value) for i in range(min(errors, ERRLOG))]
-    info = {"writes": len(words), "load_s": t_load, "load": cfg.get("load", "vpi"),
-            "prog_cycles": int(dut.h_prog_cycles.value),
-            "vfy_checked": int(dut.h_vfy_checked.value), "vfy_errors": errors,
-            "vfy_bad_entries": bad, "program_s": time.perf_counter() - t0}
-    await RisingEdge(dut.clk)
+        else:
+            dut.h_wl_wen.value = 1
+            for i, w in enumerate(chunk):
+                dut.h_wl_waddr.value = i
+                dut.h_wl_wdata.value = w
+                await RisingEdge(dut.clk)
+            dut.h_wl_wen.value = 0
+        info["load_s"] += time.perf_counter() - t1
+        dut.h_wl_count.value = len(chunk)
+        dut.h_verify.value = int(bool(cfg.get("verify", True)))
+        dut.h_prog_start.value = 1
+        await RisingEdge(dut.clk)
+        dut.h_prog_start.value = 0
+        await RisingEdge(dut.h_prog_done)
+        await ReadOnly()
+        errors = int(dut.h_vfy_errors.value)
+        room = ERRLOG - len(info["vfy_bad_entries"])
+        info["vfy_bad_entries"] += [start + int(dut.errlog[i].value)
+                                    for i in range(min(errors, ERRLOG, room))]
+        info["vfy_errors"] += errors
+        info["vfy_checked"] += int(dut.h_vfy_checked.value)
+        info["prog_cycles"] += int(dut.h_prog_cycles.value)
+        info["chunks"] += 1
+        await RisingEdge(dut.clk)
+    info["program_s"] = time.perf_counter() - t0
     return info
 
 
-def _pack_image(codes, bits: int) -> int:
-    v = 0
-    for i, c in enumerate(codes):
-        v |= int(c) << (bits * i)
-    return v
+async def _load_image(dut, codes, load: str) -> None:
+    """Write one image's codes into the harness's ``image`` memory."""
+    if load == "vpi":
+        mem = dut.image
+        for i, c in enumerate(codes.tolist()):
+            mem[i].value = c
+        return
+    dut.h_img_wen.value = 1
+    for i, c in enumerate(codes.tolist()):
+        dut.h_img_waddr.value = i
+        dut.h_img_wdata.value = c
+        await RisingEdge(dut.clk)
+    dut.h_img_wen.value = 0
 
 
 @cocotb.test()
@@ -114,9 +136,11 @@ async def coverify(dut):
     prog = await _program(dut, d, cfg)
     _STATE["programmed"] = prog
     codes = d["codes"]
-    B, rows = codes.shape
-    a_in, beat_depth, trace_depth = (int(cfg["A_in"]), int(cfg["beat_depth"]),
-                                     int(cfg["trace_depth"]))
+    B, size = codes.shape
+    beat_depth, trace_depth = int(cfg["beat_depth"]), int(cfg["trace_depth"])
+    act_log = int(cfg.get("act_log", 0))
+    acts = np.zeros((B, act_log), dtype=object)
+    n_acts = np.zeros(B, dtype=np.int64)
     beats = np.zeros((B, beat_depth), dtype=np.int64)
     trace = np.zeros((B, trace_depth), dtype=np.int64)
     n_beats = np.zeros(B, dtype=np.int64)
@@ -127,11 +151,11 @@ async def coverify(dut):
     max_cycles = int(cfg.get("max_cycles", 1_000_000))
     t_sim, t_py = 0.0, 0.0
     progress = cfg.get("progress")
-    dut.h_img_len.value = rows
+    dut.h_img_len.value = size
     t_all = time.perf_counter()
     for b in range(B):
         t0 = time.perf_counter()
-        dut.h_img.value = _pack_image(codes[b], a_in)
+        await _load_image(dut, codes[b], cfg.get("load", "vpi"))
         dut.h_start.value = 1
         await RisingEdge(dut.clk)
         dut.h_start.value = 0
@@ -146,6 +170,11 @@ async def coverify(dut):
         bm, tm = dut.beats, dut.trace
         beats[b, :n_beats[b]] = [int(bm[i].value) for i in range(int(n_beats[b]))]
         trace[b, :n_trace[b]] = [int(tm[i].value) for i in range(int(n_trace[b]))]
+        if act_log:
+            n_acts[b] = int(dut.h_n_acts.value)
+            am = dut.acts
+            acts[b, :min(n_acts[b], act_log)] = [int(am[i].value)
+                                                   for i in range(min(n_acts[b], act_log))]
         counters[b + 1] = [int(getattr(dut, c).value) for c in COUNTERS]
         await RisingEdge(dut.clk)
         t3 = time.perf_counter()
@@ -156,7 +185,8 @@ async def coverify(dut):
                 f.write(f"{b + 1}\n")
     wall = time.perf_counter() - t_all
     np.savez(cfg["out"] + ".tmp.npz", beats=beats, trace=trace, n_beats=n_beats,
-             n_trace=n_trace, cycles=cycles, counters=np.diff(counters, axis=0))
+             n_trace=n_trace, cycles=cycles, counters=np.diff(counters, axis=0),
+             acts=acts.astype(str), n_acts=n_acts)
     os.replace(cfg["out"] + ".tmp.npz", cfg["out"])
     result = {"programming": prog, "images": B, "images_s": wall, "sim_wait_s": t_sim,
               "python_s": t_py, "counter_names": list(COUNTERS)}

@@ -66,9 +66,12 @@ def summary(program, manifest: dict) -> str:
         f"{len(program.descriptor)} descriptor writes",
     ]
     for row in manifest["layers"]:
+        conv = (f", conv {row.get('c_in')}x{row.get('h')}x{row.get('w')} k {row.get('k')} "
+                f"stride {row.get('stride')} padding {row.get('padding')} pool {row.get('pool')}"
+                if row.get("kind") else "")
         lines.append(f"  layer {row['layer']}: {row.get('rows')} rows x {row.get('outputs')} "
                      f"outputs, group base {row.get('group_base')}, {row.get('in_bits')}-bit "
-                     f"inputs")
+                     f"inputs{conv}")
     nz = [int(np.count_nonzero(cells[k])) for k in range(cells.shape[0])]
     lines.append(f"cells: {cells.shape[0]} crossbars x {cells.shape[1]} rows x "
                  f"{cells.shape[2]} columns; non-zero per crossbar {nz} "

@@ -198,3 +198,68 @@ def ray_killer():
     yield start
     for k in made:
         k.stop()
+
+# --- random integer convolution networks (tests/rtl/test_conv_core.py, tests/sim) ---------
+def _hidden_layer(rng, kind, codes, in_bits, A, **geo):
+    """A hidden HwLayer with sorted thresholds spread over its sums' likely range."""
+    from spinbayes.golden.hardware import HwLayer
+
+    out = codes.shape[1]
+    rows = int(np.prod(codes.shape[2:]))
+    spread = max(2, int(3 * np.sqrt(rows) * 2 ** in_bits))
+    theta = np.sort(rng.integers(-spread, spread + 1, (out, 2 ** A - 1)), axis=1)
+    sign = rng.choice([-1, 1], out)
+    return HwLayer(kind, torch.from_numpy(codes), in_bits, thresholds=torch.from_numpy(theta),
+                   sign=torch.from_numpy(sign), out_bits=A, **geo)
+
+
+def random_conv_network(rng, *, N=3, n_way=1, Q=3, A_in=2, A=1, convs=None,
+                        dense_hidden=None):
+    """An integer network: ``convs`` convolutions (None: 1 or 2; C_in 1-2, H and W 3-7,
+    kernel 1-3, stride 1-2, padding 0-1, pooling 0 or 2, 1-3 outputs), a dense hidden layer
+    (``dense_hidden`` None: at random) and a dense output layer; returns (hw, image_shape)."""
+    from spinbayes.golden.hardware import HwLayer, HwNetwork
+
+    C, H, W = int(rng.integers(1, 3)), int(rng.integers(3, 8)), int(rng.integers(3, 8))
+    q = 2 ** (Q - 1) - 1
+    image_shape, shape = (C, H, W), (C, H, W)
+    layers, in_bits = [], A_in
+    for _ in range(int(rng.integers(1, 3)) if convs is None else convs):
+        c, h, w = shape
+        p = int(rng.integers(0, 2))
+        s = int(rng.integers(1, 3))
+        k = int(rng.integers(1, min(3, min(h, w) + 2 * p) + 1))
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        pool = int(rng.choice([0, 2])) if min(ho, wo) >= 2 else 0
+        out = int(rng.integers(1, 4))
+        codes = rng.integers(-q, q + 1, (N, out, c, k, k))
+        layers.append(_hidden_layer(rng, "conv2d", codes, in_bits, A, stride=s, padding=p,
+                                    pool=pool))
+        shape, in_bits = ((out, ho // pool, wo // pool) if pool else (out, ho, wo)), A
+    layers[-1].flatten = True
+    fan_in = int(np.prod(shape))
+    if dense_hidden is None:
+        dense_hidden = bool(rng.integers(0, 2))
+    if dense_hidden:
+        out = int(rng.integers(2, 6))
+        layers.append(_hidden_layer(rng, "linear", rng.integers(-q, q + 1, (N, out, fan_in)),
+                                    A, A))
+        fan_in = out
+    ncls = int(rng.integers(2, 5))
+    layers.append(HwLayer("linear", torch.from_numpy(rng.integers(-q, q + 1, (N, ncls, fan_in))),
+                          A, scale=torch.from_numpy(rng.integers(-40, 41, ncls)),
+                          offset=torch.from_numpy(rng.integers(-500, 501, ncls))))
+    return HwNetwork(layers, A_in, False, N, Q, n_way, image_shape=image_shape), image_shape
+
+
+@pytest.fixture(scope="session")
+def conv_case():
+    """``conv_case(seed, n_way=1, B=2, T=2, **kw) -> (hw, x, T)``: a random integer
+    convolution network (:func:`random_conv_network`, ``kw`` passed on) and B random input
+    images of integer codes, both from ``seed``."""
+    def make(seed, n_way=1, B=2, T=2, **kw):
+        rng = np.random.default_rng(seed)
+        hw, image_shape = random_conv_network(rng, n_way=n_way, **kw)
+        x = torch.from_numpy(rng.integers(0, 2 ** hw.input_bits, (B, *image_shape)))
+        return hw, x, T
+    return make

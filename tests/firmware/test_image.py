@@ -20,6 +20,7 @@ from spinbayes.firmware.image import (
     load_image,
     save_image,
 )
+from spinbayes.rtl.regs import PROG_TEXT_FORM, PROG_WORD_BITS
 
 
 def test_round_trip(tiny, saved):
@@ -60,7 +61,7 @@ def test_verilog_readmemh_loads_the_files(tiny, saved, tmp_path):
     src.write_text(f"""
 module load;
   reg [{w - 1}:0] xb [0:{rows - 1}];
-  reg [75:0] d [0:{nd - 1}];
+  reg [{PROG_WORD_BITS - 1}:0] d [0:{nd - 1}];
   integer r, c;
   initial begin
     $readmemh("{saved / crossbar_file(1)}", xb);
@@ -70,8 +71,8 @@ module load;
       $write("\\n");
     end
     for (r = 0; r < {nd}; r = r + 1)
-      $display("D %0d %0d %0d %0d %0d", d[r][75:72], d[r][71:56], d[r][55:40], d[r][39:32],
-               $signed(d[r][31:0]));
+      $display("D %0d %0d %0d %0d %0d", d[r][{PROG_WORD_BITS - 1}:72], d[r][71:56],
+               d[r][55:40], d[r][39:32], $signed(d[r][31:0]));
   end
 endmodule
 """)
@@ -115,18 +116,18 @@ def test_truncated_file_is_refused(tiny, saved):
 
 def test_truncated_descriptor_is_refused(saved):
     path = saved / DESCRIPTOR_FILE
-    path.write_bytes(path.read_bytes()[:-24])
+    path.write_bytes(path.read_bytes()[:-(len(PROG_TEXT_FORM) + 1)])     # the last line
     with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: \d+ lines, expected"):
         load_image(saved)
 
 
 def test_wrong_format_version_is_refused(saved, edit, refused):
-    assert fwimage.FORMAT_VERSION == 2
-    edit.set(format_version=1)                       # an image of the previous format
-    refused(saved, r"manifest\.json: format_version 1, this code reads format_version 2 only")
-    edit.set(format_version=3, seal=False)           # refused before the seal is looked at
-    refused(saved, r"manifest\.json: format_version 3, this code reads format_version 2 only")
-    edit.set(format="spinbayes-checkpoint", format_version=2)
+    assert fwimage.FORMAT_VERSION == 3
+    edit.set(format_version=2)                       # an image of the previous format
+    refused(saved, r"manifest\.json: format_version 2, this code reads format_version 3 only")
+    edit.set(format_version=4, seal=False)           # refused before the seal is looked at
+    refused(saved, r"manifest\.json: format_version 4, this code reads format_version 3 only")
+    edit.set(format="spinbayes-checkpoint", format_version=3)
     refused(saved, r"manifest\.json: not a spinbayes-firmware")
 
 
@@ -178,12 +179,17 @@ def test_bad_descriptor_lines_are_refused(saved, edit):
     good = path.read_text()
     path.write_text(good.replace("_", "-", 1))
     with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: .* is not "
-                       r"S_AAAA_BBBB_CC_DDDDDDDD hex"):
+                       r"SS_AAAA_BBBB_CC_DDDDDDDD hex"):
         load_image(saved)
-    path.write_text("f" + good[1:])
+    path.write_text("1f" + good[2:])
     edit.rehash(DESCRIPTOR_FILE)
-    with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: prog_sel 15 is "
+    with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: prog_sel 31 is "
                        r"not a register"):
+        load_image(saved)
+    path.write_text("20" + good[2:])                  # 6 bits: wider than the sel field
+    edit.rehash(DESCRIPTOR_FILE)
+    with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: .* is not "
+                       r"SS_AAAA_BBBB_CC_DDDDDDDD hex"):
         load_image(saved)
 
 

@@ -30,20 +30,21 @@ from spinbayes.sim.harness import WORD_BITS, CoverifyHarness, pack_write
 
 
 def test_word_layout():
-    assert PROG_FIELDS == (("data", 32), ("c", 8), ("b", 16), ("a", 16), ("sel", 4))
-    assert PROG_WORD_BITS == 76 and PROG_TEXT_FORM == "S_AAAA_BBBB_CC_DDDDDDDD"
+    assert PROG_FIELDS == (("data", 32), ("c", 8), ("b", 16), ("a", 16), ("sel", 5))
+    assert PROG_WORD_BITS == 77 and PROG_TEXT_FORM == "SS_AAAA_BBBB_CC_DDDDDDDD"
+    assert max(Reg) < 2 ** PROG_WIDTHS["sel"]
     layout = prog_layout()
-    assert layout.size == 76
+    assert layout.size == 77
     assert [(n, f.offset, f.shape) for n, f in layout] == [
         ("data", 0, signed(32)), ("c", 32, unsigned(8)), ("b", 40, unsigned(16)),
-        ("a", 56, unsigned(16)), ("sel", 72, unsigned(4))]
+        ("a", 56, unsigned(16)), ("sel", 72, unsigned(5))]
 
 
-@pytest.mark.parametrize("fields", [(0, 0, 0, 0, 0), (15, 65535, 65535, 255, -2 ** 31),
+@pytest.mark.parametrize("fields", [(0, 0, 0, 0, 0), (31, 65535, 65535, 255, -2 ** 31),
                                     (13, 1, 2, 3, 2 ** 31 - 1), (5, 17, 1, 1, -5)])
 def test_word_round_trips(fields):
     word = pack_prog(*fields)
-    assert 0 <= word < 2 ** 76 and unpack_prog(word) == fields
+    assert 0 <= word < 2 ** 77 and unpack_prog(word) == fields
     text = prog_text(*fields)
     assert parse_prog_text(text) == fields
     assert int(text.replace("_", ""), 16) == word          # the $readmemh word
@@ -51,7 +52,7 @@ def test_word_round_trips(fields):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ((16, 0, 0, 0, 0), r"field sel must be an integer in 0\.\.15 \(4 bits\), not 16"),
+    ((32, 0, 0, 0, 0), r"field sel must be an integer in 0\.\.31 \(5 bits\), not 32"),
     ((0, 2 ** 16, 0, 0, 0), r"field a must be an integer in 0\.\.65535 \(16 bits\)"),
     ((0, 0, 0, 256, 0), r"field c must be an integer in 0\.\.255"),
     ((0, 0, 0, 0, 2 ** 31), r"field data must be an integer in -2147483648\.\.2147483647"),
@@ -65,8 +66,11 @@ def test_word_fields_out_of_range_are_refused(fields, message):
 
 
 def test_bad_text_and_data_patterns():
-    assert parse_prog_text("d_0001_0002_03_fffffff") is None
-    assert parse_prog_text("d-0001_0002_03_fffffffb") is None
+    assert parse_prog_text("0d_0001_0002_03_fffffff") is None
+    assert parse_prog_text("0d-0001_0002_03_fffffffb") is None
+    assert parse_prog_text("d_0001_0002_03_fffffffb") is None
+    assert parse_prog_text("20_0001_0002_03_fffffffb") is None     # sel has 5 bits
+    assert parse_prog_text("1f_0001_0002_03_fffffffb") == (31, 1, 2, 3, -5)
     assert as_data(2 ** 32 - 1) == -1 and as_data(5) == 5
     with pytest.raises(ValueError, match=r"data pattern must be an integer in 0\.\.2\*\*32-1"):
         as_data(2 ** 32)
@@ -118,7 +122,16 @@ def test_write_problem_names_register_field_and_bound():
         "PASSES: passes (data) must be an integer, not True"
     assert write_problem(r, Reg.SIGN, 64, 0, 1, 0) == \
         "SIGN [layer 1, output 64]: output=64 outside 0..63 (outputs_max=64)"
-    assert write_problem(r, 14, 0, 0, 0, 0) == "prog_sel 14 is not a register (Reg)"
+    assert write_problem(r, 22, 0, 0, 0, 0) == "prog_sel 22 is not a register (Reg)"
+    assert write_problem(r, Reg.LAYER_KIND, 0, 0, 0, 1) == \
+        "LAYER_KIND [layer 0]: kind=1 outside 0..0 (act_depth=0: dense layers only)"
+    conv = register_ranges(RtlParams(act_depth=64, image_depth=64, size_max=8, kernel_max=3,
+                                     padding_max=1))
+    assert write_problem(conv, Reg.LAYER_KIND, 0, 0, 0, 1) is None
+    assert write_problem(conv, Reg.LAYER_H, 0, 0, 1, 9) == \
+        "LAYER_H [layer 1]: input height=9 outside 1..8 (size_max=8)"
+    assert write_problem(conv, Reg.LAYER_PADDING, 0, 0, 0, 2) == \
+        "LAYER_PADDING [layer 0]: padding=2 outside 0..1 (padding_max=1)"
 
 
 def test_compiled_writes_lie_in_the_table(tiny):
