@@ -25,8 +25,9 @@ def hw_params(mapped, cfg: Config):
         raise ValueError(f"activation {cfg.activation!r}: the RTL implements comparator "
                          f"activations only (train with --activation comparator)")
     if cfg.topology != "mlp":
-        raise ValueError(f"the RTL runs dense networks only; {cfg.topology} has "
-                         f"convolutions (no window-address generator yet)")
+        raise ValueError(f"the main job's RTL stages run the MLP only; {cfg.topology} runs "
+                         f"through the core in tests/sim/test_conv_network.py (LeNet-5 on "
+                         f"Verilator) but not yet through spinbayes run / sim")
     return params_for(mapped.hw(cfg.n_way), cfg.T)
 
 
