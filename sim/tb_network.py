@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 
 from spinbayes.sim.harness import ERRLOG, pack_write
 
@@ -41,6 +41,9 @@ EXTERNAL_INPUTS = ("h_bypass", "h_wl_wen", "h_wl_waddr", "h_wl_wdata", "h_wl_cou
                    "out_ready")
 
 
+#: The harness clock period (ns).
+CLOCK_NS = 10
+
 #: Set by ``coverify`` once the core is programmed: ``driver_infer`` run after it in the same
 #: simulation then skips reset and programming (cocotb tests share the simulator state).
 _STATE = {"programmed": None}
@@ -52,7 +55,7 @@ def _config():
 
 
 async def _reset(dut, cfg):
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
     for name in EXTERNAL_INPUTS:
         getattr(dut, name).value = 0
     dut.rst.value = 1
@@ -160,7 +163,8 @@ async def coverify(dut):
         await RisingEdge(dut.clk)
         dut.h_start.value = 0
         t1 = time.perf_counter()
-        timeout = ClockCycles(dut.clk, max_cycles)
+        # a Timer, not ClockCycles: ClockCycles counts edges in Python (one wake-up per cycle)
+        timeout = Timer(max_cycles * CLOCK_NS, unit="ns")
         fired = await First(RisingEdge(dut.h_done), timeout)
         assert fired is not timeout, f"image {b}: no class beat within {max_cycles} cycles"
         await ReadOnly()
@@ -205,7 +209,7 @@ async def driver_infer(dut):
         await _reset(dut, cfg)
         prog = await _program(dut, d, cfg)
     else:
-        Clock(dut.clk, 10, unit="ns").start()
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
         prog = dict(_STATE["programmed"], reused=True)
     dut.h_bypass.value = 1
     await RisingEdge(dut.clk)
