@@ -28,17 +28,15 @@ from ..golden.geometry import geometry_of
 from ..golden.hardware import HwNetwork
 from ..golden.layers import input_codes
 from ..rtl.params import RtlParams
-from ..rtl.regs import OutKind
+from ..rtl.regs import COUNTERS, OutKind
 from .layer_check import compare_layers
 from .runner import _cache_root, run_cocotb
 
 __all__ = ["CoverifyResult", "Mismatch", "decode_acts", "decode_logs", "harness_verilog",
-           "params_for", "run_images", "write_list"]
+           "params_for", "run_images", "same_program", "write_list"]
 
 TOPLEVEL = "spinbayes_harness"
 TB_MODULE = "tb_network"
-COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
-            "cnt_cycles")
 
 
 def _sources() -> list[Path]:
@@ -106,6 +104,7 @@ class CoverifyResult:
             "counter_totals": self.counter_totals,
             "counters_per_image_mean": {k: float(v.mean()) for k, v in self.counters.items()},
             "timings": self.timings, "driver": self.driver,
+            "layer_vectors": None if self.act_beats is None else int(self.act_beats.sum()),
         }
 
 
@@ -178,6 +177,13 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
                   padding_max=max(g.padding for g in conv), pool_max=max(g.pool for g in conv))
     kw.update(overrides)
     return RtlParams(**kw)
+
+
+def same_program(a: Program, b: Program) -> bool:
+    """Whether two programs write the same cells and descriptor and run the same T."""
+    return (a.T == b.T and a.n_outputs == b.n_outputs and list(a.group_base) == list(
+        b.group_base) and np.array_equal(np.asarray(a.cells), np.asarray(b.cells))
+        and list(a.descriptor) == list(b.descriptor))
 
 
 def write_list(program: Program) -> dict[str, np.ndarray]:
@@ -285,7 +291,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                progress: bool = True, float_net=None, labels=None, stall_seed: int = 1,
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
                trace_layers: bool = False, cache_dir=None,
-               first_image: int = 0) -> CoverifyResult:
+               first_image: int = 0, program: Program | None = None) -> CoverifyResult:
     """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
     under cocotb and check them in a batch.
 
@@ -300,6 +306,9 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     the layer, pass, position and neuron; sim/layer_check.py).
     ``first_image``: ``x`` are images first_image.. of a run; the arbiters start where they
     stand at that image in a run from image 0 (one shard of a run, sim/shard.py).
+    ``program``: the program to play (e.g. a firmware image loaded from disk,
+    firmware/image.py ``load_image``); None: ``hw`` compiled for ``params``, ``T`` and
+    ``seed``. A given program must be the one those compile to (checked).
     Raises ValueError for bad arguments, AssertionError if the simulation itself fails.
     """
     if not 0.0 <= float(stall) < 1.0:
@@ -313,7 +322,13 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     if not 0 <= int(driver_images) <= len(x):
         raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
     p = params
-    program = compile_network(hw, p, T=T, seed=seed)
+    compiled = compile_network(hw, p, T=T, seed=seed)
+    if program is None:
+        program = compiled
+    elif not same_program(program, compiled):
+        raise ValueError("program is not the compilation of this network for this design, "
+                         f"T = {T} and seed = {seed}: the reference would check the RTL "
+                         "against another network")
     if first_image:
         from .shard import program_from_image
         program = program_from_image(program, p, seed=seed, first_image=first_image)

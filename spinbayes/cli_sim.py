@@ -75,6 +75,14 @@ def markdown(summary: dict) -> str:
         f"| programming (s, cycles, writes) | {t['programming_s']:.1f}, "
         f"{t['programming_cycles']}, {t['writes']} |",
         f"| export + build + start (s) | {t['export_s'] + t['build_and_start_s']:.1f} |",
+    ]
+    if summary.get("layer_vectors") is not None:
+        lines.append(f"| hidden-layer output vectors compared (layer trace) | "
+                     f"{summary['layer_vectors']} |")
+    if summary.get("firmware"):
+        lines.append(f"| firmware image (written, checked, loaded from disk) | "
+                     f"{summary['firmware']}/ |")
+    lines += [
         "", "| counter | total | per image |", "|---|---:|---:|",
     ]
     for k, v in summary["counter_totals"].items():
@@ -132,9 +140,13 @@ def main(args) -> int:
         cfg = trained.cfg
         mapped = wf.map_trained(trained)
         params = wh.hw_params(mapped, cfg)
-        layers = [tuple(lay.codes.shape[1:3]) for lay in mapped.hw(cfg.n_way).layers]
+        from .golden.geometry import geometry_of
+
+        layers = ", ".join(f"{g.kind} {g.rows}x{g.outputs}" + (
+            f" at {g.positions} positions" if g.positions > 1 else "")
+            for g in geometry_of(mapped.hw(cfg.n_way)))
         print(f"co-verifying {args.images} images on {sim} ({why}): N={cfg.N}, "
-              f"n={cfg.n_way}, T={cfg.T}, stall {args.stall}, layers {layers}")
+              f"n={cfg.n_way}, T={cfg.T}, stall {args.stall}; layers (rows x outputs): {layers}")
         t0 = time.perf_counter()
         if sharded:
             from .shard import coverify_sharded
@@ -149,7 +161,8 @@ def main(args) -> int:
         else:
             res, params = wh.coverify(trained, mapped, images=args.images, simulator=sim,
                                       stall=args.stall, waves=args.waves,
-                                      driver_images=args.driver_images, progress=progress)
+                                      driver_images=args.driver_images, progress=progress,
+                                      firmware=out / wh.FIRMWARE_DIR)
     except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
         return 2
@@ -158,6 +171,7 @@ def main(args) -> int:
         return 2
     summary = res.summary()
     summary.update(config=cfg.to_dict(), params=params.describe(), simulator_choice=why,
+                   firmware=None if sharded else wh.FIRMWARE_DIR,
                    wall_s=time.perf_counter() - t0, provenance=trained.provenance,
                    cycles_per_image=np.asarray(res.cycles).tolist())
     text = markdown(summary)

@@ -156,8 +156,9 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
                                            prefer="icarus" if options.quick else "verilator")
             print(f"RTL co-verification: {k} images on {sim} ({why})")
             res, params = wh.coverify(trained, mapped, images=k, simulator=sim,
-                                      progress=progress)
+                                      progress=progress, firmware=out / wh.FIRMWARE_DIR)
             summary = res.summary()
+            summary["firmware"] = wh.FIRMWARE_DIR
             summary["counters_per_image"] = {n: v.tolist() for n, v in res.counters.items()}
             summary["params"] = params.describe()
             summary["simulator_choice"] = why

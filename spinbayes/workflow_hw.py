@@ -11,7 +11,12 @@ from pathlib import Path
 from .config import Config
 from .golden.contract import ROWS_PER_READ
 
-__all__ = ["TABLE5_T", "choose_simulator", "coverify", "energy", "hw_params", "synthesize"]
+__all__ = ["FIRMWARE_DIR", "TABLE5_T", "choose_simulator", "coverify", "energy", "firmware_image",
+           "hw_params", "synthesize"]
+
+#: The run's firmware image directory (under OUT/), which programs the core in
+#: co-verification.
+FIRMWARE_DIR = "firmware"
 
 #: Table 5 is stated for T = 10 forward passes on MNIST with LeNet-5.
 TABLE5_T = 10
@@ -24,10 +29,6 @@ def hw_params(mapped, cfg: Config):
     if cfg.activation != "comparator":
         raise ValueError(f"activation {cfg.activation!r}: the RTL implements comparator "
                          f"activations only (train with --activation comparator)")
-    if cfg.topology != "mlp":
-        raise ValueError(f"the main job's RTL stages run the MLP only; {cfg.topology} runs "
-                         f"through the core in tests/sim/test_conv_network.py (LeNet-5 on "
-                         f"Verilator) but not yet through spinbayes run / sim")
     return params_for(mapped.hw(cfg.n_way), cfg.T)
 
 
@@ -57,11 +58,18 @@ def choose_simulator(requested: str | None, *, prefer: str = "icarus") -> tuple[
 
 def coverify(trained, mapped, *, images: int, simulator: str,
              stall: float = 0.0, waves: bool = False, driver_images: int = 0,
-             progress: bool = True, start: int = 0):
+             progress: bool = True, start: int = 0, firmware: Path | None = None,
+             trace_layers: bool = True):
     """Run ``images`` test images from image ``start`` (default: the first ones) through
     the RTL under cocotb on the RTL's own arbiter draws, the arbiters standing where a run
-    from image 0 has them (one shard of a run: spinbayes/shard.py), and check every output
-    against the integer reference; returns (CoverifyResult, RtlParams)."""
+    from image 0 has them (one shard of a run: spinbayes/shard.py), and check every output,
+    and with ``trace_layers`` every hidden layer's activations, against the integer
+    reference; returns (CoverifyResult, RtlParams).
+
+    ``firmware``: a directory for the firmware image: the network is compiled, written
+    there (firmware/image.py), loaded back from disk with every check of ``firmware
+    check``, and that loaded image is what programs the core (verified by read-back).
+    None: the compiled program is played directly."""
     from .sim.coverify import run_images
 
     cfg, data = trained.cfg, trained.data
@@ -73,13 +81,31 @@ def coverify(trained, mapped, *, images: int, simulator: str,
         raise ValueError(f"images {start}..{start + images - 1} asked for: the test set has "
                          f"{len(data.x_test)}")
     params = hw_params(mapped, cfg)
+    hw = mapped.hw(cfg.n_way)
+    program = None if firmware is None else firmware_image(trained, hw, params, firmware)
     sl = slice(start, start + images)
-    res = run_images(mapped.hw(cfg.n_way), data.x_test[sl], params=params, T=cfg.T,
+    res = run_images(hw, data.x_test[sl], params=params, T=cfg.T,
                      seed=cfg.seed, simulator=simulator, waves=waves, stall=stall,
                      progress=progress, float_net=mapped.net(cfg.n_way),
                      labels=data.y_test[sl].numpy(), driver_images=driver_images,
-                     first_image=start)
+                     first_image=start, trace_layers=trace_layers, program=program)
     return res, params
+
+
+def firmware_image(trained, hw, params, directory: Path):
+    """Compile ``hw`` for the design ``params`` (the run's T and seed), write the firmware
+    image to ``directory`` (atomically) and load it back with every check of ``spinbayes
+    firmware check``; returns the loaded Program, which is what the caller then plays."""
+    from .firmware.compiler import compile_network
+    from .firmware.image import load_image, save_image
+
+    cfg = trained.cfg
+    program = compile_network(hw, params, T=cfg.T, seed=cfg.seed)
+    meta = {"config": cfg.to_dict(), "n_way": hw.n_way, "input_bits": hw.input_bits,
+            "rng_seed": cfg.seed, "provenance": trained.provenance}
+    save_image(program, params, Path(directory), meta=meta)
+    loaded, _ = load_image(Path(directory), params)
+    return loaded
 
 
 def synthesize(params, out: Path, *, quick: bool = False, targets=None,
@@ -144,6 +170,14 @@ def energy(cfg: Config, model, image_shape, *, hw=None, coverify_summary: dict |
     res["table5"] = en.table5_rows(
         {f"LeNet-5, {lab}": v["total_uj"] for lab, v in res["lenet5"]["readings"].items()},
         f"{k_bits} per layer x {len(lenet)} layers = {k_bits * len(lenet)}")
+    if "measured" in res and cfg.topology == "lenet5":
+        m = res["measured"]
+        res["table5"].append({
+            "method": f"LeNet-5, measured (n = {cfg.n_way}, T = {cfg.T}, {m['images']} images "
+                      f"of {cfg.dataset})",
+            "implementation": "RTL activity counters x Table 4 energies (memory per read)",
+            "rngs": res["table5"][-1]["rngs"], "uj_per_image": m["total_uj"],
+            "network": "LeNet-5", "source": "measured"})
     res["scaling"] = {
         "run network": en.scaling_series(
             lambda b: _with_input_bits(shapes, b), N=cfg.N, n_way=cfg.n_way, T=cfg.T, R=R,
