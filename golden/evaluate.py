@@ -36,7 +36,8 @@ from .networks import BayesNet
 from .progress import progress as progress_bar
 from .train import bbb_predict
 
-__all__ = ["BBB_BATCH", "CALIBRATION", "HARDWARE_ROWS", "SPINBAYES_ROWS", "MethodResult",
+__all__ = ["BBB_BATCH", "CALIBRATION", "HARDWARE_ROWS", "PAPER_MNIST_TABLE1",
+           "PAPER_MNIST_TABLE3", "SPINBAYES_ROWS", "MethodResult",
            "batch_images", "build_spinbayes", "evaluate", "evaluate_bbb", "evaluate_hardware",
            "evaluate_probs", "evaluation_sets", "hardware_markdown", "result_from_sets",
            "spinbayes_entropies", "spinbayes_probs", "tables_markdown"]
@@ -199,6 +200,20 @@ def _ood_lines(cfg: Config, ood_sizes: dict[str, int] | None, notes) -> list[str
     return [*lines, ""] if lines else []
 
 
+#: The paper's Table 1 rows for MNIST, LeNet-5: error, R_iu, R_cc, UA (%).
+PAPER_MNIST_TABLE1 = {"BB-BackProp": (0.75, 94.94, 99.95, 91.99),
+                      "Proposed (SpinBayes)": (0.77, 96.81, 99.96, 85.10)}
+#: The paper's Table 3 row for MNIST, LeNet-5 (OoD detection, %), under our OoD sets' names;
+#: the paper has no natural-image set of ours: its SVHN and STL10 columns are both 100.0.
+PAPER_MNIST_TABLE3 = {"gaussian": 100.0, "noisy": 99.21, "fakedata": 100.0,
+                      "natural": 100.0, "fashion-mnist": 100.0}
+
+
+def _paper_rows(cfg: Config, dataset: str) -> bool:
+    """Whether the paper's MNIST LeNet-5 rows belong beside this run's tables."""
+    return cfg.topology == "lenet5" and dataset.split()[0] == "mnist"
+
+
 def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
                     ood_sizes: dict[str, int] | None = None, notes=(),
                     calibration: str | None = None) -> str:
@@ -213,6 +228,9 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
     for r in results:
         lines.append(f"| {r.name} | {_fmt(r.error)} | {_fmt(r.ratios.R_iu)} | "
                      f"{_fmt(r.ratios.R_cc)} | {_fmt(r.ratios.UA)} |")
+    if _paper_rows(cfg, dataset):
+        for name, vals in PAPER_MNIST_TABLE1.items():
+            lines.append(f"| paper, {name} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
     mode = ("u_min + t(u_max - u_min)" if cfg.threshold_mode == "relative" else "t")
     lines += ["", f"Uncertain: {cfg.uncertainty_measure} > {mode}, "
               f"t = {cfg.uncertainty_threshold}.", ""]
@@ -227,6 +245,12 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
         lines.append(f"| {r.name} | {_fmt(idr)} | "
                      + " | ".join(_fmt(r.ood[k].detection) if k in r.ood else "-"
                                   for k in names) + " |")
+    if _paper_rows(cfg, dataset):
+        lines.append("| paper, Proposed (SpinBayes) | not reported | " + " | ".join(
+            _fmt(PAPER_MNIST_TABLE3[k]) for k in names) + " |")
+        lines += ["", "Paper rows: the paper's Tables 1 and 3 (MNIST, LeNet-5); its natural-image "
+                  "OoD sets are SVHN and STL10 (both 100.0), ours is the bundled natural-image "
+                  "set."]
     lines += ["", *_ood_lines(cfg, ood_sizes, notes)]
     ops = [r for r in results if r.operating_point is not None and r.ood]
     if ops:

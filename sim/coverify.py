@@ -377,8 +377,10 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     th.start()
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(codes), desc=f"coverify ({simulator})", unit="img")
+        from ..golden.progress import progress as progress_bar
+
+        # tqdm on a terminal, periodic plain lines when the output goes to a file
+        bar = progress_bar(total=len(codes), desc=f"coverify ({simulator})", unit="img")
         # until the first image: the simulator build (cached per design), start-up, and the
         # programming of every cell through the port with read-back
         bar.set_postfix_str("build (cached) + start + program and read back")

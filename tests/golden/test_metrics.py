@@ -357,3 +357,22 @@ def test_choose_ood_threshold_refuses_bad_targets(target):
     with pytest.raises(ValueError, match=re.escape(f"target must be a fraction in (0, 1), "
                                                    f"not {target!r}")):
         choose_ood_threshold(_two_pass([0.7]), 0.99, target)
+
+
+@pytest.mark.parametrize("dataset, topology, paper", [("mnist", "lenet5", True),
+                                                       ("digits28 (8x8 digits resized)",
+                                                        "lenet5", False),
+                                                       ("mnist", "mlp", False)])
+def test_the_papers_mnist_rows_stand_beside_the_mnist_lenet5_tables(dataset, topology, paper):
+    from spinbayes.config import Config
+    from spinbayes.golden.evaluate import MethodResult, tables_markdown
+    from spinbayes.golden.metrics import OodResult, uncertainty_ratios
+
+    ratios = uncertainty_ratios(np.array([True, False, True]), np.array([0.1, 0.9, 0.2]), 0.5)
+    ood = {"gaussian": OodResult(80.0, 1.0, 99.0, 2.0), "noisy": OodResult(60.0, 1.0, 97.0,
+                                                                             9.0)}
+    res = MethodResult("SpinBayes n=2", 66.7, 33.3, ratios, ood)
+    text = tables_markdown([res], Config(topology=topology), dataset)
+    assert ("| paper, Proposed (SpinBayes) | 0.77 | 96.81 | 99.96 | 85.10 |" in text) == paper
+    assert ("| paper, BB-BackProp | 0.75 | 94.94 | 99.95 | 91.99 |" in text) == paper
+    assert ("| paper, Proposed (SpinBayes) | not reported | 100.00 | 99.21 |" in text) == paper
