@@ -196,11 +196,11 @@ def amaranth_speed(p, cells, cycles):
         ctx.set(dut.in_valid, 1)
         ctx.set(dut.out_ready, 1)
         await ctx.tick()
-        busy0 = ctx.get(dut.cnt_cycles)
+        busy0 = ctx.get(dut.counters["cnt_cycles"])
         w0, c0 = time.perf_counter(), time.process_time()
         await ctx.tick().repeat(cycles)
         out["busy_s"], out["busy_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
-        out["busy_cycles"] = ctx.get(dut.cnt_cycles) - busy0
+        out["busy_cycles"] = ctx.get(dut.counters["cnt_cycles"]) - busy0
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

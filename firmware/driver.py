@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rtl.regs import PROG_ORDER, OutKind, Reg
+from ..rtl.regs import (
+    COUNTER_REGS,
+    COUNTERS,
+    PROG_ORDER,
+    READ_FIELDS,
+    OutKind,
+    ReadReg,
+    Reg,
+    Status,
+)
 from .compiler import Program, Write
 
 __all__ = ["AmaranthBus", "CellFault", "CocotbBus", "CoreDriver", "ImageResult",
@@ -153,10 +162,6 @@ class ProgramReport:
         return text
 
 
-COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
-            "cnt_cycles")
-
-
 class CoreDriver:
     """Program the core and run images through it."""
 
@@ -207,6 +212,44 @@ class CoreDriver:
         """Write the descriptor table (and, with ``cells``, every non-zero crossbar cell),
         without read-back; :meth:`program_verified` verifies and retries."""
         await self.write_all((program.cell_writes() if cells else []) + program.descriptor)
+
+    async def read_regs(self, regs, index: int = 0) -> list[int]:
+        """Registers ``regs`` (:class:`~spinbayes.rtl.regs.ReadReg`, or any select that fits
+        ``rd_sel``) through the read port, one per cycle: the port has one cycle of latency,
+        so the value of a select presented before a clock edge is read after it, while the
+        next select is already being presented (n registers take n cycles)."""
+        b, widths = self.bus, dict(READ_FIELDS)
+        for name, v in (("index", index), *(("sel", r) for r in regs)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2 ** widths[name]:
+                raise ValueError(f"read {name} must be an integer in 0..{2 ** widths[name] - 1}"
+                                 f" (rd_{name} has {widths[name]} bits), not {v!r}")
+        out = []
+        b.set("rd_index", index)
+        b.set("rd_en", 1)
+        try:
+            for r in regs:
+                b.set("rd_sel", int(r))
+                await self._tick()
+                if not b.get("rd_valid"):
+                    raise RuntimeError(f"rd_valid low one cycle after a read of {r!r}")
+                out.append(int(b.get("rd_data")))
+        finally:
+            b.set("rd_en", 0)
+        return out
+
+    async def read(self, reg, index: int = 0) -> int:
+        """One register through the read port (:meth:`read_regs`), e.g.
+        ``await drv.read(ReadReg.CNT_CYCLES)``."""
+        return (await self.read_regs([reg], index))[0]
+
+    async def status(self) -> Status:
+        """The status flags (``ReadReg.STATUS``), e.g. ``Status.DONE in await drv.status()``."""
+        return Status(await self.read(ReadReg.STATUS))
+
+    async def counters(self) -> dict[str, int]:
+        """The six activity counters by name (:data:`~spinbayes.rtl.regs.COUNTERS`), read in
+        six cycles; a consistent set while the core is idle."""
+        return dict(zip(COUNTERS, await self.read_regs(COUNTER_REGS)))
 
     async def read_cells(self, k, row, col) -> np.ndarray:
         """Levels of cells (k[i], row[i], col[i]) through the vfy port, one per cycle.
@@ -309,7 +352,7 @@ class CoreDriver:
         per_pass = np.zeros((T, C), dtype=np.int64)
         averaged = np.zeros(C, dtype=np.int64)
         choices = np.zeros((n_layers, T, n_way), dtype=np.int64)
-        before = {name: b.get(name) for name in COUNTERS}
+        before = await self.counters()
         pending = [int(v) for v in codes]
         offered = False                     # in_valid was high and the beat not yet taken
         b.set("out_ready", 1)
@@ -348,5 +391,6 @@ class CoreDriver:
             cycles += 1
         b.set("in_valid", 0)
         b.set("out_ready", 1)
-        counters = {name: b.get(name) - before[name] for name in COUNTERS}
+        after = await self.counters()
+        counters = {name: (after[name] - before[name]) % 2 ** 32 for name in COUNTERS}
         return ImageResult(per_pass, averaged, prediction, choices, cycles, counters, acts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from amaranth import Cat, Mux, Signal, unsigned
 from amaranth.lib import data
 
-from .regs import OutKind
+from .regs import COUNTERS, OutKind
 
 __all__ = ["activation_trace", "counters", "result_stream"]
 
@@ -51,17 +51,22 @@ def activation_trace(core, m, *, dense_valid, codes, outs, layer, t, cu) -> None
                    for j in range(p.outputs_max))]
 
 
-def counters(core, m, *, issue, arb_mask, arbs, aac, cmp, avg) -> None:
-    """Activity counters: busy cycles, crossbar reads (the chosen crossbars of each READ
-    cycle), RNG draws, AAC, comparator and averaging operations; the arbiters' stuck flag."""
+def counters(core, m, *, issue, arb_mask, arbs, aac, cmp, avg) -> dict:
+    """Activity counters (32 bits each): busy cycles, crossbar reads (the chosen crossbars of
+    each READ cycle), RNG draws, AAC, comparator and averaging operations, returned by name
+    (:data:`~spinbayes.rtl.regs.COUNTERS`, read through rtl/status.py's read port); the
+    arbiters' stuck flag. ``core.counters`` keeps them for white-box tests."""
     p = core.params
+    cnt = {name: Signal(32, name=name) for name in COUNTERS}
     popcount = sum(arb_mask[k] for k in range(p.N))
-    m.d.sync += core.cnt_cycles.eq(core.cnt_cycles + core.busy)
+    m.d.sync += cnt["cnt_cycles"].eq(cnt["cnt_cycles"] + core.busy)
     with m.If(issue):
-        m.d.sync += core.cnt_xbar_reads.eq(core.cnt_xbar_reads + popcount)
+        m.d.sync += cnt["cnt_xbar_reads"].eq(cnt["cnt_xbar_reads"] + popcount)
     m.d.comb += [
-        core.cnt_rng_draws.eq(sum(x.draws for x in arbs)),
-        core.cnt_aac_ops.eq(aac.ops), core.cnt_cmp_ops.eq(cmp.ops),
-        core.cnt_avg_ops.eq(avg.mult_ops + avg.avg_ops),
+        cnt["cnt_rng_draws"].eq(sum(x.draws for x in arbs)),
+        cnt["cnt_aac_ops"].eq(aac.ops), cnt["cnt_cmp_ops"].eq(cmp.ops),
+        cnt["cnt_avg_ops"].eq(avg.mult_ops + avg.avg_ops),
         core.stuck.eq(Cat(x.stuck for x in arbs).any()),
     ]
+    core.counters = cnt
+    return cnt

@@ -43,7 +43,8 @@ from .emitter import activation_trace, counters, result_stream
 from .params import RtlParams, bits_for, check_params
 from .program_port import program_port
 from .read_path import crossbars, read_path
-from .regs import PROG_ORDER, LayerKind, prog_layout
+from .regs import PROG_ORDER, READ_DATA_BITS, READ_FIELDS, LayerKind, prog_layout
+from .status import read_port
 
 __all__ = ["DRAIN", "SpinBayesCore"]
 
@@ -77,7 +78,7 @@ class SpinBayesCore(wiring.Component):
         dense layer's in its ACT cycle, a convolution's pooled vector at its pooled
         position; docs/HARDWARE.md, "The convolution path").
     busy, stuck : Out(1)
-    cnt_xbar_reads, cnt_rng_draws, cnt_aac_ops, cnt_cmp_ops, cnt_avg_ops, cnt_cycles : Out(32)
+    rd_en, rd_sel, rd_index : In; rd_data, rd_valid : Out -- read path (ReadReg, rtl/status.py)
 
     Latency: docs/HARDWARE.md, "Latency budget" (dense layers) and "The convolution path"
     (layers read from memory), checked cycle-exactly by tests/rtl.
@@ -118,8 +119,8 @@ class SpinBayesCore(wiring.Component):
             "act_pos": Out(bits_for(p.out_size_max ** 2) if p.conv else 1),
             "act_codes": Out(data.ArrayLayout(unsigned(p.A), p.outputs_max)),
             "busy": Out(1), "stuck": Out(1),
-            "cnt_xbar_reads": Out(32), "cnt_rng_draws": Out(32), "cnt_aac_ops": Out(32),
-            "cnt_cmp_ops": Out(32), "cnt_avg_ops": Out(32), "cnt_cycles": Out(32),
+            "rd_en": In(1), **{f"rd_{f}": In(w) for f, w in READ_FIELDS},
+            "rd_data": Out(READ_DATA_BITS), "rd_valid": Out(1),
         })
 
     def elaborate(self, platform):
@@ -398,6 +399,6 @@ class SpinBayesCore(wiring.Component):
                       out_c=out_c, t=t, avg=avg)
         activation_trace(self, m, dense_valid=act_st & ~last & ~cur_conv, codes=cmp.act,
                          outs=cur_outs, layer=layer, t=t, cu=cu)
-        counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs, aac=aac, cmp=cmp,
-                 avg=avg)
+        read_port(self, m, counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs,
+                                    aac=aac, cmp=cmp, avg=avg))
         return m

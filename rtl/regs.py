@@ -11,7 +11,9 @@ Written once here, and derived everywhere else:
   harness's write-list word (:func:`pack_prog`, :func:`prog_layout`) and the text of a
   firmware image's descriptor line (:func:`prog_text`, :func:`parse_prog_text`);
 * the **legal values** of every register's fields for a design (:func:`register_ranges`),
-  used by the core's write decoder, the compiler and the image checker.
+  used by the core's write decoder, the compiler and the image checker;
+* the **read path** (:class:`ReadReg`, :data:`READ_FIELDS`, :class:`Status`,
+  :data:`COUNTERS`): the core's ``rd_*`` port, its read multiplexer and the driver's reads.
 
 Pure Python (the Amaranth layout is built on demand): firmware imports it without the RTL.
 """
@@ -23,9 +25,10 @@ import numbers
 import re
 from typing import NamedTuple
 
-__all__ = ["GEOMETRY_REGS", "PROG_FIELDS", "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM",
-           "PROG_WIDTHS", "PROG_WORD_BITS", "SEED_MAX", "UNUSED", "LayerKind", "OutKind", "Reg",
-           "RegField", "as_data", "check_seed",
+__all__ = ["COUNTERS", "COUNTER_REGS", "GEOMETRY_REGS", "HEALTH_RESERVED", "PROG_FIELDS",
+           "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM", "PROG_WIDTHS", "PROG_WORD_BITS",
+           "READ_DATA_BITS", "READ_FIELDS", "READ_UNKNOWN", "SEED_MAX", "UNUSED", "LayerKind",
+           "OutKind", "ReadReg", "Reg", "RegField", "Status", "as_data", "check_seed",
            "pack_prog", "parse_prog_text", "prog_field_range", "prog_layout", "prog_text",
            "register_ranges", "unpack_prog", "write_name", "write_problem"]
 
@@ -220,6 +223,55 @@ def check_seed(seed) -> int:
         raise ValueError(f"seed must be an integer in 0..{SEED_MAX} (the RNG devices' 32-bit "
                          f"state), not {seed!r}")
     return int(seed)
+
+
+# --- the register read path ----------------------------------------------------------
+class ReadReg(enum.IntEnum):
+    """Register selects of the read port (``rd_sel``; ``rd_index`` selects a layer where a
+    register has one per layer). A read returns ``rd_data`` (:data:`READ_DATA_BITS` bits)."""
+
+    #: status flags (:class:`Status`)
+    STATUS = 0
+    #: activity counters (32 bits, wrap at 2^32, cleared only by reset; docs/HARDWARE.md)
+    CNT_XBAR_READS = 1
+    CNT_RNG_DRAWS = 2
+    CNT_AAC_OPS = 3
+    CNT_CMP_OPS = 4
+    CNT_AVG_OPS = 5
+    CNT_CYCLES = 6
+
+
+#: The activity counters' read selects, and their names (``cnt_xbar_reads``, ...): the keys of
+#: every counter dictionary (driver, testbenches, co-verification, energy report).
+COUNTER_REGS = tuple(r for r in ReadReg if r.name.startswith("CNT_"))
+COUNTERS = tuple(r.name.lower() for r in COUNTER_REGS)
+#: Selects reserved for health and alarm registers, one per layer (``rd_index``); like any
+#: select that is not a :class:`ReadReg`, they read :data:`READ_UNKNOWN`.
+HEALTH_RESERVED = range(16, 24)
+#: What a read of a select that is not a :class:`ReadReg` returns (with ``rd_valid``).
+READ_UNKNOWN = 0
+READ_DATA_BITS = 32
+#: Fields of a read request: (name, bits). ``index`` is as wide as a write's layer field ``c``.
+READ_FIELDS: tuple[tuple[str, int], ...] = (
+    ("sel", max(max(ReadReg), HEALTH_RESERVED.stop - 1).bit_length()),
+    ("index", PROG_WIDTHS["c"]))
+
+
+class Status(enum.IntFlag):
+    """Bits of :attr:`ReadReg.STATUS`."""
+
+    #: an image is in progress (the ``busy`` port)
+    BUSY = 1 << 0
+    #: idle and no write accepted or landing: an input beat now starts an image
+    READY = 1 << 1
+    #: an N_LAYERS write has landed since reset (the compiler writes it after every layer's
+    #: descriptor)
+    PROGRAMMED = 1 << 2
+    #: the class of the last image has been streamed out; cleared by the next image's first
+    #: input beat
+    DONE = 1 << 3
+    #: any alarm: an arbiter's stuck flag (the ``stuck`` port), sticky until reset
+    ALARM = 1 << 4
 
 
 # --- legal values of every register -------------------------------------------------------

@@ -25,9 +25,14 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
   index, pass, kind; see :meth:`CoverifyHarness.beat_fields`), every arbiter selection into
   ``trace`` (indices, pass, layer) and, with ``act_log`` > 0, every beat of the core's
   activation trace into ``acts`` (codes, position, pass, layer; :meth:`act_fields`) until it
-  is full (``h_n_acts`` counts them all). ``h_done`` rises with the class beat and stays high until
-  the next start; ``h_n_beats``, ``h_n_trace`` and ``h_cycles`` (cycles from start to the
-  class beat) are then valid.
+  is full (``h_n_acts`` counts them all). ``h_n_beats``, ``h_n_trace`` and ``h_cycles`` (cycles
+  from start to the class beat) are valid from the class beat on.
+* **Counters.** After the class beat the harness reads the six activity counters through the
+  core's read port (``rd_*``, :class:`~spinbayes.rtl.regs.ReadReg`, one per cycle) into the
+  memory ``counters`` (cumulative values, in the order of ``regs.COUNTERS``); ``h_done`` rises
+  when they are in, :data:`SNAP_CYCLES` cycles after the class beat, and stays high until the
+  next start. A pulse on ``h_snap`` (core idle) takes the same snapshot without an image;
+  ``h_snapped`` is high while no snapshot is in progress.
 * **Bypass.** With ``h_bypass`` high the core's inputs come from ports named exactly like the
   core's (``prog_en`` .. ``out_ready``), and the core's outputs are always visible under their
   own names, so :class:`~spinbayes.firmware.driver.CoreDriver` over ``CocotbBus`` runs on the
@@ -36,16 +41,27 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.rtl.params import RtlParams, bits_for, check_params
-from spinbayes.rtl.regs import PROG_FIELDS, PROG_WORD_BITS, OutKind, Reg, pack_prog, prog_layout
+from spinbayes.rtl.regs import (
+    COUNTER_REGS,
+    PROG_FIELDS,
+    PROG_WORD_BITS,
+    READ_DATA_BITS,
+    OutKind,
+    Reg,
+    pack_prog,
+    prog_layout,
+)
+from spinbayes.rtl.status import READ_LATENCY
 
-__all__ = ["CoverifyHarness", "ERRLOG", "WORD_FIELDS", "pack_write", "default_wlist_depth"]
+__all__ = ["CoverifyHarness", "ERRLOG", "SNAP_CYCLES", "WORD_FIELDS", "pack_write",
+           "default_wlist_depth"]
 
 #: Fields of a write-list word, LSB first, with their widths: the programming word of
 #: rtl/regs.py (data is two's complement).
@@ -55,7 +71,11 @@ WORD_BITS = PROG_WORD_BITS
 ERRLOG = 64
 #: The core's inputs that ``h_bypass`` hands to the external ports of the same name.
 CORE_INPUTS = ("prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data", "vfy_k",
-               "vfy_row", "vfy_col", "in_data", "in_valid", "out_ready")
+               "vfy_row", "vfy_col", "in_data", "in_valid", "out_ready", "rd_en", "rd_sel",
+               "rd_index")
+#: Cycles from the class beat (or ``h_snap``) to ``h_done`` (or ``h_snapped``): one read per
+#: counter, the last one's latency.
+SNAP_CYCLES = len(COUNTER_REGS) + READ_LATENCY
 
 
 #: One write-list word (WORD_FIELDS) as an integer: ``pack_write(sel, a, b, c, data)``.
@@ -115,6 +135,7 @@ class CoverifyHarness(wiring.Component):
             "h_cycles": Out(32), "h_n_beats": Out(range(self.beat_depth + 1)),
             "h_n_trace": Out(range(self.trace_depth + 1)), "h_n_acts": Out(32),
             "h_stall_thr": In(17), "h_stall_seed": In(32), "h_stall_load": In(1),
+            "h_snap": In(1), "h_snapped": Out(1, init=1),
         }
         for name, member in self.core.signature.members.items():
             ports[name] = member          # same direction: inputs in, outputs out
@@ -272,13 +293,15 @@ class CoverifyHarness(wiring.Component):
                                   | (core.trace_layer << (p.n_max * p.index_bits + p.t_bits)))]
         beat = Signal()
         m.d.comb += beat.eq(running & core.out_valid & own["out_ready"])
+        snap_start, snap_image = Signal(), Signal()     # start a snapshot; it ends an image
         with m.If(running):
             m.d.sync += self.h_cycles.eq(self.h_cycles + 1)
             with m.If(beat & (self.h_n_beats < self.beat_depth)):
                 m.d.comb += bt_w.en.eq(1)
                 m.d.sync += self.h_n_beats.eq(self.h_n_beats + 1)
                 with m.If(core.out_kind == OutKind.CLASS):
-                    m.d.sync += [running.eq(0), self.h_done.eq(1)]
+                    m.d.comb += snap_start.eq(1)
+                    m.d.sync += [running.eq(0), snap_image.eq(1)]
             with m.If(core.trace_valid & (self.h_n_trace < self.trace_depth)):
                 m.d.comb += tr_w.en.eq(1)
                 m.d.sync += self.h_n_trace.eq(self.h_n_trace + 1)
@@ -294,7 +317,32 @@ class CoverifyHarness(wiring.Component):
                                     & (self.h_n_acts < self.act_log))]
         with m.If(running & core.act_valid):
             m.d.sync += self.h_n_acts.eq(self.h_n_acts + 1)
+        with m.If(self.h_snap & ~self.h_bypass & ~running):
+            m.d.comb += snap_start.eq(1)
+            m.d.sync += snap_image.eq(0)
+        self._counter_snapshot(m, own, snap_start, snap_image)
         with m.If(self.h_start & ~self.h_bypass):
             m.d.sync += [running.eq(1), self.h_done.eq(0), idx.eq(0), self.h_cycles.eq(0),
                          self.h_n_beats.eq(0), self.h_n_trace.eq(0), self.h_n_acts.eq(0)]
         return m
+
+    def _counter_snapshot(self, m, own, start, image) -> None:
+        """From the cycle after one with ``start``: read every counter through the core's read port
+        into ``counters``; then ``h_snapped`` (and ``h_done`` if ``image``) rise."""
+        core, n = self.core, len(COUNTER_REGS)
+        m.submodules.counters = mem = Memory(shape=unsigned(READ_DATA_BITS), depth=n, init=[])
+        w = mem.write_port()
+        i = Signal(range(n + 1))                       # the next counter to request
+        pending = Signal(range(n))                     # the counter whose read is in flight
+        issue, got = Signal(), Signal()
+        m.d.comb += [issue.eq(~self.h_snapped & (i < n)),
+                     own["rd_en"].eq(issue), own["rd_index"].eq(0),
+                     own["rd_sel"].eq(Array(COUNTER_REGS)[i]),
+                     w.en.eq(got), w.addr.eq(pending), w.data.eq(core.rd_data)]
+        m.d.sync += [got.eq(issue), pending.eq(i)]
+        with m.If(issue):
+            m.d.sync += i.eq(i + 1)
+        with m.If(start):
+            m.d.sync += [i.eq(0), self.h_snapped.eq(0)]
+        with m.Elif(~self.h_snapped & (i == n)):       # the last read is in this cycle
+            m.d.sync += [self.h_snapped.eq(1), self.h_done.eq(image)]

@@ -12,9 +12,10 @@ results), ``progress`` (a file that gets one line per finished image), ``stall_t
 
 Python never acts per cycle in ``coverify``: it fills the write list, starts the player, waits
 for ``h_prog_done``; per image it fills ``image``, pulses ``h_start``, waits for ``h_done`` and
-reads the logs. Checking against the integer reference happens in the parent process, in a
-batch. ``driver_infer`` instead runs the unchanged firmware driver (CoreDriver over
-CocotbBus, one Python step per cycle) through the harness's bypass.
+reads the logs and the counters (read by the harness through the core's read port). Checking
+against the integer reference happens in the parent process, in a batch. ``driver_infer``
+instead runs the unchanged firmware driver (CoreDriver over CocotbBus, one Python step per
+cycle) through the harness's bypass.
 """
 
 from __future__ import annotations
@@ -29,16 +30,15 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 
+from spinbayes.rtl.regs import COUNTERS
 from spinbayes.sim.harness import ERRLOG, pack_write
 
-COUNTERS = ("cnt_xbar_reads", "cnt_rng_draws", "cnt_aac_ops", "cnt_cmp_ops", "cnt_avg_ops",
-            "cnt_cycles")
 EXTERNAL_INPUTS = ("h_bypass", "h_wl_wen", "h_wl_waddr", "h_wl_wdata", "h_wl_count",
                    "h_prog_start", "h_verify", "h_img_wen", "h_img_waddr", "h_img_wdata",
-                   "h_img_len", "h_start", "h_stall_thr",
-                   "h_stall_seed", "h_stall_load", "prog_en", "prog_sel", "prog_a", "prog_b",
-                   "prog_c", "prog_data", "vfy_k", "vfy_row", "vfy_col", "in_data", "in_valid",
-                   "out_ready")
+                   "h_img_len", "h_start", "h_stall_thr", "h_stall_seed", "h_stall_load",
+                   "h_snap", "prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data",
+                   "vfy_k", "vfy_row", "vfy_col", "in_data", "in_valid", "out_ready", "rd_en",
+                   "rd_sel", "rd_index")
 
 
 #: The harness clock period (ns).
@@ -130,6 +130,18 @@ async def _load_image(dut, codes, load: str) -> None:
     dut.h_img_wen.value = 0
 
 
+async def _snapshot(dut) -> list[int]:
+    """The counters now (core idle), read by the harness through the core's read port."""
+    dut.h_snap.value = 1
+    await RisingEdge(dut.clk)
+    dut.h_snap.value = 0
+    await RisingEdge(dut.h_snapped)
+    await ReadOnly()
+    values = [int(dut.counters[i].value) for i in range(len(COUNTERS))]
+    await RisingEdge(dut.clk)
+    return values
+
+
 @cocotb.test()
 async def coverify(dut):
     """Program through the player, run every image, log raw results for the batch check."""
@@ -150,7 +162,7 @@ async def coverify(dut):
     n_trace = np.zeros(B, dtype=np.int64)
     cycles = np.zeros(B, dtype=np.int64)
     counters = np.zeros((B + 1, len(COUNTERS)), dtype=np.int64)
-    counters[0] = [int(getattr(dut, c).value) for c in COUNTERS]
+    counters[0] = await _snapshot(dut)
     max_cycles = int(cfg.get("max_cycles", 1_000_000))
     t_sim, t_py = 0.0, 0.0
     progress = cfg.get("progress")
@@ -179,7 +191,7 @@ async def coverify(dut):
             am = dut.acts
             acts[b, :min(n_acts[b], act_log)] = [int(am[i].value)
                                                    for i in range(min(n_acts[b], act_log))]
-        counters[b + 1] = [int(getattr(dut, c).value) for c in COUNTERS]
+        counters[b + 1] = [int(dut.counters[i].value) for i in range(len(COUNTERS))]
         await RisingEdge(dut.clk)
         t3 = time.perf_counter()
         t_sim += t2 - t1
