@@ -3,7 +3,8 @@
 Subcommands: ``run`` (the main job), ``train``, ``reproduce``, ``eval``, ``compare``,
 ``sim`` (co-verification, :mod:`spinbayes.cli_sim`), ``firmware`` (:mod:`spinbayes.cli_firmware`),
 ``rtl export``, ``synth`` (:mod:`spinbayes.cli_synth`), ``sweep`` (:mod:`spinbayes.cli_sweep`),
-``segment`` (:mod:`spinbayes.cli_segment`) and ``plot``. Each subcommand's parser names its
+``segment`` (:mod:`spinbayes.cli_segment`), ``faults`` (:mod:`spinbayes.cli_faults`) and
+``plot``. Each subcommand's parser names its
 handler with ``set_defaults(func=...)``; handlers parse nothing and compute nothing:
 they call the workflow layer (:mod:`spinbayes.workflow`, :mod:`spinbayes.workflow_hw`,
 :mod:`spinbayes.pipeline`). Every experiment flag is generated from
@@ -18,7 +19,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import cli_firmware, cli_segment, cli_sim, cli_sweep, cli_synth
+from . import cli_faults, cli_firmware, cli_segment, cli_sim, cli_sweep, cli_synth
 from .cli_args import add_checkpoint, add_common, add_simulator, config_changes
 from .config import Config, add_config_arguments, config_from_args
 
@@ -83,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "batches (unless given), 4 RTL images (Icarus if installed), generic "
                    "synthesis of the small blocks")
     p.add_argument("--images-sim", type=int, default=None,
-                   help="K: test images run through the RTL (default 200; --quick 4)")
+                   help="K: test images run through the RTL (default 200, LeNet-5 20; --quick "
+                   "4, LeNet-5 2)")
     add_simulator(p, "verilator, whose C++ build is repaid over 200 images; icarus with "
-                  "--quick")
+                  "--quick for the MLP")
     p.add_argument("--energy-table", default=None,
                    help="JSON or TOML per-operation energy table (default: the paper's "
                    "Table 4; format in docs/ENERGY.md)")
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sim.add_parser(sub).set_defaults(func=cli_sim.main)
     cli_sweep.add_parser(sub)
     cli_segment.add_parser(sub).set_defaults(func=cli_segment.main)
+    cli_faults.add_parser(sub)
     return parser
 
 

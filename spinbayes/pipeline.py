@@ -32,15 +32,19 @@ SYNTH_DIR = "synth"
 REPORT_JSON = "report.json"
 
 
+#: Test images the main job runs through the RTL by default, per topology: LeNet-5 co-verifies
+#: at about 10 images a minute on Verilator (docs/COVERIFICATION.md), the MLP at thousands.
+K_DEFAULT = {"mlp": 200, "lenet5": 20}
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Options of ``spinbayes run`` that are not experiment parameters (not in Config)."""
 
     quick: bool = False
-    images_sim: int | None = None      # K images through the RTL (default 200, quick 4)
-    # None: Verilator for the full job, whose C++ build (about 1.5 min) is repaid by its
-    # speed over 200 images; Icarus with --quick (no build, 4 images of the 16-neuron
-    # network). Either falls back to the other when it is not installed.
+    images_sim: int | None = None      # K images through the RTL (k_images)
+    # None: prefer_simulator (Verilator, or Icarus for the quick MLP); either falls back to
+    # the other when it is not installed.
     simulator: str | None = None
     energy_table: str | None = None     # JSON / TOML energy table (golden.energy)
     rtl: bool = True
@@ -55,9 +59,17 @@ class RunOptions:
             raise ValueError(f"simulator must be 'icarus' or 'verilator', "
                              f"not {self.simulator!r}")
 
-    @property
-    def k_images(self) -> int:
-        return self.images_sim if self.images_sim is not None else (4 if self.quick else 200)
+    def k_images(self, topology: str = "mlp") -> int:
+        """K: ``images_sim`` if given, else 4 with ``quick``, else :data:`K_DEFAULT` of the
+        topology (LeNet-5 costs about 300,000 cycles an image on the core, the MLP 1,200)."""
+        if self.images_sim is not None:
+            return self.images_sim
+        return (2 if topology == "lenet5" else 4) if self.quick else K_DEFAULT[topology]
+
+    def prefer_simulator(self, topology: str = "mlp") -> str:
+        """Verilator for the full job and for LeNet-5 (whose programming alone is about
+        1,000,000 cycles: minutes on Icarus); Icarus for the quick MLP (no C++ build)."""
+        return "icarus" if self.quick and topology == "mlp" else "verilator"
 
 
 def apply_quick(cfg: Config, explicit: set[str]) -> Config:
@@ -151,9 +163,9 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
         have_hw = "hw" in ctx
 
         def coverify():
-            k = min(options.k_images, len(trained.data.x_test))
+            k = min(options.k_images(cfg.topology), len(trained.data.x_test))
             sim, why = wh.choose_simulator(options.simulator,
-                                           prefer="icarus" if options.quick else "verilator")
+                                           prefer=options.prefer_simulator(cfg.topology))
             print(f"RTL co-verification: {k} images on {sim} ({why})")
             res, params = wh.coverify(trained, mapped, images=k, simulator=sim,
                                       progress=progress, firmware=out / wh.FIRMWARE_DIR)

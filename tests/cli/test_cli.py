@@ -166,3 +166,15 @@ def test_sim_checks_its_flags_before_training(tmp_path, capsys, argv, message):
     assert main(["sim", *argv, "--quiet", "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_run_options_default_images_and_simulator_per_topology():
+    from spinbayes.pipeline import RunOptions
+
+    full, quick = RunOptions(), RunOptions(quick=True)
+    assert (full.k_images("mlp"), full.k_images("lenet5")) == (200, 20)
+    assert (quick.k_images("mlp"), quick.k_images("lenet5")) == (4, 2)
+    assert RunOptions(images_sim=7).k_images("lenet5") == 7
+    assert full.prefer_simulator("mlp") == full.prefer_simulator("lenet5") == "verilator"
+    assert (quick.prefer_simulator("mlp"), quick.prefer_simulator("lenet5")) == (
+        "icarus", "verilator")

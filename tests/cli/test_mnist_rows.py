@@ -113,3 +113,25 @@ def test_compare_states_each_methods_budget(tmp_path, capsys):
     assert "this is not a same-budget comparison" in text
     same = {"A": wf._budget(Config()), "B": wf._budget(Config(), 5)}
     assert "Every method trains with the same epochs" in wf.budget_markdown(same)
+
+
+@pytest.mark.slow
+def test_lenet5_main_job_through_the_rtl(tmp_path, capsys):
+    """`spinbayes run --topology lenet5 --quick`: the bundled 28x28 digits, 2 images through
+    the core on Verilator with every hidden layer traced, the firmware image on disk, energy
+    from the RTL's counters equal to the analytic count, Table 5's measured LeNet-5 row."""
+    from spinbayes.sim.runner import simulator_available
+
+    if not simulator_available("verilator"):
+        pytest.skip("verilator not installed")
+    out = tmp_path / "run"
+    rc = main(["run", "--quick", "--out", str(out), "--dataset", "digits28", "--topology",
+               "lenet5", "--epochs", "1", "--no-synth", *TINY])
+    assert rc == 0, capsys.readouterr().err
+    cov = json.loads((out / "coverify.json").read_text())
+    assert cov["images"] == 2 and cov["mismatches"] == 0 and cov["passed"]
+    assert cov["simulator"] == "verilator" and cov["layer_vectors"] == 2 * 2 * (196 + 25 + 2)
+    assert (out / "firmware" / "manifest.json").is_file()
+    energy = json.loads((out / "energy.json").read_text())
+    assert energy["measured"]["all_counters_equal"]
+    assert [r for r in energy["table5"] if r["source"] == "measured"]
