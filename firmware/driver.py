@@ -218,7 +218,7 @@ class CoreDriver:
         ``rd_sel``) through the read port, one per cycle: the port has one cycle of latency,
         so the value of a select presented before a clock edge is read after it, while the
         next select is already being presented (n registers take n cycles)."""
-        b, widths = self.bus, dict(READ_FIELDS)
+        b, widths, regs = self.bus, dict(READ_FIELDS), list(regs)
         for name, v in (("index", index), *(("sel", r) for r in regs)):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2 ** widths[name]:
                 raise ValueError(f"read {name} must be an integer in 0..{2 ** widths[name] - 1}"
