@@ -25,7 +25,7 @@ layer at its extremes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +163,16 @@ class HwNetwork:
             if w.sum_max >= 2 ** 53:
                 raise ValueError(f"layer {i}: sums up to {w.sum_max} exceed the 2^53 range in "
                                  f"which the reference's float64 products are exact")
+
+    def with_codes(self, codes: list[torch.Tensor]) -> HwNetwork:
+        """A copy whose layers hold ``codes`` (one int tensor per layer, of its shape) instead
+        of the mapped ones: the network of the levels a chip stores (golden/faults.py)."""
+        if len(codes) != len(self.layers) or any(
+                tuple(c.shape) != tuple(layer.codes.shape) for c, layer in zip(codes, self.layers)):
+            raise ValueError("codes must hold one tensor per layer, each of its layer's shape")
+        layers = [replace(layer, codes=c.long()) for c, layer in zip(codes, self.layers)]
+        return HwNetwork(layers, self.input_bits, self.flatten_input, self.N, self.Q,
+                         self.n_way, self.R, self.image_shape)
 
     def widths(self, T: int = 1) -> list[LayerWidths]:
         out = []

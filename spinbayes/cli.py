@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sim.add_parser(sub).set_defaults(func=cli_sim.main)
     cli_sweep.add_parser(sub)
     cli_segment.add_parser(sub).set_defaults(func=cli_segment.main)
-    cli_faults.add_parser(sub)
+    cli_faults.add_parser(sub, EVAL_FIELDS)
     return parser
 
 
