@@ -255,6 +255,10 @@ def markdown(report: dict) -> str:
              "paper's rule rejects. Cells: differential cells whose level read back differs "
              "from the target after programming (all caught by read-back verify); retries: "
              f"program-and-verify retries per cell (cap {report['spec']['max_retries']}).", ""]
+    from .golden.faults import RNG_CURRENT
+    from .golden.mtj import p_sw, threshold_for
+
+    healthy = threshold_for(float(p_sw(RNG_CURRENT)), 16)
     for kind, by_value in _groups(report).items():
         rng = kind.startswith("rng")
         lines += [f"### {kind}: {UNITS[kind]}", ""]
@@ -267,11 +271,13 @@ def markdown(report: dict) -> str:
             cells = [f"{value:g}", *(_fmt(rows, k) for k in _METRICS)]
             if rng:
                 h = [r["health"] for r in rows]
-                med = [x["samples_to_alarm_median"] for x in h
-                       if x["samples_to_alarm_median"] is not None]
+                med = sorted(a for x in h
+                             for arow, trow in zip(x["first_alarm"], x["thresholds"])
+                             for a, t in zip(arow, trow) if a and t != healthy)
                 cells += [str(sum(x["devices_off_nominal"] for x in h)),
                           str(sum(x["alarmed"] for x in h)),
-                          f"{sorted(med)[len(med) // 2]:g}" if med else "—",
+                          f"{(med[(len(med) - 1) // 2] + med[len(med) // 2]) / 2:g}"
+                          if med else "—",
                           str(sum(x["false_alarms"] for x in h)),
                           f"{sum(r['arbiter_hung'] is not None for r in rows)} / {len(rows)}"]
             else:
@@ -285,7 +291,8 @@ def markdown(report: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         if rng:
             lines += ["", "Devices and alarms summed over the seeds; faulty = off its nominal "
-                      "threshold; alarms within the first "
+                      "threshold; median over the alarmed faulty devices of all seeds; alarms "
+                      "within the first "
                       f"{report['spec']['health_samples']} samples of each device (RCT, APT, "
                       "bias monitor at the default cutoffs)."]
         else:

@@ -212,3 +212,11 @@ def test_stuck_arbiter_and_health_alarms():
     assert (first[1] == 0).all()
     with pytest.raises(ValueError, match="samples must be an integer"):
         health_alarms(fm, seed=0, samples=0)
+
+
+def test_with_codes_checks_its_codes():
+    hw = _hand_network()
+    for codes in ([torch.zeros(2, 1, 3, dtype=torch.long)], []):
+        with pytest.raises(ValueError, match="one tensor per layer, each of its layer's shape"):
+            hw.with_codes(codes)
+    assert hw.with_codes([torch.zeros(2, 1, 2)]).layers[0].codes.dtype == torch.long
