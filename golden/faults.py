@@ -52,7 +52,7 @@ for it (layer_widths assumes |code| <= q_max).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -118,9 +118,6 @@ class FaultSpec:
         _integer("seed", self.seed, 0, 2 ** 32 - 1)
         if not isinstance(self.device, DeviceParams):
             raise ValueError(f"device must be a DeviceParams, not {self.device!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ArbiterStuck(RuntimeError):

@@ -45,7 +45,13 @@ def main(args) -> int:
     """Run ``spinbayes faults``; returns the exit status."""
     from . import workflow as wf
     from .config import Config
-    from .fault_campaign import CampaignSpec, load_spec, run_campaign, write_report
+    from .fault_campaign import (
+        CampaignSpec,
+        check_config,
+        load_spec,
+        run_campaign,
+        write_report,
+    )
 
     try:
         spec = load_spec(args.spec) if args.spec else CampaignSpec()
@@ -55,8 +61,9 @@ def main(args) -> int:
             trained = wf.load(args.checkpoint, _checkpoint_changes(args.checkpoint, spec,
                                                                    args.eval_fields))
         else:
-            trained = wf.train(Config.from_dict(spec.config), Path(args.out),
-                               progress=progress)
+            cfg = Config.from_dict(spec.config)
+            check_config(spec, cfg)                         # before training
+            trained = wf.train(cfg, Path(args.out), progress=progress)
         mapped = wf.map_trained(trained)
         points = len(spec.points())
         print(f"fault campaign: {points} points ({', '.join(spec.sweep)}; seeds "

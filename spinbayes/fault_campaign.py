@@ -19,8 +19,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_SWEEP", "UNITS", "CampaignSpec", "load_spec", "parse_spec", "run_campaign",
-           "write_report"]
+__all__ = ["DEFAULT_SWEEP", "UNITS", "CampaignSpec", "check_config", "load_spec", "parse_spec",
+           "run_campaign", "write_report"]
 
 #: The default sweep: each fault kind's values (rng_bias_ua in microamperes).
 DEFAULT_SWEEP = {
@@ -182,6 +182,17 @@ def _health(fmap, seed, samples):
             "first_alarm": first.tolist(), "thresholds": fmap.rng_threshold.tolist()}
 
 
+def check_config(spec: CampaignSpec, cfg) -> int:
+    """The n of the campaign, after checking that ``cfg`` can run it (before training)."""
+    if cfg.activation != "comparator":
+        raise ValueError("the fault campaign runs the integer reference, which needs "
+                         "comparator activations (activation = 'comparator')")
+    n_way = cfg.n_way if spec.n_way is None else spec.n_way
+    if not 1 <= n_way <= cfg.N:
+        raise ValueError(f"campaign.n_way must be an integer in 1..N={cfg.N}, not {n_way!r}")
+    return n_way
+
+
 def run_campaign(spec: CampaignSpec, trained, mapped, ood_sets: dict, *,
                  progress: bool = True) -> dict:
     """Every point of ``spec`` on ``mapped``'s integer network; the JSON report."""
@@ -190,12 +201,7 @@ def run_campaign(spec: CampaignSpec, trained, mapped, ood_sets: dict, *,
     from .golden.progress import progress as progress_bar
 
     cfg, data = trained.cfg, trained.data
-    if cfg.activation != "comparator":
-        raise ValueError("the fault campaign runs the integer reference, which needs "
-                         "comparator activations (activation = 'comparator')")
-    n_way = cfg.n_way if spec.n_way is None else spec.n_way
-    if not 1 <= n_way <= cfg.N:
-        raise ValueError(f"campaign.n_way must be an integer in 1..N={cfg.N}, not {n_way!r}")
+    n_way = check_config(spec, cfg)
     hw = mapped.hw(n_way)
     codes = [layer.codes for layer in hw.layers]
     sets = evaluation_sets(data, ood_sets)

@@ -123,6 +123,13 @@ def test_bad_spec_files_exit_2(tmp_path, capsys):
     bad.write_text("[sweep]\nstuck_mtj = [0.0, nan]\n")
     assert main(["faults", str(bad), "--out", str(tmp_path)]) == 2
     assert "stuck_mtj must be a probability" in capsys.readouterr().err
+    bad.write_text("[campaign]\nn_way = 6\n")
+    assert main(["faults", str(bad), "--out", str(tmp_path / "n")]) == 2
+    assert "campaign.n_way must be an integer in 1..N=5, not 6" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()                # refused before training
+    bad.write_text("[config]\nactivation = 'relu'\n")
+    assert main(["faults", str(bad), "--out", str(tmp_path)]) == 2
+    assert "needs comparator activations" in capsys.readouterr().err
     bad.write_text("[config]\nepochs = 0\n")
     assert main(["faults", str(bad), "--out", str(tmp_path)]) == 2
     assert "epochs" in capsys.readouterr().err
