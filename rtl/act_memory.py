@@ -11,6 +11,11 @@ one synchronous read port and one write port (a simple dual-port block RAM on an
 bank b holds words b*depth .. b*depth + depth - 1. The depth is this block's own parameter
 (golden/geometry.py ``activation_depth``: the largest tensor any layer reads), not the
 crossbar's ``rows_max``.
+
+The memory carries yosys's ``no_rw_check`` attribute (:data:`NO_RW_COLLISION`): its read and
+write ports never address the same word in one cycle, so yosys need not emulate the read
+port's "old data" collision order around the block RAM (without it, ``synth_ecp5`` adds
+registers and comparators beside the DP16KD). The attribute changes no simulation.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from amaranth.lib.wiring import In, Out
 from ..golden.geometry import check_int
 from .params import bits_for
 
-__all__ = ["ActivationMemory"]
+__all__ = ["NO_RW_COLLISION", "ActivationMemory"]
+
+#: Memory attributes of a memory whose read and write ports never address one word in the
+#: same cycle: yosys then maps it to block RAM without collision logic.
+NO_RW_COLLISION = {"no_rw_check": 1}
 
 
 class ActivationMemory(wiring.Component):
@@ -41,7 +50,7 @@ class ActivationMemory(wiring.Component):
       written in any cycle up to and including the swap cycle is read from cycle t + 1 on.
 
     The read and write ports never address the same bank, so there is no read-during-write
-    collision to order.
+    collision to order (hence :data:`NO_RW_COLLISION`).
 
     Parameters
     ----------
@@ -93,7 +102,8 @@ class ActivationMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d = self.depth
-        m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=2 * d, init=[])
+        m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=2 * d, init=[],
+                                         attrs=NO_RW_COLLISION)
         rd = mem.read_port(domain="sync")
         wr = mem.write_port()
         bank = Signal()

@@ -34,7 +34,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .act_memory import ActivationMemory
+from .act_memory import NO_RW_COLLISION, ActivationMemory
 from .maxpool import MaxPool
 from .params import RtlParams, bits_for, check_params
 from .window import WindowAddressGenerator
@@ -120,8 +120,9 @@ class ConvUnit(wiring.Component):
         m.submodules.window = gen = self.window
         m.submodules.act_mem = act = ActivationMemory(depth=p.act_depth,
                                                       width=p.act_channels * p.A)
+        # written in IDLE / LOAD only, read while computing: never both in one cycle
         m.submodules.image_mem = img = Memory(shape=unsigned(p.A_in), depth=p.image_depth,
-                                              init=[])
+                                              init=[], attrs=NO_RW_COLLISION)
         size = p.out_size_max
         m.submodules.pool = pool = MaxPool(channels=p.act_channels, code_bits=p.A,
                                            width_max=size, height_max=size,

@@ -48,6 +48,7 @@ from .synth_report import (
     NEXTPNR_FIGURES,
     count_cells,
     markdown_table,
+    parse_memory_map,
     parse_nextpnr_report,
     parse_yosys_stat,
 )
@@ -214,6 +215,7 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
         raise SynthError(f"yosys synth_{target} of {top} failed (rc {rc}):\n"
                          + log_tail(out / f"{stem}.yosys.log"))
     stat = parse_yosys_stat(out / f"{stem}.stat.json")
+    memories = parse_memory_map((out / f"{stem}.yosys.log").read_text(errors="replace"))
     types = stat["cells_by_type"]
     if top == "periphery":
         types = {t: n for t, n in types.items() if not t.lstrip("\\").startswith(mod + ".")}
@@ -224,6 +226,8 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
     for flag, package in DEVICES[target]:
         if lut4 > _LUT_CAPACITY[target][flag]:
             tried.append(f"{flag}: skipped, {lut4} LUT4 > {_LUT_CAPACITY[target][flag]}")
+            _say(progress, f"{top}: {lut4} LUT4 after synthesis do not fit {target} {flag} "
+                           f"({_LUT_CAPACITY[target][flag]}); trying the next device")
             continue
         report = f"{stem}.report.json"
         (out / report).unlink(missing_ok=True)
@@ -241,7 +245,7 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
         why = log_tail(out / f"{stem}.nextpnr.log", 3) if psecs else "; ".join(tried)
         figures = {k: count_cells(types, pat) for k, pat in CELL_FIGURES[target].items()}
         return {"device": None, "fits": False, "tried": tried, "error": why, "mapper": mapper,
-                "cells_by_type": types, **figures, "bram": None, "dsp": None,
+                "memories": memories, "cells_by_type": types, **figures, "bram": None, "dsp": None,
                 "fmax_mhz": None, "fmax_by_clock": {}, "meets": None, "critical_path": None,
                 "seconds": round(ysecs + psecs, 1), "yosys_seconds": round(ysecs, 1),
                 "nextpnr_seconds": round(psecs, 1)}
@@ -252,7 +256,7 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
         figures.setdefault(k, count_cells(types, pat))
     fmax = min(rep["fmax_mhz"].values()) if rep["fmax_mhz"] else None
     return {"device": f"{flag}-{package}", "fits": True, "tried": tried, "mapper": mapper,
-            "cells_by_type": types, **figures,
+            "memories": memories, "cells_by_type": types, **figures,
             "capacity": {k: sum(rep["available"].get(b, 0) for b in bels)
                          for k, bels in NEXTPNR_FIGURES[target].items()},
             "used": {k: v for k, v in rep["used"].items() if v},

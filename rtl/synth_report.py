@@ -11,7 +11,7 @@ from pathlib import Path
 from .synth_tools import DEVICES, SYNTH_TOPS, SynthError
 
 __all__ = ["CELL_FIGURES", "NEXTPNR_FIGURES", "count_cells", "markdown_table",
-           "parse_nextpnr_report", "parse_yosys_stat"]
+           "parse_memory_map", "parse_nextpnr_report", "parse_yosys_stat"]
 
 #: nextpnr utilisation entries (BEL types) per figure of the table.
 NEXTPNR_FIGURES = {
@@ -75,6 +75,22 @@ def parse_yosys_stat(path) -> dict:
     return {"cells": sum(by_type.values()), "cells_by_type": by_type, "modules": modules}
 
 
+_MEMORY_MAP = re.compile(r"^mapping memory (\S+) via \\?\$__(\w+?)_?$"
+                         r"|^using FF mapping for memory (\S+)$", re.M)
+
+
+def parse_memory_map(log_text: str) -> dict:
+    """What yosys's ``memory_libmap`` made of each memory, read from its log lines
+    ``mapping memory <module>.<memory> via $__<cell>_`` and ``using FF mapping for memory
+    <module>.<memory>``: ``{memory: cell}`` (``DP16KD``, ``TRELLIS_DPR16X4``, ... or ``FF``),
+    memory names without the top module's prefix."""
+    found = {}
+    for m in _MEMORY_MAP.finditer(log_text):
+        name = m.group(1) or m.group(3)
+        found[name.split(".", 1)[1] if "." in name else name] = m.group(2) or "FF"
+    return found
+
+
 def parse_nextpnr_report(path) -> dict:
     """Read nextpnr's ``--report`` JSON: ``utilization`` (used / available per BEL type),
     ``fmax`` (achieved / constraint MHz per clock) and the worst critical path.
@@ -133,6 +149,14 @@ def _fmt(v, digits=0) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _seconds(r: dict) -> str:
+    """Total seconds of an FPGA entry, with the yosys and nextpnr parts when recorded."""
+    if "yosys_seconds" not in r:
+        return _fmt(r.get("seconds"), 1)
+    return (f"{_fmt(r['seconds'], 1)} ({_fmt(r['yosys_seconds'], 0)} + "
+            f"{_fmt(r['nextpnr_seconds'], 0)})")
+
+
 def _ordered(entries: dict):
     """(top, entry) in the order of :data:`SYNTH_TOPS` (a JSON round trip sorts the keys)."""
     return sorted(entries.items(),
@@ -174,7 +198,7 @@ def markdown_table(result: dict) -> str:
                   f"placer seed {result.get('seed', 1)}, {result.get('router', 'router1')}, "
                   "ports other than clk/rst cut, register-to-register Fmax).", "",
                   "| top | device | LUT | FF | carry | BRAM | DSP | Fmax (MHz) | meets | "
-                  "seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+                  "seconds (yosys + nextpnr) |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for top, r in _ordered(targets[target]):
             if "error" in r:
                 lines.append(f"| {top} | failed (see synth.json) | - | - | - | - | - | - | - | - |")
@@ -182,13 +206,18 @@ def markdown_table(result: dict) -> str:
             if not r.get("fits", True):
                 lines.append(f"| {top} | fits none of {'/'.join(d for d, _ in DEVICES[target])} | "
                              f"{r['lut']} (LUT4) | {r['ff']} | {r['carry']} | - | - | - | - | "
-                             f"{_fmt(r['seconds'], 1)} |")
+                             f"{_seconds(r)} |")
                 continue
             lines.append(f"| {top} | {r['device']} | {r['lut']} | {r['ff']} | {r['carry']} | "
                          f"{r['bram']} | {r['dsp']} | {_fmt(r['fmax_mhz'], 1)} | "
-                         f"{'yes' if r['meets'] else 'no'} | {_fmt(r['seconds'], 1)} |")
+                         f"{'yes' if r['meets'] else 'no'} | {_seconds(r)} |")
         notes = [f"- {top}: {r.get('mapper') or r.get('error', '').splitlines()[0]}"
                  for top, r in _ordered(targets[target]) if r.get("mapper") or "error" in r]
+        notes += [f"- {top} device: {'; '.join(r['tried'])}"
+                  for top, r in _ordered(targets[target]) if len(r.get("tried", ())) > 1]
+        notes += [f"- {top} memories: " + ", ".join(f"{k} -> {v}" for k, v in
+                                                    sorted(r["memories"].items()))
+                  for top, r in _ordered(targets[target]) if r.get("memories")]
         lines += ["", *notes, ""] if notes else [""]
     lines.append("Tools: " + "; ".join(f"{k}: {tools[k]}" for k in sorted(tools)) + ".")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_synth_parser", "load_rtl_params", "run_synth"]
+__all__ = ["TOPOLOGY_DATA", "add_synth_parser", "design_params", "load_rtl_params",
+           "run_synth"]
+
+#: The bundled data set (and its image shape, classes) whose geometry sizes each topology's
+#: design in :func:`design_params`.
+TOPOLOGY_DATA = {"mlp": ("digits", (1, 8, 8), 10), "lenet5": ("digits28", (1, 28, 28), 10)}
 
 
 def load_rtl_params(path: str | None):
@@ -19,6 +24,29 @@ def load_rtl_params(path: str | None):
     from .rtl.params import params_from_json
 
     return params_from_json(path)
+
+
+def design_params(topology: str, n_way: int = 1):
+    """The design (RtlParams) that ``spinbayes run --topology <topology>`` builds, from the
+    geometry alone: an untrained network of that topology on its bundled data set's image
+    shape, approximated and folded with the Config defaults (the paper's N = 5, Q = 4,
+    T = 10) at ``n_way``, through ``params_for``. The weights do not change the design."""
+    import torch
+
+    from .config import Config
+    from .golden.mapping import map_model
+    from .golden.networks import build_model
+    from .sim.coverify import params_for
+
+    if topology not in TOPOLOGY_DATA:
+        raise ValueError(f"topology must be one of {sorted(TOPOLOGY_DATA)}, not {topology!r}")
+    dataset, shape, classes = TOPOLOGY_DATA[topology]
+    cfg = Config(topology=topology, dataset=dataset, n_way=n_way)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, shape, classes)
+    x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(cfg.seed))
+    mapped = map_model(model, x, N=cfg.N, Q=cfg.Q, seed=cfg.seed, recal_batches=0)
+    return params_for(mapped.hw(cfg.n_way), cfg.T)
 
 
 def add_synth_parser(sub) -> argparse.ArgumentParser:
@@ -34,6 +62,13 @@ def add_synth_parser(sub) -> argparse.ArgumentParser:
         "OUT/synth.json, OUT/synth.md, the Verilog and every tool log. See docs/SYNTHESIS.md.")
     p.add_argument("--config", help="JSON file of RtlParams fields (default: the defaults, "
                    "the digits MLP 64-64-10 with N=5)")
+    p.add_argument("--topology", choices=sorted(TOPOLOGY_DATA),
+                   help="the design `spinbayes run --topology T` builds (params_for of an "
+                   "untrained network folded with N=5, Q=4, T=10; the weights do not change "
+                   "it): mlp is the digits MLP 64-64-10, lenet5 LeNet-5 on 28x28 inputs; "
+                   "not with --config")
+    p.add_argument("--n-way", type=int, default=1,
+                   help="n-way of the --topology design (default: 1)")
     p.add_argument("--target", action="append", choices=TARGETS,
                    help="synthesis target (repeatable; default: all)")
     p.add_argument("--top", action="append", choices=SYNTH_TOPS,
@@ -60,7 +95,10 @@ def run_synth(args) -> int:
     from .rtl.synth import SynthError, markdown_table, synthesize
 
     try:
-        params = load_rtl_params(args.config)
+        if args.topology is not None and args.config is not None:
+            raise ValueError("--topology and --config both give the design: use one")
+        params = (design_params(args.topology, args.n_way) if args.topology is not None
+                  else load_rtl_params(args.config))
         result = synthesize(params, args.out, targets=tuple(args.target or ("generic", "ice40",
                                                                             "ecp5")),
                             tops=tuple(args.top) if args.top else None,
