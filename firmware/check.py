@@ -13,7 +13,8 @@ that the design (the manifest's :class:`~spinbayes.rtl.params.RtlParams`) runs a
    registers (rows, outputs, group base, input bits and the eight of the geometry), every
    hidden output's sign and thresholds, every class's scale and offset, an RNG seed for
    every device of every layer's arbiter, and ``N_LAYERS``, ``PASSES``, ``N_WAY``,
-   ``RNG_THRESHOLD``; nothing for layers, outputs or classes the network does not have;
+   ``RNG_THRESHOLD`` and the four RNG health cutoffs (``HEALTH_*``, low watermark <= high);
+   nothing for layers, outputs or classes the network does not have;
 3. **layer geometry**: each layer's row groups inside the crossbar memory and disjoint from the
    other layers'; its geometry consistent (golden/geometry.py ``LayerGeometry``: the window
    fits the padded input, the pooling its outputs, a dense layer is 1 x 1, rows = C_in*k*k,
@@ -65,7 +66,8 @@ LAYER_REGS = {Reg.LAYER_ROWS: "rows", Reg.LAYER_OUTS: "outputs",
               Reg.LAYER_GROUP_BASE: "group_base", Reg.LAYER_IN_BITS: "in_bits",
               **{r: r.name.lower().removeprefix("layer_") for r in GEOMETRY_REGS}}
 #: Registers written once per network.
-GLOBAL_REGS = (Reg.N_LAYERS, Reg.PASSES, Reg.N_WAY, Reg.RNG_THRESHOLD)
+GLOBAL_REGS = (Reg.N_LAYERS, Reg.PASSES, Reg.N_WAY, Reg.RNG_THRESHOLD, Reg.HEALTH_RCT_CUTOFF,
+               Reg.HEALTH_APT_CUTOFF, Reg.HEALTH_BIAS_LOW, Reg.HEALTH_BIAS_HIGH)
 
 
 class FirmwareImageError(ValueError):
@@ -145,6 +147,11 @@ def _check_needed(lines, ranges, p) -> list[dict]:
     """Check 2; returns the layer table [{rows, outputs, group_base, in_bits}]."""
     glob = [(r, 0, 0, 0) for r in GLOBAL_REGS]
     _raise(_compare_keys(lines, ranges, GLOBAL_REGS, glob, "written once per network"))
+    (_, low), (line, high) = (lines[(r, 0, 0, 0)] for r in (Reg.HEALTH_BIAS_LOW,
+                                                            Reg.HEALTH_BIAS_HIGH))
+    if low > high:
+        _raise([f"{DESCRIPTOR_FILE}: line {line}: HEALTH_BIAS_HIGH={high} is below "
+                f"HEALTH_BIAS_LOW={low}: every bias window would fail"])
     L = lines[(Reg.N_LAYERS, 0, 0, 0)][1]
     per_layer = [(r, 0, 0, i) for i in range(L) for r in LAYER_REGS]
     _raise(_compare_keys(lines, ranges, LAYER_REGS, per_layer, f"N_LAYERS={L}"))

@@ -18,6 +18,7 @@ import numpy as np
 from ..golden.arbiter import device_seed
 from ..golden.cells import encode_weights
 from ..golden.geometry import LayerGeometry, geometry_of
+from ..golden.health import Cutoffs
 from ..golden.mtj import EmulatedRng
 from ..rtl.params import RtlParams
 from ..rtl.regs import LayerKind, Reg, as_data, check_seed, register_ranges, write_problem
@@ -25,8 +26,12 @@ from ..rtl.regs import LayerKind, Reg, as_data, check_seed, register_ranges, wri
 if TYPE_CHECKING:   # torch; the compiler reads the network's int64 tensors through .numpy()
     from ..golden.hardware import HwNetwork
 
-__all__ = ["Write", "Program", "compile_network", "crossbar_rows", "memory_problems",
-           "reads_activation_memory"]
+__all__ = ["HEALTH_CUTOFFS", "Write", "Program", "compile_network", "crossbar_rows",
+           "memory_problems", "reads_activation_memory"]
+
+#: The health cutoff registers and the :class:`Cutoffs` field each one takes.
+HEALTH_CUTOFFS = ((Reg.HEALTH_RCT_CUTOFF, "rct"), (Reg.HEALTH_APT_CUTOFF, "apt"),
+                  (Reg.HEALTH_BIAS_LOW, "bias_low"), (Reg.HEALTH_BIAS_HIGH, "bias_high"))
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,10 @@ def memory_problems(i: int, g: LayerGeometry, prev: LayerGeometry | None, p) -> 
 
 
 def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
-                    rng_current: float = 230e-6) -> Program:
-    """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``.
+                    rng_current: float = 230e-6, health: Cutoffs | None = None) -> Program:
+    """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``; the RNG
+    health tests' cutoffs ``health`` (default ``Cutoffs.derive()``: H = 1, α = 2^-20, i.e.
+    RCT 21, APT 589, bias 1891..2205; :class:`~spinbayes.golden.health.Cutoffs`).
 
     Every write is checked against the design's register table
     (:func:`~spinbayes.rtl.regs.register_ranges`); ``seed`` must lie in the RNG's range
@@ -181,6 +188,10 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
                     writes.append(Write(Reg.THRESHOLD, a=j, b=mm, c=i,
                                         data=int(layer.thresholds[j, mm])))
     thr = EmulatedRng.from_current(1, rng_current, threshold_bits=p.rng_bits).threshold
+    cut = Cutoffs.derive() if health is None else health
+    if not isinstance(cut, Cutoffs):
+        raise ValueError(f"health must be a golden.health.Cutoffs, not {health!r}")
+    writes += [Write(reg, data=int(getattr(cut, name))) for reg, name in HEALTH_CUTOFFS]
     writes += [Write(Reg.N_LAYERS, data=L), Write(Reg.PASSES, data=T),
                Write(Reg.N_WAY, data=hw.n_way), Write(Reg.RNG_THRESHOLD, data=thr)]
     for i in range(L):

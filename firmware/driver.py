@@ -22,6 +22,7 @@ import numpy as np
 from ..rtl.regs import (
     COUNTER_REGS,
     COUNTERS,
+    HEALTH_REGS,
     PROG_ORDER,
     READ_FIELDS,
     OutKind,
@@ -29,10 +30,15 @@ from ..rtl.regs import (
     Reg,
     Status,
 )
+from .alarms import alarm_error
 from .compiler import Program, Write
 
-__all__ = ["AmaranthBus", "CellFault", "CocotbBus", "CoreDriver", "ImageResult",
+__all__ = ["ALARM_POLL", "AmaranthBus", "CellFault", "CocotbBus", "CoreDriver", "ImageResult",
            "ProgramReport"]
+
+#: Cycles between two STATUS reads of :meth:`CoreDriver.infer` (its bound on the delay from
+#: ALARM to the named error, with one cycle of read latency).
+ALARM_POLL = 64
 
 
 class AmaranthBus:
@@ -163,10 +169,20 @@ class ProgramReport:
 
 
 class CoreDriver:
-    """Program the core and run images through it."""
+    """Program the core and run images through it.
 
-    def __init__(self, bus, *, max_wait: int = 1_000_000):
-        self.bus, self.max_wait = bus, max_wait
+    ``max_wait`` bounds every wait in cycles (a write's ``prog_ready``, an image's class
+    beat: ``TimeoutError``). During :meth:`infer` the driver reads ``STATUS`` every
+    ``alarm_poll`` cycles and once after the image: an ALARM raises the named
+    :class:`~spinbayes.firmware.alarms.CoreAlarmError` (``RngHealthError`` or
+    ``ArbiterStuckError``, naming layer, device and test from the health registers) at most
+    ``alarm_poll`` + 1 cycles after ALARM rises, instead of waiting for ``max_wait``."""
+
+    def __init__(self, bus, *, max_wait: int = 1_000_000, alarm_poll: int = ALARM_POLL):
+        for name, v in (("max_wait", max_wait), ("alarm_poll", alarm_poll)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        self.bus, self.max_wait, self.alarm_poll = bus, max_wait, alarm_poll
         #: clock cycles waited by write / program / read-back (not by ``infer``)
         self.cycles = 0
 
@@ -245,6 +261,17 @@ class CoreDriver:
     async def status(self) -> Status:
         """The status flags (``ReadReg.STATUS``), e.g. ``Status.DONE in await drv.status()``."""
         return Status(await self.read(ReadReg.STATUS))
+
+    async def health(self, n_layers: int) -> dict[int, dict[ReadReg, int]]:
+        """The health registers (``ReadReg.HEALTH_*``) of layers 0 .. n_layers - 1."""
+        return {layer: dict(zip(HEALTH_REGS, await self.read_regs(HEALTH_REGS, layer)))
+                for layer in range(n_layers)}
+
+    async def check_alarm(self, n_layers: int, cycles: int | None = None) -> None:
+        """Raise :func:`~spinbayes.firmware.alarms.alarm_error` of the first ``n_layers``
+        layers' health registers if ``STATUS`` shows ALARM (sticky until reset)."""
+        if Status.ALARM in await self.status():
+            raise alarm_error(await self.health(n_layers), cycles)
 
     async def counters(self) -> dict[str, int]:
         """The six activity counters by name (:data:`~spinbayes.rtl.regs.COUNTERS`), read in
@@ -360,6 +387,11 @@ class CoreDriver:
         while prediction is None:
             if cycles > self.max_wait:
                 raise TimeoutError(f"no result after {cycles} cycles")
+            poll = cycles % self.alarm_poll == 0     # STATUS read in this cycle
+            if poll:
+                b.set("rd_index", 0)
+                b.set("rd_sel", int(ReadReg.STATUS))
+                b.set("rd_en", 1)
             valid = bool(pending) and (offered or not (in_gap and rng.random() < in_gap))
             ready = not (out_stall and rng.random() < out_stall)
             b.set("in_valid", int(valid))
@@ -389,8 +421,14 @@ class CoreDriver:
                     prediction = int(value)
             await b.tick()
             cycles += 1
+            if poll:
+                b.set("rd_en", 0)
+                if int(b.get("rd_data")) & Status.ALARM:
+                    b.set("in_valid", 0)
+                    raise alarm_error(await self.health(n_layers), cycles)
         b.set("in_valid", 0)
         b.set("out_ready", 1)
+        await self.check_alarm(n_layers, cycles)
         after = await self.counters()
         counters = {name: (after[name] - before[name]) % 2 ** 32 for name in COUNTERS}
         return ImageResult(per_pass, averaged, prediction, choices, cycles, counters, acts)

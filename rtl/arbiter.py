@@ -16,10 +16,19 @@ from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .health import MonitoredRng, health_members, repetition_count
 from .params import bits_for
+from .regs import HEALTH_LAYOUT
 from .rng import SotMtjRng
 
-__all__ = ["Arbiter"]
+__all__ = ["Arbiter", "CUTOFF_PORTS", "HEALTH_COUNT_BITS"]
+
+#: Width of each device test's event counter in an arbiter with health tests (the health
+#: read registers' field per device).
+HEALTH_COUNT_BITS = HEALTH_LAYOUT["count_bits"]
+#: The health tests' cutoff inputs (shared by the devices of an arbiter).
+CUTOFF_PORTS = ("rct_cutoff", "apt_cutoff", "bias_low", "bias_high")
+TESTS = HEALTH_LAYOUT["tests"]
 
 
 def _positive_int(v) -> bool:
@@ -52,6 +61,13 @@ class Arbiter(wiring.Component):
         Largest n-way supported, 1 .. N.
     rng_bits : int
         W of the emulated devices (threshold compare width), 1 .. 32 (default 16).
+    health : bool
+        Run the online health tests on every device (default False): each device is a
+        :class:`~spinbayes.rtl.health.MonitoredRng` (RCT, APT and bias monitor on the bits it
+        hands out, :data:`HEALTH_COUNT_BITS`-bit event counters), and each pair of adjacent
+        devices (d, d + 1) has a Repetition Count Test on the XOR of their bits, which fires
+        when two devices hand out the same stream (e.g. both unseeded). The draws and the
+        selections are the same with and without.
 
     Ports
     -----
@@ -89,6 +105,24 @@ class Arbiter(wiring.Component):
         Codes rejected since reset (code >= N or already held).
     stuck : Out(1)
         Sticky: more than 64 * 2^k consecutive draws were rejected. Cleared by reset only.
+    rct_cutoff, apt_cutoff, bias_low, bias_high : In (``health`` only)
+        The cutoffs of every device's tests (:class:`~spinbayes.rtl.health.HealthTests`,
+        reset values H = 1, α = 2^-20); the pair tests use ``rct_cutoff``.
+    dev_alarms : Out(3k) (``health`` only)
+        Latched alarms, bit 3d + t: device d's RCT (t = 0), APT (1), bias monitor (2).
+    dev_counts : Out(ArrayLayout(HEALTH_COUNT_BITS, 3k)) (``health`` only)
+        Events since reset, element 3d + t as in ``dev_alarms``, saturating.
+    bias_sides : Out(2k) (``health`` only)
+        Bits 2d, 2d + 1: device d's ``bias_side`` (low, high watermark crossed).
+    pair_alarms : Out(max(k - 1, 1)) (``health`` only)
+        Latched alarms of the pair tests, bit d: devices d and d + 1 gave the same bit
+        ``rct_cutoff`` draws in a row.
+    pair_count : Out(16) (``health`` only)
+        Draws with a pair-test event since reset, saturating.
+
+    Every draw is one sample of each device's tests and of the pair tests; the events are
+    those of the draw's cycle, the alarms are set on its clock edge (1 cycle later), sticky
+    until reset.
 
     Latency: one cycle per draw. ``start`` in cycle t -> draws in cycles t+1 .. t+D ->
     ``done`` (and the final ``mask``/``indices``) in cycle t+D+1, i.e. D + 1 cycles, where D
@@ -97,7 +131,7 @@ class Arbiter(wiring.Component):
     asserted in the ``done`` cycle, so back-to-back selections take D + 1 cycles each.
     """
 
-    def __init__(self, N: int, n_max: int, rng_bits: int = 16):
+    def __init__(self, N: int, n_max: int, rng_bits: int = 16, *, health: bool = False):
         if not _positive_int(N):
             self._MustUse__silence = True
             raise ValueError(f"N must be a positive integer, not {N!r}")
@@ -116,6 +150,17 @@ class Arbiter(wiring.Component):
         self.index_bits = bits_for(N)
         #: consecutive rejections tolerated before ``stuck`` (golden ``max_redraws``)
         self.max_redraws = 64 << k
+        self.health = bool(health)
+        ports = {}
+        if self.health:
+            members = health_members(rct_bits=8, count_bits=HEALTH_COUNT_BITS)
+            ports = {name: members[name] for name in CUTOFF_PORTS}
+            ports.update({
+                "dev_alarms": Out(max(3 * k, 1)),
+                "dev_counts": Out(data.ArrayLayout(unsigned(HEALTH_COUNT_BITS), max(3 * k, 1))),
+                "bias_sides": Out(max(2 * k, 1)),
+                "pair_alarms": Out(max(k - 1, 1)), "pair_count": Out(16),
+            })
         super().__init__({
             "start": In(1),
             "n_way": In(unsigned(n_max.bit_length())),
@@ -132,6 +177,7 @@ class Arbiter(wiring.Component):
             "draws": Out(32),
             "rejections": Out(32),
             "stuck": Out(1),
+            **ports,
         })
 
     def elaborate(self, platform):
@@ -143,7 +189,8 @@ class Arbiter(wiring.Component):
         m.d.comb += step.eq(self.busy & ~self.start)
         devs = []
         for d in range(k):
-            dev = SotMtjRng(self.rng_bits)
+            dev = MonitoredRng(self.rng_bits, count_bits=HEALTH_COUNT_BITS) if self.health \
+                else SotMtjRng(self.rng_bits)
             m.submodules[f"mtj{d}"] = dev
             m.d.comb += [
                 dev.seed.eq(self.seed),
@@ -154,6 +201,8 @@ class Arbiter(wiring.Component):
                 dev.ext_bit.eq(self.ext_bits[d]),
             ]
             devs.append(dev)
+        if self.health and k:
+            self._health(m, devs, step)
 
         # --- DEMUX and rejection ---------------------------------------------------------
         n_reg = Signal(range(n_max + 1), init=1)    # n_way of the current pass
@@ -209,3 +258,22 @@ class Arbiter(wiring.Component):
                 slot = slot | t
             m.d.comb += self.indices[s].eq(slot)
         return m
+
+    def _health(self, m, devs, step) -> None:
+        """Cutoffs into every device's tests; alarms, counts and sides out; the pair tests."""
+        for d, dev in enumerate(devs):
+            m.d.comb += [getattr(dev, name).eq(getattr(self, name)) for name in CUTOFF_PORTS]
+            for t, test in enumerate(TESTS):
+                m.d.comb += [self.dev_alarms[3 * d + t].eq(getattr(dev, f"{test}_alarm")),
+                             self.dev_counts[3 * d + t].eq(getattr(dev, f"{test}_count"))]
+            m.d.comb += self.bias_sides[2 * d:2 * d + 2].eq(dev.bias_side)
+        events = []
+        for d in range(len(devs) - 1):
+            run = Signal(len(self.rct_cutoff), name=f"pair{d}_run")
+            ev = repetition_count(m, step, devs[d].bit ^ devs[d + 1].bit, self.rct_cutoff, run)
+            events.append(ev)
+            with m.If(ev):
+                m.d.sync += self.pair_alarms[d].eq(1)
+        if events:
+            with m.If(Cat(*events).any() & (self.pair_count != 2 ** 16 - 1)):
+                m.d.sync += self.pair_count.eq(self.pair_count + 1)

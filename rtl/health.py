@@ -20,7 +20,28 @@ from amaranth.lib.wiring import In, Out
 from ..golden.health import APT_WINDOW, BIAS_WINDOW, Cutoffs
 from .rng import SotMtjRng
 
-__all__ = ["HealthTests", "MonitoredRng"]
+__all__ = ["HealthTests", "MonitoredRng", "health_members", "repetition_count"]
+
+
+def repetition_count(m, valid, sample, cutoff, run) -> Signal:
+    """The Repetition Count Test of one bit stream, added to ``m``: ``run`` (a Signal, its
+    width the counter's) is B after the last sample, saturating at its maximum; returns this
+    cycle's event (combinational: a valid sample with B >= ``cutoff`` that is the first
+    failing sample of its run). Semantics of :class:`HealthTests`."""
+    run_max = 2 ** len(run) - 1
+    has_prev, last, run_failed = Signal(), Signal(), Signal()
+    match, fail, event = Signal(), Signal(), Signal()
+    b = Signal.like(run)
+    m.d.comb += [
+        match.eq(has_prev & (sample == last)),
+        b.eq(Mux(match, Mux(run == run_max, run_max, run + 1), 1)),
+        fail.eq(b >= cutoff),
+        event.eq(valid & fail & ~(match & run_failed)),
+    ]
+    with m.If(valid):
+        m.d.sync += [has_prev.eq(1), last.eq(sample), run.eq(b),
+                     run_failed.eq(fail | (match & run_failed))]
+    return event
 
 
 def _check(component, name, v):
@@ -29,8 +50,10 @@ def _check(component, name, v):
         raise ValueError(f"{name} must be a positive integer, not {v!r}")
 
 
-def _health_members(apt_window, bias_window, rct_bits, count_bits) -> dict:
-    """The ports shared by HealthTests and MonitoredRng (all but the sample input)."""
+def health_members(apt_window: int = APT_WINDOW, bias_window: int = BIAS_WINDOW,
+                   rct_bits: int = 8, count_bits: int = 16) -> dict:
+    """The ports shared by HealthTests and MonitoredRng (all but the sample input): name ->
+    wiring member, the cutoffs' reset values those of H = 1, α = 2^-20."""
     c = Cutoffs.derive(apt_window=apt_window, bias_window=bias_window)
     apt_bits, bias_bits = (apt_window + 1).bit_length(), bias_window.bit_length()
     return {
@@ -127,28 +150,16 @@ class HealthTests(wiring.Component):
         self.apt_window, self.bias_window = apt_window, bias_window
         self.rct_bits, self.count_bits = rct_bits, count_bits
         super().__init__({"valid": In(1), "sample": In(1),
-                          **_health_members(apt_window, bias_window, rct_bits, count_bits)})
+                          **health_members(apt_window, bias_window, rct_bits, count_bits)})
 
     def elaborate(self, platform):
         m = Module()
         v, x = self.valid, self.sample
-        run_max, count_max = 2 ** self.rct_bits - 1, 2 ** self.count_bits - 1
+        count_max = 2 ** self.count_bits - 1
         Wa, Wb = self.apt_window, self.bias_window
 
         # --- RCT: B, the previous sample, and whether this run has failed -----------------
-        has_prev, last, run_failed = Signal(), Signal(), Signal()
-        match = Signal()
-        run = Signal.like(self.rct_run)
-        r_fail = Signal()
-        m.d.comb += [
-            match.eq(has_prev & (x == last)),
-            run.eq(Mux(match, Mux(self.rct_run == run_max, run_max, self.rct_run + 1), 1)),
-            r_fail.eq(run >= self.rct_cutoff),
-            self.rct_event.eq(v & r_fail & ~(match & run_failed)),
-        ]
-        with m.If(v):
-            m.d.sync += [has_prev.eq(1), last.eq(x), self.rct_run.eq(run),
-                         run_failed.eq(r_fail | (match & run_failed))]
+        m.d.comb += self.rct_event.eq(repetition_count(m, v, x, self.rct_cutoff, self.rct_run))
 
         # --- APT: the window's first sample A, B, and whether this window has failed -------
         a_first, a_failed = Signal(), Signal()
@@ -244,7 +255,7 @@ class MonitoredRng(wiring.Component):
             "seed": In(32), "load": In(1), "step": In(1),
             "threshold": In(unsigned(rng_bits + 1)), "ext_en": In(1), "ext_bit": In(1),
             "bit": Out(1), "state": Out(32, init=1),
-            **_health_members(*self._health),
+            **health_members(*self._health),
         })
 
     def elaborate(self, platform):

@@ -132,7 +132,7 @@ class SpinBayesCore(wiring.Component):
         xbars = crossbars(self, m)
         arbs = []
         for i in range(L):
-            arb = Arbiter(p.N, p.n_max, p.rng_bits)
+            arb = Arbiter(p.N, p.n_max, p.rng_bits, health=True)
             m.submodules[f"arbiter{i}"] = arb
             arbs.append(arb)
         m.submodules.aac = aac = AdderAccumulator(p)
@@ -400,5 +400,5 @@ class SpinBayesCore(wiring.Component):
         activation_trace(self, m, dense_valid=act_st & ~last & ~cur_conv, codes=cmp.act,
                          outs=cur_outs, layer=layer, t=t, cu=cu)
         read_port(self, m, counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs,
-                                    aac=aac, cmp=cmp, avg=avg))
+                                    aac=aac, cmp=cmp, avg=avg), arbs)
         return m

@@ -25,8 +25,11 @@ import numbers
 import re
 from typing import NamedTuple
 
-__all__ = ["COUNTERS", "COUNTER_REGS", "GEOMETRY_REGS", "HEALTH_RESERVED", "PROG_FIELDS",
-           "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM", "PROG_WIDTHS", "PROG_WORD_BITS",
+from ..golden.health import APT_WINDOW, BIAS_WINDOW
+
+__all__ = ["COUNTERS", "COUNTER_REGS", "GEOMETRY_REGS", "HEALTH_LAYOUT", "HEALTH_REGS",
+           "PROG_FIELDS", "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM", "PROG_WIDTHS",
+           "PROG_WORD_BITS",
            "READ_DATA_BITS", "READ_FIELDS", "READ_UNKNOWN", "SEED_MAX", "UNUSED", "LayerKind",
            "OutKind", "ReadReg", "Reg", "RegField", "Status", "as_data", "check_seed",
            "pack_prog", "parse_prog_text", "prog_field_range", "prog_layout", "prog_text",
@@ -84,6 +87,14 @@ class Reg(enum.IntEnum):
     LAYER_PADDING = 20
     #: layer geometry, c = layer: max-pooling kernel = stride of the outputs (0: none)
     LAYER_POOL = 21
+    #: RNG health tests (every device of every arbiter, and the pair tests): RCT cutoff C
+    HEALTH_RCT_CUTOFF = 22
+    #: RNG health tests: APT cutoff C (window 1024; above 1024 the test never fires)
+    HEALTH_APT_CUTOFF = 23
+    #: RNG health tests: bias monitor low watermark (window 4096; 0 disables the low side)
+    HEALTH_BIAS_LOW = 24
+    #: RNG health tests: bias monitor high watermark (4096 disables the high side)
+    HEALTH_BIAS_HIGH = 25
 
 
 class LayerKind(enum.IntEnum):
@@ -239,21 +250,40 @@ class ReadReg(enum.IntEnum):
     CNT_CMP_OPS = 4
     CNT_AVG_OPS = 5
     CNT_CYCLES = 6
+    #: per layer (rd_index): latched RNG health alarms (:data:`HEALTH_LAYOUT`)
+    HEALTH_ALARMS = 16
+    #: per layer: event counts of devices 0..3 (8 bits each, device d in bits 8d..8d+7,
+    #: saturating) of the RCT, the APT, the bias monitor
+    HEALTH_RCT_EVENTS = 17
+    HEALTH_APT_EVENTS = 18
+    HEALTH_BIAS_EVENTS = 19
+    #: per layer: the same counts of devices 4..7
+    HEALTH_RCT_EVENTS_HI = 20
+    HEALTH_APT_EVENTS_HI = 21
+    HEALTH_BIAS_EVENTS_HI = 22
+    #: per layer: bits 2d, 2d + 1 the bias watermark (low, high) device d crossed; bits
+    #: 16..31 the draws with a pair-test event (saturating)
+    HEALTH_SIDES = 23
 
 
 #: The activity counters' read selects, and their names (``cnt_xbar_reads``, ...): the keys of
 #: every counter dictionary (driver, testbenches, co-verification, energy report).
 COUNTER_REGS = tuple(r for r in ReadReg if r.name.startswith("CNT_"))
 COUNTERS = tuple(r.name.lower() for r in COUNTER_REGS)
-#: Selects reserved for health and alarm registers, one per layer (``rd_index``); like any
-#: select that is not a :class:`ReadReg`, they read :data:`READ_UNKNOWN`.
-HEALTH_RESERVED = range(16, 24)
+#: The health read registers (one per layer, ``rd_index`` = layer; a layer the design does
+#: not have reads :data:`READ_UNKNOWN`).
+HEALTH_REGS = tuple(r for r in ReadReg if r.name.startswith("HEALTH_"))
+#: ``HEALTH_ALARMS`` word: bit 3d + t is device d's test t (``tests``: RCT, APT, bias) for
+#: d < ``devices``; bit ``pair`` + d the pair test of devices d and d + 1; bit ``stuck`` the
+#: arbiter's stuck flag. The event-count registers hold ``count_bits`` per device.
+HEALTH_LAYOUT = {"tests": ("rct", "apt", "bias"), "devices": 8, "pair": 24, "stuck": 31,
+                 "count_bits": 8}
 #: What a read of a select that is not a :class:`ReadReg` returns (with ``rd_valid``).
 READ_UNKNOWN = 0
 READ_DATA_BITS = 32
 #: Fields of a read request: (name, bits). ``index`` is as wide as a write's layer field ``c``.
 READ_FIELDS: tuple[tuple[str, int], ...] = (
-    ("sel", max(max(ReadReg), HEALTH_RESERVED.stop - 1).bit_length()),
+    ("sel", max(ReadReg).bit_length()),
     ("index", PROG_WIDTHS["c"]))
 
 
@@ -270,7 +300,8 @@ class Status(enum.IntFlag):
     #: the class of the last image has been streamed out; cleared by the next image's first
     #: input beat
     DONE = 1 << 3
-    #: any alarm: an arbiter's stuck flag (the ``stuck`` port), sticky until reset
+    #: any alarm: an arbiter's stuck flag (the ``stuck`` port) or an RNG health alarm of
+    #: any layer (``HEALTH_ALARMS``), sticky until reset
     ALARM = 1 << 4
 
 
@@ -343,6 +374,13 @@ def register_ranges(p) -> dict[Reg, dict[str, RegField]]:
         Reg.N_WAY: {"data": RegField(1, p.n_max, "n-way", f"n_max={p.n_max}")},
         Reg.RNG_THRESHOLD: {"data": RegField(0, 2 ** p.rng_bits, "RNG threshold",
                                              f"2^rng_bits={2 ** p.rng_bits}")},
+        Reg.HEALTH_RCT_CUTOFF: {"data": RegField(1, 255, "RCT cutoff", "rct_bits=8")},
+        Reg.HEALTH_APT_CUTOFF: {"data": RegField(1, APT_WINDOW + 1, "APT cutoff",
+                                                 f"APT window {APT_WINDOW}")},
+        Reg.HEALTH_BIAS_LOW: {"data": RegField(0, BIAS_WINDOW, "low watermark",
+                                               f"bias window {BIAS_WINDOW}")},
+        Reg.HEALTH_BIAS_HIGH: {"data": RegField(0, BIAS_WINDOW, "high watermark",
+                                                f"bias window {BIAS_WINDOW}")},
         Reg.RNG_SEED: {"a": RegField(0, p.code_bits - 1, "device",
                                      f"ceil(log2 N)={p.code_bits} devices"),
                        "c": layer, "data": RegField(seed.start, seed.stop - 1, "seed",

@@ -291,7 +291,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                progress: bool = True, float_net=None, labels=None, stall_seed: int = 1,
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
                trace_layers: bool = False, cache_dir=None,
-               first_image: int = 0, program: Program | None = None) -> CoverifyResult:
+               first_image: int = 0, program: Program | None = None,
+               rng_current: float = 230e-6) -> CoverifyResult:
     """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
     under cocotb and check them in a batch.
 
@@ -309,7 +310,13 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     ``program``: the program to play (e.g. a firmware image loaded from disk,
     firmware/image.py ``load_image``); None: ``hw`` compiled for ``params``, ``T`` and
     ``seed``. A given program must be the one those compile to (checked).
-    Raises ValueError for bad arguments, AssertionError if the simulation itself fails.
+    ``rng_current``: the drive current of every RNG device (eq. 5; 230 µA gives p = 1/2),
+    compiled into the RNG threshold register: far from 230 µA every device is biased or stuck.
+    Raises ValueError for bad arguments, the named
+    :class:`~spinbayes.firmware.alarms.CoreAlarmError` (``RngHealthError``,
+    ``ArbiterStuckError``) when the core's ALARM stops an image (the harness watches STATUS;
+    the error names the image, its cycles, the layer, device and test), AssertionError if the
+    simulation itself fails.
     """
     if not 0.0 <= float(stall) < 1.0:
         raise ValueError(f"stall must be a probability in [0, 1), not {stall!r}")
@@ -322,7 +329,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     if not 0 <= int(driver_images) <= len(x):
         raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
     p = params
-    compiled = compile_network(hw, p, T=T, seed=seed)
+    compiled = compile_network(hw, p, T=T, seed=seed, rng_current=rng_current)
     if program is None:
         program = compiled
     elif not same_program(program, compiled):
@@ -400,6 +407,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         raise err[0]
     timings["cocotb_total_s"] = time.perf_counter() - t0
     res = tb["r"].data
+    if res.get("alarm"):
+        raise _alarm(res["alarm"], first_image)
     prog_info = res["programming"]
     timings.update(programming_s=prog_info["program_s"], write_list_load_s=prog_info["load_s"],
                    programming_cycles=prog_info["prog_cycles"], writes=prog_info["writes"],
@@ -445,9 +454,18 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     return result
 
 
+def _alarm(alarm: dict, first_image: int = 0):
+    """The named error (firmware/alarms.py) of an alarm the testbench recorded."""
+    from ..firmware.alarms import alarm_error
+
+    return alarm_error(alarm["health"], alarm["cycles"], first_image + int(alarm["image"]))
+
+
 def _check_driver(hw, x, cfg) -> dict:
     """The CoreDriver.infer images (per-cycle Python through the harness's bypass)."""
     info = json.loads(Path(cfg["driver_result"]).read_text())
+    if info.get("alarm"):
+        raise _alarm(info["alarm"])
     d = np.load(cfg["driver_out"])
     choices = d["choices"].transpose(1, 0, 2, 3)            # (B, L, T, n) -> (L, B, T, n)
     ref = hw.run(x, torch.from_numpy(choices))

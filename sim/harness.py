@@ -33,6 +33,11 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
   when they are in, :data:`SNAP_CYCLES` cycles after the class beat, and stays high until the
   next start. A pulse on ``h_snap`` (core idle) takes the same snapshot without an image;
   ``h_snapped`` is high while no snapshot is in progress.
+* **Alarm.** While an image runs the harness reads ``STATUS`` through the read port in every
+  cycle; when it shows ``ALARM`` (a stuck arbiter or an RNG health alarm) the image stops
+  (``h_running`` falls, no ``h_done``) and ``h_alarm`` rises, :data:`ALARM_CYCLES` cycles
+  after ALARM, until the next start. The testbench then reads the health registers itself
+  (through the bypass) to name the layer, device and test.
 * **Bypass.** With ``h_bypass`` high the core's inputs come from ports named exactly like the
   core's (``prog_en`` .. ``out_ready``), and the core's outputs are always visible under their
   own names, so :class:`~spinbayes.firmware.driver.CoreDriver` over ``CocotbBus`` runs on the
@@ -54,13 +59,15 @@ from spinbayes.rtl.regs import (
     PROG_WORD_BITS,
     READ_DATA_BITS,
     OutKind,
+    ReadReg,
     Reg,
+    Status,
     pack_prog,
     prog_layout,
 )
 from spinbayes.rtl.status import READ_LATENCY
 
-__all__ = ["CoverifyHarness", "ERRLOG", "SNAP_CYCLES", "WORD_FIELDS", "pack_write",
+__all__ = ["ALARM_CYCLES", "CoverifyHarness", "ERRLOG", "SNAP_CYCLES", "WORD_FIELDS", "pack_write",
            "default_wlist_depth"]
 
 #: Fields of a write-list word, LSB first, with their widths: the programming word of
@@ -76,6 +83,8 @@ CORE_INPUTS = ("prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data",
 #: Cycles from the class beat (or ``h_snap``) to ``h_done`` (or ``h_snapped``): one read per
 #: counter, the last one's latency.
 SNAP_CYCLES = len(COUNTER_REGS) + READ_LATENCY
+#: Cycles from ALARM rising in the core's status to ``h_alarm``: the read, its latency.
+ALARM_CYCLES = 1 + READ_LATENCY
 
 
 #: One write-list word (WORD_FIELDS) as an integer: ``pack_write(sel, a, b, c, data)``.
@@ -135,7 +144,7 @@ class CoverifyHarness(wiring.Component):
             "h_cycles": Out(32), "h_n_beats": Out(range(self.beat_depth + 1)),
             "h_n_trace": Out(range(self.trace_depth + 1)), "h_n_acts": Out(32),
             "h_stall_thr": In(17), "h_stall_seed": In(32), "h_stall_load": In(1),
-            "h_snap": In(1), "h_snapped": Out(1, init=1),
+            "h_snap": In(1), "h_snapped": Out(1, init=1), "h_alarm": Out(1),
         }
         for name, member in self.core.signature.members.items():
             ports[name] = member          # same direction: inputs in, outputs out
@@ -322,7 +331,8 @@ class CoverifyHarness(wiring.Component):
             m.d.sync += snap_image.eq(0)
         self._counter_snapshot(m, own, snap_start, snap_image)
         with m.If(self.h_start & ~self.h_bypass):
-            m.d.sync += [running.eq(1), self.h_done.eq(0), idx.eq(0), self.h_cycles.eq(0),
+            m.d.sync += [running.eq(1), self.h_done.eq(0), self.h_alarm.eq(0), idx.eq(0),
+                         self.h_cycles.eq(0),
                          self.h_n_beats.eq(0), self.h_n_trace.eq(0), self.h_n_acts.eq(0)]
         return m
 
@@ -335,11 +345,16 @@ class CoverifyHarness(wiring.Component):
         i = Signal(range(n + 1))                       # the next counter to request
         pending = Signal(range(n))                     # the counter whose read is in flight
         issue, got = Signal(), Signal()
+        # between snapshots, while an image runs: STATUS in every cycle (the alarm watch)
+        poll, polled = Signal(), Signal()
         m.d.comb += [issue.eq(~self.h_snapped & (i < n)),
-                     own["rd_en"].eq(issue), own["rd_index"].eq(0),
-                     own["rd_sel"].eq(Array(COUNTER_REGS)[i]),
+                     poll.eq(self.h_snapped & self.h_running & ~self.h_bypass),
+                     own["rd_en"].eq(issue | poll), own["rd_index"].eq(0),
+                     own["rd_sel"].eq(Mux(issue, Array(COUNTER_REGS)[i], ReadReg.STATUS)),
                      w.en.eq(got), w.addr.eq(pending), w.data.eq(core.rd_data)]
-        m.d.sync += [got.eq(issue), pending.eq(i)]
+        m.d.sync += [got.eq(issue), pending.eq(i), polled.eq(poll)]
+        with m.If(polled & self.h_running & (core.rd_data & Status.ALARM).any()):
+            m.d.sync += [self.h_running.eq(0), self.h_alarm.eq(1)]
         with m.If(issue):
             m.d.sync += i.eq(i + 1)
         with m.If(start):

@@ -46,7 +46,7 @@ CLOCK_NS = 10
 
 #: Set by ``coverify`` once the core is programmed: ``driver_infer`` run after it in the same
 #: simulation then skips reset and programming (cocotb tests share the simulator state).
-_STATE = {"programmed": None}
+_STATE = {"programmed": None, "alarm": None}
 
 
 def _config():
@@ -142,6 +142,21 @@ async def _snapshot(dut) -> list[int]:
     return values
 
 
+async def _alarm(dut, image: int, layers: int) -> dict:
+    """The harness stopped ``image`` on ALARM: its cycles so far and the health registers of
+    every layer in use, read through the bypass with the firmware driver's reads."""
+    from spinbayes.firmware.alarms import health_json
+    from spinbayes.firmware.driver import CocotbBus, CoreDriver
+
+    await ReadOnly()
+    cycles = int(dut.h_cycles.value)
+    await RisingEdge(dut.clk)
+    dut.h_bypass.value = 1
+    health = await CoreDriver(CocotbBus(dut)).health(layers)
+    dut.h_bypass.value = 0
+    return {"image": image, "cycles": cycles, "health": health_json(health)}
+
+
 @cocotb.test()
 async def coverify(dut):
     """Program through the player, run every image, log raw results for the batch check."""
@@ -165,6 +180,7 @@ async def coverify(dut):
     counters[0] = await _snapshot(dut)
     max_cycles = int(cfg.get("max_cycles", 1_000_000))
     t_sim, t_py = 0.0, 0.0
+    alarmed = None
     progress = cfg.get("progress")
     dut.h_img_len.value = size
     t_all = time.perf_counter()
@@ -177,8 +193,13 @@ async def coverify(dut):
         t1 = time.perf_counter()
         # a Timer, not ClockCycles: ClockCycles counts edges in Python (one wake-up per cycle)
         timeout = Timer(max_cycles * CLOCK_NS, unit="ns")
-        fired = await First(RisingEdge(dut.h_done), timeout)
+        alarm = RisingEdge(dut.h_alarm)
+        fired = await First(RisingEdge(dut.h_done), alarm, timeout)
         assert fired is not timeout, f"image {b}: no class beat within {max_cycles} cycles"
+        if fired is alarm:
+            alarmed = await _alarm(dut, b, int(d["L"]))
+            B = b
+            break
         await ReadOnly()
         t2 = time.perf_counter()
         n_beats[b], n_trace[b] = int(dut.h_n_beats.value), int(dut.h_n_trace.value)
@@ -205,18 +226,23 @@ async def coverify(dut):
              acts=acts.astype(str), n_acts=n_acts)
     os.replace(cfg["out"] + ".tmp.npz", cfg["out"])
     result = {"programming": prog, "images": B, "images_s": wall, "sim_wait_s": t_sim,
-              "python_s": t_py, "counter_names": list(COUNTERS)}
+              "python_s": t_py, "counter_names": list(COUNTERS), "alarm": alarmed}
+    _STATE["alarm"] = alarmed
     with open(os.environ["SPINBAYES_TB_RESULT"], "w") as f:
         json.dump(result, f)
 
 
 @cocotb.test()
 async def driver_infer(dut):
-    """The unchanged firmware driver (CoreDriver over CocotbBus) on the harness's bypass."""
+    """The unchanged firmware driver (CoreDriver over CocotbBus) on the harness's bypass; an
+    alarm it raises is written to ``driver_result`` for the parent process."""
+    from spinbayes.firmware.alarms import CoreAlarmError, health_json
     from spinbayes.firmware.driver import CocotbBus, CoreDriver
 
     cfg = _config()
     d = np.load(cfg["data"])
+    if _STATE["alarm"] is not None:        # the core is stopped mid-image with an alarm
+        return
     if _STATE["programmed"] is None:
         await _reset(dut, cfg)
         prog = await _program(dut, d, cfg)
@@ -232,7 +258,13 @@ async def driver_infer(dut):
     out = {"per_pass": [], "averaged": [], "prediction": [], "choices": [], "cycles": []}
     t0 = time.perf_counter()
     for b in range(int(cfg.get("driver_images", 1))):
-        r = await drv.infer(d["codes"][b], shape, int(d["L"]), int(d["n_way"]))
+        try:
+            r = await drv.infer(d["codes"][b], shape, int(d["L"]), int(d["n_way"]))
+        except CoreAlarmError as e:
+            with open(cfg["driver_result"], "w") as f:
+                json.dump({"alarm": {"image": b, "cycles": e.cycles,
+                                     "health": health_json(e.health)}}, f)
+            return
         out["per_pass"].append(r.per_pass)
         out["averaged"].append(r.averaged)
         out["prediction"].append(r.prediction)

@@ -106,6 +106,7 @@ def main(args) -> int:
     from . import workflow_hw as wh
     from .cli_args import config_changes
     from .config import Config, config_from_args
+    from .firmware.alarms import CoreAlarmError
     from .golden.contract import atomic_write
     from .sim.runner import SimulatorMissing
 
@@ -165,6 +166,9 @@ def main(args) -> int:
                                       firmware=out / wh.FIRMWARE_DIR)
     except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
+        return 2
+    except CoreAlarmError as e:    # an RNG health alarm or a stuck arbiter stopped an image
+        print(f"spinbayes sim: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except AssertionError as e:    # the simulation itself failed (timeout, crash)
         print(f"spinbayes sim: error: the simulation failed: {e}", file=sys.stderr)

@@ -122,7 +122,9 @@ def test_write_problem_names_register_field_and_bound():
         "PASSES: passes (data) must be an integer, not True"
     assert write_problem(r, Reg.SIGN, 64, 0, 1, 0) == \
         "SIGN [layer 1, output 64]: output=64 outside 0..63 (outputs_max=64)"
-    assert write_problem(r, 22, 0, 0, 0, 0) == "prog_sel 22 is not a register (Reg)"
+    assert write_problem(r, 26, 0, 0, 0, 0) == "prog_sel 26 is not a register (Reg)"
+    assert write_problem(r, Reg.HEALTH_RCT_CUTOFF, 0, 0, 0, 0) == \
+        "HEALTH_RCT_CUTOFF: RCT cutoff=0 outside 1..255 (rct_bits=8)"
     assert write_problem(r, Reg.LAYER_KIND, 0, 0, 0, 1) == \
         "LAYER_KIND [layer 0]: kind=1 outside 0..0 (act_depth=0: dense layers only)"
     conv = register_ranges(RtlParams(act_depth=64, image_depth=64, size_max=8, kernel_max=3,

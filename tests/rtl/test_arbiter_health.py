@@ -1,0 +1,96 @@
+"""The arbiter's health tests (Arbiter(health=True)) against the golden twins, pass by pass.
+
+Each device's stream is the EmulatedRng twin's, so golden.health.HealthTests fed with it must
+give the RTL's alarms, event counts and bias sides after every pass; the pair tests are
+golden.health.rct_events on the XOR of adjacent devices. Cutoffs are lowered so that every test
+fires many times in a few thousand draws; the selections equal those without health tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinbayes.golden.health import Cutoffs, HealthTests, rct_events
+from spinbayes.golden.mtj import EmulatedRng
+from spinbayes.rtl.arbiter import CUTOFF_PORTS, HEALTH_COUNT_BITS, Arbiter
+
+W = 16
+N, N_MAX = 5, 2
+LOW = Cutoffs(rct=6, apt=505, bias_low=2030, bias_high=2066)
+
+
+def _run(run_sim, dut, seeds, thr, cutoffs, passes):
+    rec = []
+
+    async def tb(ctx):
+        ctx.set(dut.threshold, thr)
+        if dut.health:
+            for name, v in zip(CUTOFF_PORTS, (cutoffs.rct, cutoffs.apt, cutoffs.bias_low,
+                                              cutoffs.bias_high)):
+                ctx.set(getattr(dut, name), v)
+        for d, s in enumerate(seeds):
+            ctx.set(dut.seed, s)
+            ctx.set(dut.seed_dev, d)
+            ctx.set(dut.seed_load, 1)
+            await ctx.tick()
+        ctx.set(dut.seed_load, 0)
+        ctx.set(dut.n_way, N_MAX)
+        ctx.set(dut.start, 1)
+        for _ in range(passes):
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            while not ctx.get(dut.done):
+                await ctx.tick()
+            ctx.set(dut.start, 1)           # the next pass starts in the done cycle
+            row = {"draws": ctx.get(dut.draws), "mask": ctx.get(dut.mask)}
+            if dut.health:
+                row.update(alarms=ctx.get(dut.dev_alarms), pairs=ctx.get(dut.pair_alarms),
+                           pair_count=ctx.get(dut.pair_count), sides=ctx.get(dut.bias_sides),
+                           counts=[int(v) for v in ctx.get(dut.dev_counts)])
+            rec.append(row)
+
+    run_sim(dut, tb)
+    return rec
+
+
+@pytest.mark.parametrize("thr", [2 ** (W - 1), 40000])      # p = 0.5 and p = 0.61
+def test_health_tests_equal_the_twins_pass_by_pass(run_sim, thr):
+    seeds = [0x1234567, 0xBADC0DE, 0x2545F491]
+    dut = Arbiter(N, N_MAX, W, health=True)
+    rec = _run(run_sim, dut, seeds, thr, LOW, passes=1200)
+    plain = _run(run_sim, Arbiter(N, N_MAX, W), seeds, thr, LOW, passes=1200)
+    assert [r["mask"] for r in rec] == [r["mask"] for r in plain]
+    k = dut.k
+    D = rec[-1]["draws"]
+    assert D > 4096                          # a bias window (and four APT windows) completed
+    bits = [EmulatedRng(s, thr, W).bits(D) for s in seeds]
+    twins = [HealthTests(count_bits=HEALTH_COUNT_BITS) for _ in range(k)]
+    for t in twins:
+        t.write(LOW)
+    pair_ev = np.stack([rct_events(bits[d] ^ bits[d + 1], LOW.rct)[1] for d in range(k - 1)])
+    any_pair = pair_ev.any(axis=0)
+    done, fired = 0, set()
+    for r in rec:
+        for d, t in enumerate(twins):
+            for x in bits[d][done:r["draws"]]:
+                t.step(int(x))
+        done = r["draws"]
+        want_alarms = sum((t.rct_alarm | t.apt_alarm << 1 | t.bias_alarm << 2) << 3 * d
+                          for d, t in enumerate(twins))
+        assert r["alarms"] == want_alarms, done
+        assert r["counts"] == [c for t in twins for c in (t.rct_count, t.apt_count,
+                                                          t.bias_count)], done
+        assert r["sides"] == sum(t.bias_side << 2 * d for d, t in enumerate(twins))
+        assert r["pairs"] == sum(int(pair_ev[d, :done].any()) << d for d in range(k - 1))
+        assert r["pair_count"] == int(any_pair[:done].sum())
+        fired |= {i for i in range(3 * k) if r["counts"][i]}
+    assert fired == set(range(3 * k))        # every test of every device fired
+    assert rec[-1]["pair_count"] > 0
+
+
+def test_health_ports_only_with_health():
+    assert "dev_alarms" not in Arbiter(N, N_MAX).signature.members
+    members = Arbiter(N, N_MAX, health=True).signature.members
+    assert members["rct_cutoff"].init == 21 and members["apt_cutoff"].init == 589
+    assert (members["bias_low"].init, members["bias_high"].init) == (1891, 2205)
