@@ -13,8 +13,9 @@ directories and the environment a testbench reads. A testbench module (``sim/tb_
 Builds are cached under ``cache_dir`` keyed by a hash of the Verilog text, the simulator,
 its arguments and make variables (:func:`build_dir_for`), so a second run of the same design
 does not rebuild (a Verilator build of the core takes tens of seconds). Verilator models are
-built for speed: only the top module's signals are visible to VPI (:data:`VERILATOR_ARGS`,
-:func:`verilator_public_vlt`), and the model's C++ is compiled with -O2. The simulator
+built for speed: only the top module's ports and memories are visible to VPI
+(:data:`VERILATOR_ARGS`, :func:`verilator_public_vlt`), and the model's C++ is compiled with
+-O2. The simulator
 comes from the argument, else from the ``SPINBAYES_SIM`` environment variable, else Icarus.
 Verilog built for Icarus first goes through :func:`icarus_time0_fix` (Amaranth's time-0
 trigger under ``-g2012``).
@@ -51,9 +52,9 @@ PARAMS_ENV, CONFIG_ENV, RESULT_ENV = ("SPINBAYES_PARAMS", "SPINBAYES_TB_CONFIG",
 #: a warning in the build log. ``-O3``: Verilator's full optimisation. ``--no-public-flat-rw``
 #: undoes the ``--public-flat-rw`` that cocotb's runner always passes: with every signal of
 #: every module public, Verilator can neither inline nor drop a signal, and the co-verification
-#: harness ran 3.4x slower (bench/verilator_flags.py). Instead the top module's own signals are
-#: made public by a control file (:func:`verilator_public_vlt`); testbenches reach only those
-#: (ports and the top's memories), never a signal inside a sub-module.
+#: harness ran 3.4x slower (bench/verilator_flags.py). Instead the top module's ports and
+#: memories are made public by a control file (:func:`verilator_public_vlt`); testbenches reach
+#: only those, never another signal of the top nor one inside a sub-module.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-O3", "--no-public-flat-rw")
 #: Variables for the make that compiles the verilated C++ (cocotb runs make itself; a
 #: variable in MAKEFLAGS acts as a command-line one). ``CFG_CXXFLAGS_PCH_I=-include``: the
@@ -62,14 +63,50 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "-O3", "--no-public-flat-rw")
 #: found"). ``OPT_FAST=-O2``: the model's per-cycle code with -O2 instead of the wheel's -Os
 #: (1.1-1.5x more cycles per second, measured on two versions of the core).
 VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
+#: Which signals of the top module the control file makes public (:func:`verilator_public_vlt`):
+#: "ports" (its ports and memories, what testbenches reach) or "all" (every signal of it).
+VERILATOR_PUBLIC = "ports"
 
 
-def verilator_public_vlt(toplevel: str) -> str:
-    """A Verilator control file that makes every signal of module ``toplevel`` (and only of
-    it) public read-write for VPI: what ``--public-flat-rw`` did for the whole design."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", toplevel):
+_NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
+_PORT = re.compile(r"^\s*(?:input|output|inout)\b[^;]*?(\S+)\s*;", re.M)
+_MEMORY = re.compile(r"^\s*reg\b(?:\s+signed)?\s*(?:\[[^\]]*\]\s*)?(\S+)\s*\[[^\]]*\]\s*;",
+                     re.M)
+
+
+def public_names(text: str, toplevel: str) -> list[str] | None:
+    """The ports and memories of module ``toplevel`` in the Verilog ``text`` (what testbenches
+    reach through VPI), or None if the module is not found or a name is not a plain
+    identifier (escaped names)."""
+    m = re.search(rf"^module\s+{re.escape(toplevel)}\s*\((.*?)^endmodule", text, re.M | re.S)
+    if m is None:
+        return None
+    names = sorted({*_PORT.findall(m[1]), *_MEMORY.findall(m[1])})
+    if not names or not all(re.fullmatch(_NAME, n) for n in names):
+        return None
+    return names
+
+
+def verilator_public_vlt(toplevel: str, text: str | None = None) -> str:
+    """A Verilator control file that makes signals of module ``toplevel`` (and only of it)
+    public read-write for VPI: its ports and memories when the Verilog ``text`` is given (and
+    they are found), else every signal of the module.
+
+    Every public signal is one VPI may write at any time, so Verilator evaluates the logic
+    that reads it on every ``eval()`` (its input-combinational region, four evaluations a
+    clock cycle under cocotb) and can neither inline nor drop it (docs/COVERIFICATION.md,
+    "Verilator build flags")."""
+    if not re.fullmatch(_NAME, toplevel):
         raise ValueError(f"toplevel must be a plain Verilog module name, not {toplevel!r}")
-    return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+    names = None if text is None else public_names(text, toplevel)
+    lines = [f'public_flat_rw -module "{toplevel}" -var "{n}"' for n in names or ["*"]]
+    return "\n".join(["`verilator_config", *lines, ""])
+
+
+def _public_vlt(toplevel: str, text: str) -> str:
+    if VERILATOR_PUBLIC not in ("ports", "all"):
+        raise ValueError(f"VERILATOR_PUBLIC must be 'ports' or 'all', not {VERILATOR_PUBLIC!r}")
+    return verilator_public_vlt(toplevel, text if VERILATOR_PUBLIC == "ports" else None)
 
 
 _DUMP_REG = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
@@ -171,7 +208,8 @@ def build_dir_for(text: str, sim: str, toplevel: str, *, waves: bool = False,
     module, Verilator's --trace), the text of any extra source and :func:`toolchain_id`
     (two venvs sharing one cache directory get separate builds)."""
     build_args, make_flags = build_flags(sim)
-    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args, make_flags,
+    vlt = _public_vlt(toplevel, text) if sim == "verilator" else ""
+    key = hashlib.sha256("\0".join([text, sim, toplevel, *build_args, make_flags, vlt,
                                     toolchain_id(sim),
                                     *(["waves"] * waves),
                                     *(Path(s).read_text() for s in extra_sources)]
@@ -217,7 +255,7 @@ def run_cocotb(*, verilog: str | Path, toplevel: str, test_module: str, params: 
         src.write_text(text)
     if sim == "verilator":
         vlt = build_dir / "public.vlt"
-        vlt_text = verilator_public_vlt(toplevel)
+        vlt_text = _public_vlt(toplevel, text)
         if not vlt.exists() or vlt.read_text() != vlt_text:
             vlt.write_text(vlt_text)
         extra = [vlt, *extra]

@@ -18,6 +18,49 @@ def test_public_vlt_names_only_the_top():
             runner.verilator_public_vlt(bad)
 
 
+TOP = """module top(a, b, clk);
+  input [3:0] a;
+  wire [3:0] a;
+  output b;
+  reg b = 1'h0;
+  input clk;
+  wire clk;
+  reg [7:0] log [15:0];
+  reg [1:0] state = 2'h0;
+  wire [3:0] \\$1 ;
+  sub u (.a(a));
+endmodule
+
+module sub(a);
+  input [3:0] a;
+  reg [7:0] inner [3:0];
+endmodule
+"""
+
+
+def test_public_vlt_names_the_tops_ports_and_memories():
+    """With the Verilog text, only what testbenches reach is public: the top's ports and
+    memories, not its other signals nor a sub-module's; without a match, every top signal."""
+    assert runner.public_names(TOP, "top") == ["a", "b", "clk", "log"]
+    text = runner.verilator_public_vlt("top", TOP)
+    assert text.splitlines() == ["`verilator_config"] + [
+        f'public_flat_rw -module "top" -var "{n}"' for n in ("a", "b", "clk", "log")]
+    for other in ("sub2", "to"):                           # no such module: every signal
+        assert runner.public_names(TOP, other) is None
+        assert '-var "*"' in runner.verilator_public_vlt(other, TOP)
+    escaped = TOP.replace("  input clk;", "  input \\clk$x ;")
+    assert runner.public_names(escaped, "top") is None
+
+
+def test_build_key_covers_the_public_signals(tmp_path, monkeypatch):
+    d = runner.build_dir_for(TOP, "verilator", "top", cache_dir=tmp_path)
+    monkeypatch.setattr(runner, "VERILATOR_PUBLIC", "all")
+    assert runner.build_dir_for(TOP, "verilator", "top", cache_dir=tmp_path) != d
+    monkeypatch.setattr(runner, "VERILATOR_PUBLIC", "some")
+    with pytest.raises(ValueError, match="VERILATOR_PUBLIC must be 'ports' or 'all'"):
+        runner.build_dir_for(TOP, "verilator", "top", cache_dir=tmp_path)
+
+
 def test_verilator_builds_for_speed():
     """cocotb's --public-flat-rw is undone and the model compiled with -O2; Icarus gets
     nothing extra."""
