@@ -61,6 +61,8 @@ class Arbiter(wiring.Component):
         Largest n-way supported, 1 .. N.
     rng_bits : int
         W of the emulated devices (threshold compare width), 1 .. 32 (default 16).
+    thr_override : bool
+        Give every device a threshold register of its own (``thr_load``; default False).
     health : bool
         Run the online health tests on every device (default False): each device is a
         :class:`~spinbayes.rtl.health.MonitoredRng` (RCT, APT and bias monitor on the bits it
@@ -84,6 +86,10 @@ class Arbiter(wiring.Component):
         Device that ``seed_load`` seeds; values >= k load nothing.
     seed_load : In(1)
         Load ``seed`` into device ``seed_dev`` on the clock edge (priority over its step).
+    thr_load : In(1) (``thr_override`` only)
+        On the clock edge: device ``seed_dev`` takes its own threshold ``seed[0:W+1]`` from
+        now on, or (``seed`` negative, bit 31 set) the shared ``threshold`` again (reset: the
+        shared one). A fault map's stuck (0 or 2^W) and biased devices, from firmware.
     ext_en : In(1)
         All devices output their external bit instead of the emulated one (their emulated
         states keep stepping).
@@ -131,7 +137,8 @@ class Arbiter(wiring.Component):
     asserted in the ``done`` cycle, so back-to-back selections take D + 1 cycles each.
     """
 
-    def __init__(self, N: int, n_max: int, rng_bits: int = 16, *, health: bool = False):
+    def __init__(self, N: int, n_max: int, rng_bits: int = 16, *, health: bool = False,
+                 thr_override: bool = False):
         if not _positive_int(N):
             self._MustUse__silence = True
             raise ValueError(f"N must be a positive integer, not {N!r}")
@@ -150,11 +157,11 @@ class Arbiter(wiring.Component):
         self.index_bits = bits_for(N)
         #: consecutive rejections tolerated before ``stuck`` (golden ``max_redraws``)
         self.max_redraws = 64 << k
-        self.health = bool(health)
-        ports = {}
+        self.health, self.thr_override = bool(health), bool(thr_override)
+        ports = {"thr_load": In(1)} if self.thr_override else {}
         if self.health:
             members = health_members(rct_bits=8, count_bits=HEALTH_COUNT_BITS)
-            ports = {name: members[name] for name in CUTOFF_PORTS}
+            ports.update({name: members[name] for name in CUTOFF_PORTS})
             ports.update({
                 "dev_alarms": Out(max(3 * k, 1)),
                 "dev_counts": Out(data.ArrayLayout(unsigned(HEALTH_COUNT_BITS), max(3 * k, 1))),
@@ -196,7 +203,7 @@ class Arbiter(wiring.Component):
                 dev.seed.eq(self.seed),
                 dev.load.eq(self.seed_load & (self.seed_dev == d)),
                 dev.step.eq(step),
-                dev.threshold.eq(self.threshold),
+                dev.threshold.eq(self._threshold(m, d)),
                 dev.ext_en.eq(self.ext_en),
                 dev.ext_bit.eq(self.ext_bits[d]),
             ]
@@ -258,6 +265,16 @@ class Arbiter(wiring.Component):
                 slot = slot | t
             m.d.comb += self.indices[s].eq(slot)
         return m
+
+    def _threshold(self, m, d: int):
+        """Device d's threshold: the shared one, or its own override (``thr_override``)."""
+        if not self.thr_override:
+            return self.threshold
+        own = Signal.like(self.threshold, name=f"thr{d}")
+        use = Signal(name=f"thr{d}_en")
+        with m.If(self.thr_load & (self.seed_dev == d)):
+            m.d.sync += [own.eq(self.seed[:len(own)]), use.eq(~self.seed[31])]
+        return Mux(use, own, self.threshold)
 
     def _health(self, m, devs, step) -> None:
         """Cutoffs into every device's tests; alarms, counts and sides out; the pair tests."""

@@ -132,7 +132,7 @@ class SpinBayesCore(wiring.Component):
         xbars = crossbars(self, m)
         arbs = []
         for i in range(L):
-            arb = Arbiter(p.N, p.n_max, p.rng_bits, health=True)
+            arb = Arbiter(p.N, p.n_max, p.rng_bits, health=True, thr_override=True)
             m.submodules[f"arbiter{i}"] = arb
             arbs.append(arb)
         m.submodules.aac = aac = AdderAccumulator(p)

@@ -95,6 +95,9 @@ class Reg(enum.IntEnum):
     HEALTH_BIAS_LOW = 24
     #: RNG health tests: bias monitor high watermark (4096 disables the high side)
     HEALTH_BIAS_HIGH = 25
+    #: threshold of one RNG device, c = layer, a = device: 0 .. 2^W its own (a fault map's
+    #: stuck or biased device), -1 the shared RNG_THRESHOLD again (the reset state)
+    RNG_DEV_THRESHOLD = 26
 
 
 class LayerKind(enum.IntEnum):
@@ -381,6 +384,11 @@ def register_ranges(p) -> dict[Reg, dict[str, RegField]]:
                                                f"bias window {BIAS_WINDOW}")},
         Reg.HEALTH_BIAS_HIGH: {"data": RegField(0, BIAS_WINDOW, "high watermark",
                                                 f"bias window {BIAS_WINDOW}")},
+        Reg.RNG_DEV_THRESHOLD: {"a": RegField(0, p.code_bits - 1, "device",
+                                              f"ceil(log2 N)={p.code_bits} devices"),
+                                "c": layer, "data": RegField(-1, 2 ** p.rng_bits,
+                                                             "RNG threshold",
+                                                             f"2^rng_bits={2 ** p.rng_bits}")},
         Reg.RNG_SEED: {"a": RegField(0, p.code_bits - 1, "device",
                                      f"ceil(log2 N)={p.code_bits} devices"),
                        "c": layer, "data": RegField(seed.start, seed.stop - 1, "seed",

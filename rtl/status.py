@@ -62,9 +62,10 @@ def status_word(core, m, alarm) -> Signal:
 
 
 def health_registers(core, m, arbs) -> tuple[dict, Signal]:
-    """The cutoff registers of the arbiters ``arbs`` (built with ``health``; a write
-    accepted in cycle k lands at the end of cycle k, reset values H = 1, α = 2^-20) and their
-    health read words. Returns ({ReadReg: [word of layer 0, 1, ...]}, any alarm)."""
+    """The cutoff registers of the arbiters ``arbs`` (built with ``health`` and
+    ``thr_override``; a write accepted in cycle k lands at the end of cycle k, reset values
+    H = 1, α = 2^-20), the decode of their ``RNG_DEV_THRESHOLD`` writes and their health read
+    words. Returns ({ReadReg: [word of layer 0, 1, ...]}, any alarm)."""
     lay = HEALTH_LAYOUT
     n_dev = lay["devices"]
     k = arbs[0].k
@@ -77,6 +78,13 @@ def health_registers(core, m, arbs) -> tuple[dict, Signal]:
         with m.If(core.prog_en & core.prog_ready & (core.prog_sel == reg)):
             m.d.sync += cut.eq(core.prog_data)
         m.d.comb += [getattr(arb, name).eq(cut) for arb in arbs]
+    # per-device thresholds: the arbiters take seed / seed_dev from the write stage, so the
+    # load is registered like every non-cell write (lands at the end of cycle k + 1)
+    for i, arb in enumerate(arbs):
+        hit = Signal(name=f"thr_load{i}")
+        m.d.sync += hit.eq(core.prog_en & core.prog_ready & (core.prog_sel == Reg.RNG_DEV_THRESHOLD)
+                           & (core.prog_c == i))
+        m.d.comb += arb.thr_load.eq(hit)
     words = {reg: [] for reg in ReadReg if reg.name.startswith("HEALTH_")}
     alarms = []
     for arb in arbs:

@@ -186,9 +186,10 @@ def same_program(a: Program, b: Program) -> bool:
         and list(a.descriptor) == list(b.descriptor))
 
 
-def write_list(program: Program) -> dict[str, np.ndarray]:
-    """The player's entries: every non-zero cell, then the descriptor table (driver order)."""
-    ws = program.cell_writes() + program.descriptor
+def write_list(program: Program, extra=()) -> dict[str, np.ndarray]:
+    """The player's entries: every non-zero cell, then the descriptor table (driver order),
+    then the writes ``extra`` (a fault map's, sim/faults.py)."""
+    ws = program.cell_writes() + program.descriptor + list(extra)
     return {"wl_sel": np.array([int(w.sel) for w in ws], dtype=np.int64),
             "wl_a": np.array([w.a for w in ws], dtype=np.int64),
             "wl_b": np.array([w.b for w in ws], dtype=np.int64),
@@ -292,7 +293,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
                trace_layers: bool = False, cache_dir=None,
                first_image: int = 0, program: Program | None = None,
-               rng_current: float = 230e-6) -> CoverifyResult:
+               rng_current: float = 230e-6, fault_map=None, health=None) -> CoverifyResult:
     """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
     under cocotb and check them in a batch.
 
@@ -312,6 +313,12 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     ``seed``. A given program must be the one those compile to (checked).
     ``rng_current``: the drive current of every RNG device (eq. 5; 230 µA gives p = 1/2),
     compiled into the RNG threshold register: far from 230 µA every device is biased or stuck.
+    ``fault_map``: a :class:`~spinbayes.golden.faults.FaultMap` of ``hw``'s codes, played as
+    extra writes after the program (sim/faults.py; the same build for any map) and checked
+    against ``faulted_network(hw, fault_map)``; the read-back pass then reports the faulty
+    cells (``vfy_errors`` = ``timings["fault_cells"]``).
+    ``health``: the RNG health tests' cutoffs (:class:`~spinbayes.golden.health.Cutoffs`;
+    default H = 1, α = 2^-20), e.g. raised so that a fault map's biased devices run through.
     Raises ValueError for bad arguments, the named
     :class:`~spinbayes.firmware.alarms.CoreAlarmError` (``RngHealthError``,
     ``ArbiterStuckError``) when the core's ALARM stops an image (the harness watches STATUS;
@@ -329,7 +336,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     if not 0 <= int(driver_images) <= len(x):
         raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
     p = params
-    compiled = compile_network(hw, p, T=T, seed=seed, rng_current=rng_current)
+    compiled = compile_network(hw, p, T=T, seed=seed, rng_current=rng_current, health=health)
     if program is None:
         program = compiled
     elif not same_program(program, compiled):
@@ -354,7 +361,14 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     text, info = harness_verilog(p, stuck_cells=stuck_cells, act_log=act_log,
                                  cache_dir=cache_dir)
     timings["export_s"] = time.perf_counter() - t0
-    wl = write_list(program)
+    hw_ref, extra, timings["fault_cells"] = hw, [], 0
+    if fault_map is not None:
+        from ..golden.faults import faulted_network
+        from .faults import fault_writes
+
+        extra, timings["fault_cells"] = fault_writes(program, fault_map, hw, p, n)
+        hw_ref = faulted_network(hw, fault_map)
+    wl = write_list(program, extra)
     work = Path(tempfile.mkdtemp(prefix="coverify-", dir=_cache_root(cache_dir)))
     np.savez(work / "data.npz", codes=codes, T=T, C=C, L=L, n_way=n, **wl)
     prog_file = work / "progress.txt"
@@ -407,6 +421,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         raise err[0]
     timings["cocotb_total_s"] = time.perf_counter() - t0
     res = tb["r"].data
+    timings["build_dir"] = str(Path(tb["r"].directory).parent)
     if res.get("alarm"):
         raise _alarm(res["alarm"], first_image)
     prog_info = res["programming"]
@@ -422,7 +437,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     per_pass, averaged, prediction, choices, bad = decode_logs(
         raw, info, T=T, C=C, L=L, n_way=n, index_bits=p.index_bits, total_bits=p.total_bits)
     if not any(m.output == "trace" for m in bad) and choices.max() < hw.N:
-        ref = hw.run(x, torch.from_numpy(choices))
+        ref = hw_ref.run(x, torch.from_numpy(choices))
         bad += _compare("per_pass", per_pass, ref.per_pass.numpy())
         bad += _compare("averaged", averaged, ref.averaged.numpy())
         bad += _compare("class", prediction[:, None], ref.prediction.numpy()[:, None])
@@ -450,7 +465,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
             f_cls = float_net(x, choices=torch.from_numpy(choices)).prediction.numpy()
         result.float_agreement = 100.0 * float((prediction == f_cls).mean())
     if driver_images:
-        result.driver = _check_driver(hw, x[:driver_images], cfg)
+        result.driver = _check_driver(hw_ref, x[:driver_images], cfg)
     return result
 
 

@@ -100,6 +100,7 @@ def test_unseeded_arbiter_raises_on_its_pair_test(nets, run_sim, n_way):
     e = out["error"]
     assert isinstance(e, RngHealthError), out
     assert e.alarms[0] == HealthAlarm(0, (0, 1), "pair")
+    print(f"\nunseeded n={n_way}: {len(out['results'])} images, then {e}")
     assert all(a.test == "pair" for a in e.alarms)
     sides = out["health"][0][ReadReg.HEALTH_SIDES]
     assert sides >> 16 == 1 and sides & 0xFFFF == 0

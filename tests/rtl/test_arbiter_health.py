@@ -20,6 +20,19 @@ N, N_MAX = 5, 2
 LOW = Cutoffs(rct=6, apt=505, bias_low=2030, bias_high=2066)
 
 
+SEEDS = (0x1234567, 0xBADC0DE, 0x2545F491)
+
+
+async def _seed(ctx, dut, seeds):
+    """Load seeds[d] into device d, one per cycle."""
+    ctx.set(dut.seed_load, 1)
+    for d, s in enumerate(seeds):
+        ctx.set(dut.seed, s)
+        ctx.set(dut.seed_dev, d)
+        await ctx.tick()
+    ctx.set(dut.seed_load, 0)
+
+
 def _run(run_sim, dut, seeds, thr, cutoffs, passes):
     rec = []
 
@@ -29,12 +42,7 @@ def _run(run_sim, dut, seeds, thr, cutoffs, passes):
             for name, v in zip(CUTOFF_PORTS, (cutoffs.rct, cutoffs.apt, cutoffs.bias_low,
                                               cutoffs.bias_high)):
                 ctx.set(getattr(dut, name), v)
-        for d, s in enumerate(seeds):
-            ctx.set(dut.seed, s)
-            ctx.set(dut.seed_dev, d)
-            ctx.set(dut.seed_load, 1)
-            await ctx.tick()
-        ctx.set(dut.seed_load, 0)
+        await _seed(ctx, dut, seeds)
         ctx.set(dut.n_way, N_MAX)
         ctx.set(dut.start, 1)
         for _ in range(passes):
@@ -56,7 +64,7 @@ def _run(run_sim, dut, seeds, thr, cutoffs, passes):
 
 @pytest.mark.parametrize("thr", [2 ** (W - 1), 40000])      # p = 0.5 and p = 0.61
 def test_health_tests_equal_the_twins_pass_by_pass(run_sim, thr):
-    seeds = [0x1234567, 0xBADC0DE, 0x2545F491]
+    seeds = list(SEEDS)
     dut = Arbiter(N, N_MAX, W, health=True)
     rec = _run(run_sim, dut, seeds, thr, LOW, passes=1200)
     plain = _run(run_sim, Arbiter(N, N_MAX, W), seeds, thr, LOW, passes=1200)
@@ -94,3 +102,32 @@ def test_health_ports_only_with_health():
     members = Arbiter(N, N_MAX, health=True).signature.members
     assert members["rct_cutoff"].init == 21 and members["apt_cutoff"].init == 589
     assert (members["bias_low"].init, members["bias_high"].init) == (1891, 2205)
+
+
+def test_per_device_threshold_override_and_revert(run_sim):
+    """thr_load gives device 1 (the code's middle bit) threshold 0: every chosen crossbar then
+    has bit 1 clear (0, 1 or 4); a load of -1 returns it to the shared threshold."""
+    dut = Arbiter(N, 1, W, thr_override=True)
+    seen = {"forced": set(), "shared": set()}
+
+    async def tb(ctx):
+        ctx.set(dut.threshold, 2 ** (W - 1))
+        ctx.set(dut.n_way, 1)
+        await _seed(ctx, dut, SEEDS)                 # distinct streams
+        for phase, value in (("forced", 0), ("shared", -1)):
+            ctx.set(dut.seed_dev, 1)
+            ctx.set(dut.seed, value & 0xFFFFFFFF)
+            ctx.set(dut.thr_load, 1)
+            await ctx.tick()
+            ctx.set(dut.thr_load, 0)
+            for _ in range(60):
+                ctx.set(dut.start, 1)
+                await ctx.tick()
+                ctx.set(dut.start, 0)
+                while not ctx.get(dut.done):
+                    await ctx.tick()
+                seen[phase].add(int(ctx.get(dut.indices.as_value())))
+
+    run_sim(dut, tb)
+    assert seen["forced"] == {0, 1, 4}
+    assert seen["shared"] & {2, 3}

@@ -1,0 +1,85 @@
+"""Faults as simulation data: the RTL equals the integer reference under a fault map, bit for
+bit, with one harness build for every map (sim/faults.py).
+
+Each map combines stuck MTJs, write failures, device-to-device variation and biased RNG devices
+(golden/faults.py). The harness plays the program, then the map's writes (the faulty cells'
+levels, each faulty device's RNG threshold); the RTL's per-pass outputs, averages and classes
+must equal ``faulted_network(hw, fmap)`` on the RTL's choices, those choices must equal
+``fault_choices`` (the emulated arbiters under the map's thresholds), and read-back verify
+must report exactly the faulty written cells. The health tests' cutoffs are raised for these
+runs (the biased devices would otherwise stop the image, tests/sim/test_alarm.py).
+
+Default run: two maps on Icarus, 3 images each. Slow: three maps on Verilator, 50 images each.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from spinbayes.golden.faults import FaultSpec, build_fault_map, fault_choices
+from spinbayes.golden.health import Cutoffs
+from spinbayes.sim.coverify import params_for, run_images
+from spinbayes.sim.runner import simulator_available
+
+T, SEED = 4, 3
+#: RCT at its largest cutoff, APT and bias monitor off
+RELAXED = Cutoffs(rct=255, apt=1025, bias_low=0, bias_high=4096)
+
+
+def _spec(seed: int) -> FaultSpec:
+    return FaultSpec(stuck_mtj=0.04, write_failure=0.05, variation=0.06, rng_bias=2e-6,
+                     seed=seed)
+
+
+def _built(build_dir: str) -> float:
+    """Newest modification time of the build's products (logs, locks, command files and run
+    directories are rewritten by every run)."""
+    times = [os.path.getmtime(os.path.join(build_dir, f)) for f in os.listdir(build_dir)
+             if os.path.isfile(os.path.join(build_dir, f))
+             and not f.endswith((".log", ".lock", ".xml", ".f"))]
+    return max(times)
+
+
+def _run_maps(small_mapped, digits, sim, seeds, B):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} not installed")
+    hw = small_mapped.hw(1)
+    params = params_for(hw, T)
+    x = digits.x_test[:B]
+    out = []
+    for s in seeds:
+        fmap = build_fault_map([layer.codes for layer in hw.layers], hw.Q, _spec(s))
+        res = run_images(hw, x, params=params, T=T, seed=SEED, simulator=sim, progress=False,
+                         fault_map=fmap, health=RELAXED)
+        out.append((fmap, res, _built(res.timings["build_dir"])))
+    return hw, out
+
+
+def _check(hw, runs, B):
+    dirs = {res.timings["build_dir"] for _, res, _ in runs}
+    assert len(dirs) == 1, dirs                               # one build for every map
+    assert len({mtime for _, _, mtime in runs}) == 1          # and not rebuilt
+    for fmap, res, _ in runs:
+        assert res.mismatches == 0, res.details[:5]
+        assert res.timings["fault_cells"] > 0
+        assert res.vfy_errors == res.timings["fault_cells"]
+        want = fault_choices(fmap, B, T, 1, seed=SEED).numpy()
+        assert np.array_equal(res.choices, want)
+        assert (fmap.rng_threshold != 2 ** 15).any()          # biased devices were loaded
+
+
+def test_rtl_equals_faulted_reference_icarus(small_mapped, digits):
+    hw, runs = _run_maps(small_mapped, digits, "icarus", seeds=(1, 2), B=3)
+    _check(hw, runs, 3)
+    differ = [int(sum((lv != t).sum() for lv, t in zip(f.levels, f.targets))) for f, _, _ in runs]
+    print(f"\nicarus: 2 maps x 3 images, 0 mismatches; faulty cells {differ}, reported "
+          f"{[r.vfy_errors for _, r, _ in runs]}")
+
+
+@pytest.mark.slow
+def test_rtl_equals_faulted_reference_verilator_50_images(small_mapped, digits):
+    hw, runs = _run_maps(small_mapped, digits, "verilator", seeds=(11, 12, 13), B=50)
+    _check(hw, runs, 50)
