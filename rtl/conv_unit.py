@@ -29,7 +29,7 @@ next layer reads after a bank swap (docs/HARDWARE.md, "The convolution path"):
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -204,15 +204,22 @@ class ConvUnit(wiring.Component):
 
 def window_write(m, bufs, sel, cu, p) -> None:
     """Window buffer ``bufs[sel]`` (of two, rows_max codes each) takes the ConvUnit ``cu``'s
-    fetched word: rows buf_base .. buf_base + buf_count - 1 get lanes 0 .. buf_count - 1."""
-    lb = bits_for(p.act_channels)
+    fetched word: rows buf_base .. buf_base + buf_count - 1 get lanes 0 .. buf_count - 1.
+
+    The rows to write and their codes come from two shifts of the whole word (lane j at row
+    buf_base + j), so each row is one enable and one slice: a simulator evaluates two
+    word-wide shifts a cycle instead of a subtraction, two comparisons and a 16-way
+    selection for each of rows_max rows (Verilator 2x faster on LeNet-5; docs/COVERIFICATION.md,
+    "LeNet-5")."""
+    A = p.A_max
+    rows = Signal(p.rows_max, name="wb_rows")          # the rows written this cycle
+    data = Signal(p.rows_max * A, name="wb_data")      # lane i - buf_base at row i
+    m.d.comb += [rows.eq(((1 << cu.buf_count) - 1) << cu.buf_base),
+                 data.eq(cu.buf_lanes.as_value() << (cu.buf_base * A))]
     with m.If(cu.buf_we):
         for i in range(p.rows_max):
-            off = Signal(signed(bits_for(p.rows_max + p.act_channels) + 2), name=f"wb_off{i}")
-            m.d.comb += off.eq(i - cu.buf_base)
-            lane = Array(cu.buf_lanes[j] for j in range(p.act_channels))[off[:lb]]
-            with m.If((off >= 0) & (off < cu.buf_count)):
+            with m.If(rows[i]):
                 with m.If(sel):
-                    m.d.sync += bufs[1][i].eq(lane)
+                    m.d.sync += bufs[1][i].eq(data[i * A:(i + 1) * A])
                 with m.Else():
-                    m.d.sync += bufs[0][i].eq(lane)
+                    m.d.sync += bufs[0][i].eq(data[i * A:(i + 1) * A])
