@@ -67,26 +67,29 @@ def _run(program, codes, n_way, run_sim, extra=(), images=12):
     return out
 
 
-def test_stuck_devices_raise_rng_health_error_within_the_bound(nets, run_sim):
-    """Threshold 0: both devices of every arbiter read 0, code 0 = crossbar 0, so the 2-way
-    pass draws crossbar 0 again for ever. Each device's RCT fires at sample 21 (the twin's
-    sample on the all-zero stream), the pair test too; the driver raises RngHealthError for
-    layer 0 long before the arbiter's stuck flag (513 rejections) and max_wait."""
+@pytest.mark.parametrize("stuck_at", [0, 1])
+def test_stuck_devices_raise_rng_health_error_within_the_bound(nets, run_sim, stuck_at):
+    """Threshold 0 (2^W): both devices of every arbiter read 0 (1): code 0 = crossbar 0, so
+    the 2-way pass draws crossbar 0 again for ever (code 3 >= N = 3: every draw is rejected).
+    Each device's RCT fires at sample 21 (the twin's sample on the stuck stream), the pair test
+    too; the driver raises RngHealthError for layer 0 long before the arbiter's stuck flag
+    (257 rejections) and max_wait."""
     programs, codes = nets
-    out = _run(programs[2], codes, 2, run_sim, extra=[Write(Reg.RNG_THRESHOLD, data=0)])
+    thr = stuck_at * 2 ** DESIGN.rng_bits
+    out = _run(programs[2], codes, 2, run_sim, extra=[Write(Reg.RNG_THRESHOLD, data=thr)])
     e = out["error"]
     assert isinstance(e, RngHealthError) and isinstance(e, RuntimeError)
     assert not out["results"]
     want = [HealthAlarm(0, d, "rct", 1) for d in range(2)] + [HealthAlarm(0, (0, 1), "pair")]
     assert e.alarms == want
     assert "layer 0's arbiter, device 0: Repetition Count Test, 1 event(s)" in str(e)
-    assert first_event(rct_events([0] * 64, RCT)[1]) == RCT == 21
+    assert first_event(rct_events([stuck_at] * 64, RCT)[1]) == RCT == 21
     # image load (16 beats), ARB, 21 samples, the alarm's register, the next poll
     assert e.cycles <= len(codes) + 2 + RCT + 1 + ALARM_POLL + 1
     print(f"\ndriver: {e} ({e.cycles} cycles)")
     assert Status.ALARM in out["status"]
     assert out["health"][1][ReadReg.HEALTH_ALARMS] == 0          # layer 1 never ran
-    assert out["draws"] < 64 * 4                                  # not stuck yet
+    assert out["draws"] < 64 * 4 + 1                              # not stuck yet
     assert not out["health"][0][ReadReg.HEALTH_ALARMS] >> 31
 
 

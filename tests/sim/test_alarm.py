@@ -23,15 +23,16 @@ from spinbayes.sim.runner import simulator_available
 STUCK_CURRENT = 100e-6
 
 
-def test_stuck_rng_stops_the_image_with_the_named_error(small_mapped, digits):
-    if not simulator_available("icarus"):
-        pytest.skip("icarus not installed")
+@pytest.mark.parametrize("sim", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_stuck_rng_stops_the_image_with_the_named_error(small_mapped, digits, sim):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} not installed")
     assert EmulatedRng.from_current(1, STUCK_CURRENT, threshold_bits=16).threshold == 0
     hw = small_mapped.hw(2)
     T = 4
     with pytest.raises(RngHealthError) as info:
         run_images(hw, digits.x_test[:3], params=params_for(hw, T), T=T, seed=3,
-                   simulator="icarus", progress=False, rng_current=STUCK_CURRENT)
+                   simulator=sim, progress=False, rng_current=STUCK_CURRENT)
     e = info.value
     assert e.image == 0
     assert [a for a in e.alarms if a.test == "rct"] == [HealthAlarm(0, d, "rct", 1)
@@ -40,7 +41,7 @@ def test_stuck_rng_stops_the_image_with_the_named_error(small_mapped, digits):
     # 64 input beats, ARB, 21 draws, the alarm register, the harness's STATUS read
     assert 21 < e.cycles <= 64 + 2 + 21 + 1 + ALARM_CYCLES
     assert "image 0" in str(e) and "layer 0's arbiter, device 2: Repetition Count" in str(e)
-    print(f"\nalarm after {e.cycles} cycles of image 0: {e}")
+    print(f"\n{sim}: alarm after {e.cycles} cycles of image 0: {e}")
 
 
 def test_spinbayes_sim_prints_the_alarm_and_exits_2(tmp_path, capsys, monkeypatch):

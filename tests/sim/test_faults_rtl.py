@@ -71,15 +71,21 @@ def _check(hw, runs, B):
         assert (fmap.rng_threshold != 2 ** 15).any()          # biased devices were loaded
 
 
+def _report(sim, runs, B):
+    differ = [int(sum((lv != t).sum() for lv, t in zip(f.levels, f.targets))) for f, _, _ in runs]
+    devices = [int((f.rng_threshold != 2 ** 15).sum()) for f, _, _ in runs]
+    print(f"\n{sim}: {len(runs)} maps x {B} images, 0 mismatches; faulty cells {differ}, "
+          f"reported {[r.vfy_errors for _, r, _ in runs]}; biased devices {devices}")
+
+
 def test_rtl_equals_faulted_reference_icarus(small_mapped, digits):
     hw, runs = _run_maps(small_mapped, digits, "icarus", seeds=(1, 2), B=3)
     _check(hw, runs, 3)
-    differ = [int(sum((lv != t).sum() for lv, t in zip(f.levels, f.targets))) for f, _, _ in runs]
-    print(f"\nicarus: 2 maps x 3 images, 0 mismatches; faulty cells {differ}, reported "
-          f"{[r.vfy_errors for _, r, _ in runs]}")
+    _report("icarus", runs, 3)
 
 
 @pytest.mark.slow
 def test_rtl_equals_faulted_reference_verilator_50_images(small_mapped, digits):
     hw, runs = _run_maps(small_mapped, digits, "verilator", seeds=(11, 12, 13), B=50)
     _check(hw, runs, 50)
+    _report("verilator", runs, 50)
