@@ -138,3 +138,18 @@ def test_decode_and_error_kinds():
 def test_driver_refuses_bad_bounds(kw):
     with pytest.raises(ValueError, match="must be a positive integer"):
         CoreDriver(None, **kw)
+
+
+def test_compiler_writes_the_cutoffs(tiny_model, tiny_digits):
+    hw = map_model(tiny_model, tiny_digits.x_train, N=3, Q=4, seed=0, recal_batches=2).hw(1)
+    cut = {w.sel: w.data for w in compile_network(hw, DESIGN, T=3, seed=7).descriptor}
+    assert [cut[r] for r in (Reg.HEALTH_RCT_CUTOFF, Reg.HEALTH_APT_CUTOFF, Reg.HEALTH_BIAS_LOW,
+                             Reg.HEALTH_BIAS_HIGH)] == [21, 589, 1891, 2205]
+    strict = Cutoffs.derive(1.0, 2.0 ** -40)
+    cut = {w.sel: w.data for w in compile_network(hw, DESIGN, T=3, seed=7,
+                                                  health=strict).descriptor}
+    assert (cut[Reg.HEALTH_RCT_CUTOFF], cut[Reg.HEALTH_APT_CUTOFF]) == (41, 625)
+    with pytest.raises(ValueError, match="health must be a golden.health.Cutoffs, not 3"):
+        compile_network(hw, DESIGN, T=3, seed=7, health=3)
+    with pytest.raises(ValueError, match="HEALTH_RCT_CUTOFF: RCT cutoff=401 outside 1..255"):
+        compile_network(hw, DESIGN, T=3, seed=7, health=Cutoffs.derive(0.1, 2.0 ** -40))

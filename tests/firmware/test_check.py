@@ -95,6 +95,14 @@ def test_missing_rng_seed_is_refused(saved, edit, refused):
                    r"RNG devices\)")
 
 
+def test_health_cutoffs_are_required_and_ordered(saved, edit, refused):
+    edit.set_write(Reg.HEALTH_BIAS_LOW, 3000)
+    refused(saved, r"descriptor\.hex: line \d+: HEALTH_BIAS_HIGH=2205 is below "
+                   r"HEALTH_BIAS_LOW=3000")
+    edit.drop_write(Reg.HEALTH_APT_CUTOFF)
+    refused(saved, r"no HEALTH_APT_CUTOFF write")
+
+
 def test_missing_threshold_and_scale_are_refused(saved, edit, refused):
     edit.drop_write(Reg.THRESHOLD, c=0, a=4)
     edit.drop_write(Reg.OFFSET, a=9)

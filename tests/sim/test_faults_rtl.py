@@ -89,3 +89,31 @@ def test_rtl_equals_faulted_reference_verilator_50_images(small_mapped, digits):
     hw, runs = _run_maps(small_mapped, digits, "verilator", seeds=(11, 12, 13), B=50)
     _check(hw, runs, 50)
     _report("verilator", runs, 50)
+
+
+def test_fault_writes_refuse_maps_that_do_not_fit(small_mapped):
+    from spinbayes.firmware.compiler import compile_network
+    from spinbayes.sim.faults import fault_writes
+
+    hw = small_mapped.hw(1)
+    params = params_for(hw, T)
+    program = compile_network(hw, params, T=T, seed=SEED)
+    codes = [layer.codes for layer in hw.layers]
+    fmap = build_fault_map(codes, hw.Q, _spec(1))
+    writes, reported = fault_writes(program, fmap, hw, params, 1)
+    assert reported > 0 and len(writes) > reported
+    with pytest.raises(ValueError, match="must be a golden.faults.FaultMap"):
+        fault_writes(program, "map", hw, params, 1)
+    narrow = build_fault_map(codes, hw.Q, _spec(1), threshold_bits=12)
+    with pytest.raises(ValueError, match="thresholds have 12 bits, the design's devices "
+                                         "rng_bits=16"):
+        fault_writes(program, narrow, hw, params, 1)
+    other = build_fault_map([-c for c in codes], hw.Q, _spec(1))
+    with pytest.raises(ValueError, match="layer 0: the program's crossbar cells are not"):
+        fault_writes(program, other, hw, params, 1)
+    # every cell at level +4: every code 8 = q_max + 1, the worst case beyond the design's
+    for lv in fmap.levels:
+        lv[...] = 4
+    with pytest.raises(ValueError, match=r"layer 0: the fault map's worst-case sum \d+ exceeds "
+                                         r"the design's sum bound \d+"):
+        fault_writes(program, fmap, hw, params, 1)
