@@ -45,8 +45,9 @@ not modelled: the level read would then change from read to read, which a behavi
 crossbar loaded with fixed levels cannot reproduce. The ADC error is modelled per cell: the
 sum of R analog currents in one read is taken as the sum of the per-cell levels read back.
 An effective weight code is sum_c d_c, which faults can push to 4k (8 for Q = 4), beyond
-q_max; the reference computes in int64, and the RTL's accumulators need one bit of margin
-for it (layer_widths assumes |code| <= q_max).
+q_max; the reference computes in int64, while the RTL's accumulators are sized for
+|code| <= q_max (layer_widths): the co-verification path (sim/faults.py) refuses a map whose
+worst-case sums exceed the design's bound, so the two cannot diverge through an overflow.
 """
 
 from __future__ import annotations
