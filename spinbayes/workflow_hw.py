@@ -111,9 +111,12 @@ def firmware_image(trained, hw, params, directory: Path):
 def synthesize(params, out: Path, *, quick: bool = False, targets=None,
                progress: bool = True) -> dict:
     """Synthesis of the main job: the small periphery blocks (generic + ECP5) and the whole
-    periphery of this design placed and routed on the ECP5 (about 4 min: yosys about 1 min,
-    nextpnr with router2 about 3 min; docs/SYNTHESIS.md). ``quick``: the small blocks,
-    generic only. The crossbar and the averaging block alone: ``spinbayes synth``."""
+    periphery of this design placed and routed on the smallest ECP5 it fits (the flow skips
+    a device with fewer LUT4s than the design and says so). The digits MLP's periphery
+    takes the LFE5U-25F (about 8 min: yosys about 1 min, nextpnr with router2 6.5 min),
+    LeNet-5's the LFE5U-85F (about 25 min: yosys 5, nextpnr 19.5) on the shared 2 cores
+    (docs/SYNTHESIS.md). ``quick``: the small blocks, generic only. The crossbar and the
+    averaging block alone: ``spinbayes synth``."""
     from .rtl.synth import QUICK_TOPS
     from .rtl.synth import synthesize as run_synthesis
 
