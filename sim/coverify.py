@@ -315,8 +315,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     compiled into the RNG threshold register: far from 230 µA every device is biased or stuck.
     ``fault_map``: a :class:`~spinbayes.golden.faults.FaultMap` of ``hw``'s codes, played as
     extra writes after the program (sim/faults.py; the same build for any map) and checked
-    against ``faulted_network(hw, fault_map)``; the read-back pass then reports the faulty
-    cells (``vfy_errors`` = ``timings["fault_cells"]``).
+    against ``faulted_network(hw, fault_map)``; the read-back pass then reports exactly the
+    faulty cells (``vfy_errors`` = ``timings["fault_cells"]``).
     ``health``: the RNG health tests' cutoffs (:class:`~spinbayes.golden.health.Cutoffs`;
     default H = 1, α = 2^-20), e.g. raised so that a fault map's biased devices run through.
     Raises ValueError for bad arguments, the named
@@ -369,6 +369,11 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         extra, timings["fault_cells"] = fault_writes(program, fault_map, hw, p, n)
         hw_ref = faulted_network(hw, fault_map)
     wl = write_list(program, extra)
+    if extra and len(wl["wl_sel"]) > info["wlist_depth"]:
+        # the player verifies each chunk right after playing it: a fault write in a later
+        # chunk would change cells already verified
+        raise ValueError(f"the program and the fault map's writes ({len(wl['wl_sel'])}) must "
+                         f"fit the harness's write list ({info['wlist_depth']} entries)")
     work = Path(tempfile.mkdtemp(prefix="coverify-", dir=_cache_root(cache_dir)))
     np.savez(work / "data.npz", codes=codes, T=T, C=C, L=L, n_way=n, **wl)
     prog_file = work / "progress.txt"

@@ -3,13 +3,13 @@
 One harness build serves any number of fault maps: the map is not Verilog but extra writes that
 the testbench plays after the program, through the same programming port.
 
-* **Cells.** After every intended cell and the descriptor table, one ``XBAR_CELL`` write per
-  cell whose level under the map (``FaultMap.levels``, the level the flash ADC reads after
-  programming and verify) differs from the intended one: the crossbars then hold exactly the
-  map's levels. The harness's read-back pass compares every written entry with its data, so
-  the intended entries of those cells are reported as read back wrong: read-back verify
-  catches every faulty cell that the program writes (a faulty cell whose intended level is 0
-  is not in the program's write list and is not reported).
+* **Cells.** After every intended cell and the descriptor table, the intended level 0 of each
+  faulty cell the program leaves at 0 (the program writes only non-zero cells), then one
+  ``XBAR_CELL`` write per cell whose level under the map (``FaultMap.levels``, the level the
+  flash ADC reads after programming and verify) differs from the intended one: the crossbars
+  then hold exactly the map's levels. The harness's read-back pass compares every written
+  entry with its data, so the intended entry of every faulty cell is reported as read back
+  wrong, and only those: read-back verify reports exactly the map's faulty cells.
 * **RNG devices.** One ``RNG_DEV_THRESHOLD`` write per device whose threshold under the map
   (``FaultMap.rng_threshold``: 0 stuck at 0, 2^W stuck at 1, or biased through eq. 5)
   differs from the program's shared ``RNG_THRESHOLD``.
@@ -47,7 +47,7 @@ def _layout_problem(program: Program, fmap: FaultMap, p, layer: int, rows: int, 
 
 def fault_writes(program: Program, fmap: FaultMap, hw, params, n_way: int) -> tuple[list, int]:
     """The writes that put ``fmap`` into a core programmed with ``program`` (compiled from
-    ``hw`` for ``params``), and the number of faulty cells the read-back pass will report.
+    ``hw`` for ``params``), and the number of faulty cells (the read-back pass reports them).
     ValueError if the map does not belong to the program or its sums do not fit the design."""
     p = params
     if not isinstance(fmap, FaultMap):
@@ -60,7 +60,7 @@ def fault_writes(program: Program, fmap: FaultMap, hw, params, n_way: int) -> tu
         raise ValueError(f"the fault map has {len(fmap.levels)} layers of "
                          f"{fmap.rng_threshold.shape[1]} RNG devices; the network has "
                          f"{len(geometry)} layers, the design {p.code_bits} devices each")
-    writes, reported = [], 0
+    zeros, writes = [], []
     for layer, (g, levels) in enumerate(zip(geometry, fmap.levels)):
         rows, width = levels.shape[1], levels.shape[2]
         problem = _layout_problem(program, fmap, p, layer, rows, width)
@@ -75,12 +75,14 @@ def fault_writes(program: Program, fmap: FaultMap, hw, params, n_way: int) -> tu
         base = program.group_base[layer] * p.R
         target = fmap.targets[layer]
         for k, r, c in zip(*np.nonzero(levels != target)):
-            writes.append(Write(Reg.XBAR_CELL, a=base + int(r), b=int(c), c=int(k),
-                                data=int(levels[k, r, c])))
-            reported += int(target[k, r, c] != 0)
+            cell = dict(a=base + int(r), b=int(c), c=int(k))
+            writes.append(Write(Reg.XBAR_CELL, data=int(levels[k, r, c]), **cell))
+            if target[k, r, c] == 0:
+                zeros.append(Write(Reg.XBAR_CELL, data=0, **cell))
     shared = int(program.extra["rng_threshold"])
     for layer, row in enumerate(fmap.rng_threshold):
         for d, thr in enumerate(row):
             if int(thr) != shared:
                 writes.append(Write(Reg.RNG_DEV_THRESHOLD, a=d, c=layer, data=int(thr)))
-    return writes, reported
+    faulty = sum(w.sel == Reg.XBAR_CELL for w in writes)
+    return zeros + writes, faulty

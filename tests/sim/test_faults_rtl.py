@@ -6,7 +6,7 @@ Each map combines stuck MTJs, write failures, device-to-device variation and bia
 levels, each faulty device's RNG threshold); the RTL's per-pass outputs, averages and classes
 must equal ``faulted_network(hw, fmap)`` on the RTL's choices, those choices must equal
 ``fault_choices`` (the emulated arbiters under the map's thresholds), and read-back verify
-must report exactly the faulty written cells. The health tests' cutoffs are raised for these
+must report exactly the faulty cells. The health tests' cutoffs are raised for these
 runs (the biased devices would otherwise stop the image, tests/sim/test_alarm.py).
 
 Default run: two maps on Icarus, 3 images each. Slow: three maps on Verilator, 50 images each.
@@ -101,7 +101,8 @@ def test_fault_writes_refuse_maps_that_do_not_fit(small_mapped):
     codes = [layer.codes for layer in hw.layers]
     fmap = build_fault_map(codes, hw.Q, _spec(1))
     writes, reported = fault_writes(program, fmap, hw, params, 1)
-    assert reported > 0 and len(writes) > reported
+    differ = sum(int((lv != t).sum()) for lv, t in zip(fmap.levels, fmap.targets))
+    assert reported == differ > 0 and len(writes) > reported
     with pytest.raises(ValueError, match="must be a golden.faults.FaultMap"):
         fault_writes(program, "map", hw, params, 1)
     narrow = build_fault_map(codes, hw.Q, _spec(1), threshold_bits=12)
