@@ -37,14 +37,16 @@ UNITS = {"stuck_mtj": "fraction of MTJs stuck (half in P, half in AP)",
          "rng_stuck": "fraction of RNG devices stuck (at 0 or 1)",
          "rng_bias_ua": "sigma of the RNG drive-current offset from 230 uA, in uA"}
 _CAMPAIGN_KEYS = {"seeds", "n_way", "health_samples", "max_retries", "stuck_p_fraction",
-                  "images"}
+                  "images", "rtl_points", "rtl_images"}
 _METRICS = ("error", "R_cc", "R_iu", "UA", "ood_detection", "id_rejection", "auroc")
 
 
 @dataclass(frozen=True)
 class CampaignSpec:
     """seeds: fault-map (and arbiter) seeds; n_way: None for the Config's; images: test
-    images used (0: all); config: Config fields for training."""
+    images used (0: all); config: Config fields for training; rtl_points: points checked on
+    the RTL (None: one per kind and one with all kinds, spinbayes/fault_rtl.py; 0: none),
+    rtl_images: test images per RTL point."""
 
     sweep: dict = field(default_factory=lambda: dict(DEFAULT_SWEEP))
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -53,6 +55,8 @@ class CampaignSpec:
     max_retries: int = 3
     stuck_p_fraction: float = 0.5
     images: int = 0
+    rtl_points: int | None = None
+    rtl_images: int = 10
     config: dict = field(default_factory=dict)
 
     def points(self) -> list[tuple[str, float, int]]:
@@ -60,9 +64,14 @@ class CampaignSpec:
                 for s in self.seeds]
 
     def fault_spec(self, kind: str, value: float, seed: int):
+        return self.fault_spec_of({kind: value}, seed)
+
+    def fault_spec_of(self, faults: dict, seed: int):
+        """The FaultSpec of several kinds together ({kind: value})."""
         from .golden.faults import FaultSpec
 
-        kw = {"rng_bias": value * 1e-6} if kind == "rng_bias_ua" else {kind: value}
+        kw = {("rng_bias" if k == "rng_bias_ua" else k): v * 1e-6 if k == "rng_bias_ua" else v
+              for k, v in faults.items()}
         return FaultSpec(**kw, seed=seed, max_retries=self.max_retries,
                          stuck_p_fraction=self.stuck_p_fraction)
 
@@ -100,13 +109,15 @@ def parse_spec(data: dict, where: str = "spec") -> CampaignSpec:
         raise ValueError(f"{where}: campaign.seeds must be a non-empty list of distinct "
                          f"integers, not {seeds!r}")
     seeds = tuple(_int("campaign.seeds[]", s, 0) for s in seeds)
-    n_way = camp.get("n_way")
+    n_way, rtl_points = camp.get("n_way"), camp.get("rtl_points")
     spec = CampaignSpec(
         sweep={}, seeds=seeds, n_way=None if n_way is None else _int("campaign.n_way", n_way, 1),
         health_samples=_int("campaign.health_samples", camp.get("health_samples", 2 ** 16), 1),
         max_retries=_int("campaign.max_retries", camp.get("max_retries", 3), 0),
         stuck_p_fraction=camp.get("stuck_p_fraction", 0.5),
-        images=_int("campaign.images", camp.get("images", 0), 0), config=dict(config))
+        images=_int("campaign.images", camp.get("images", 0), 0), config=dict(config),
+        rtl_points=None if rtl_points is None else _int("campaign.rtl_points", rtl_points, 0),
+        rtl_images=_int("campaign.rtl_images", camp.get("rtl_images", 10), 1))
     for kind, values in sweep.items():
         if not isinstance(values, (list, tuple)) or not values:
             raise ValueError(f"{where}: sweep.{kind} must be a non-empty list of numbers, "
@@ -225,7 +236,7 @@ def run_campaign(spec: CampaignSpec, trained, mapped, ood_sets: dict, *,
                      "seeds": list(spec.seeds), "health_samples": spec.health_samples,
                      "max_retries": spec.max_retries,
                      "stuck_p_fraction": spec.stuck_p_fraction},
-            "units": {k: UNITS[k] for k in spec.sweep}, "points": rows,
+            "units": {k: UNITS[k] for k in spec.sweep}, "points": rows, "rtl": None,
             "seconds": time.perf_counter() - t0, "provenance": trained.provenance}
 
 
@@ -305,6 +316,10 @@ def markdown(report: dict) -> str:
             lines += ["", "Cells wrong and retries over all seeds' cells; verify fixed: cells "
                       "wrong after the first write that a retry corrected / all it caught."]
         lines += ["", f"Figure: faults_{kind}.png", ""]
+    if report.get("rtl") is not None:
+        from .fault_rtl import markdown_section
+
+        lines += markdown_section(report["rtl"])
     lines.append(f"Campaign time: {report['seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 
