@@ -3,27 +3,26 @@
 What is emulated (docs/HARDWARE.md, "Multi-level SOT cells, crossbar and ADC"):
 
 * **Cells.** Each stored signed level d in -4..4 stands for one differential cell (two 4-MTJ
-  multi-level cells on BL+ and BL-, d = l+ - l-). The analog pair, its resistances and write
-  pulses are not modelled here (golden/crossbar.py does that). Programming is ideal: one
-  write stores the level exactly. The RAM holds each level in *offset binary*, ``u = d + 4``
-  (0..8), in a field of ``field_bits`` = bit_length(8R) bits, an encoding detail that no
-  port shows.
+  multi-level cells on BL+ and BL-, d = l+ - l-). The memory stores d directly, 4 bits two's
+  complement; the analog pair, its resistances and write pulses are not modelled here
+  (golden/crossbar.py does that). Programming is ideal: one write stores the level exactly.
+  The RAM holds each level in *offset binary*, ``u = d + 4`` (0..8, 4 bits), an encoding
+  detail that no port shows.
 * **Bitlines and ADC.** A compute read activates the R rows of one group; the sum over rows
   ``sum_r x_r * d_r`` per cell column, done here with adders, stands for the bitline current
   difference I(BL+) - I(BL-) and the flash ADC in ideal mode, whose code equals that integer
   partial sum exactly (range -4R..4R, adc_bits). One ADC per cell column: every column is
-  converted in the same read. The adders are *packed*: a row's cols_max fields are
-  contiguous in the word, so the rows whose input bit is 1 are added as whole words (a
-  field's sum is at most 8R < 2^field_bits, so no carry crosses into the next field), and
-  column c's code is its field minus 4 * (number of active rows), one field-wise subtraction
-  of the whole word. A dozen word-wide operations a read instead of a few per cell, which is
-  what makes the exported core small and fast in Verilog simulators (docs/ARCHITECTURE.md,
-  "RTL simulation speed").
+  converted in the same read. The adders are *packed*: each row's cols_max offset levels are
+  spread into fields of ``field_bits`` = bit_length(8R) bits, masked by the row's input bit and
+  the R rows added as whole words of at most 64 bits (a field's sum is at most 8R, so no
+  carry crosses into the next field); column c's code is then its field minus 4 * (number of
+  active rows). This gives the same integers as per-column adders with a fraction of the
+  statements, which is what makes the exported core small and fast in Verilog simulators
+  (docs/ARCHITECTURE.md, "RTL simulation speed").
 
-What is not emulation: the memory is R real synchronous RAMs (FPGA block or distributed RAM),
-one a lane, each with one word (one row of cols_max fields) per R-row group, all read at the
-group's address, so one compute read is one read of each. A RAM is written one whole word at
-a time (a single write enable): a cell write is a pipelined read-modify-write of its row's
+What is not emulation: the memory is a real synchronous RAM (FPGA block or distributed RAM),
+one word per R-row group, so one compute read is one RAM read. It is written one whole word at
+a time (a single write enable): a cell write is a pipelined read-modify-write of its group's
 word (read in the cycle of the write, merged and written in the next), with every read port
 transparent to the write port, so back-to-back cell writes to the same word compose and the
 timing seen at the ports is that of a one-cycle cell write.
@@ -32,7 +31,7 @@ timing seen at the ports is that of a one-cycle cell write.
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -46,10 +45,9 @@ __all__ = ["CrossbarMemory"]
 class CrossbarMemory(wiring.Component):
     """One crossbar (one arbiter-selectable index): cell levels of every layer, stacked.
 
-    Storage: R :class:`~amaranth.lib.memory.Memory` of depth ``groups_total``, one a lane r;
-    word g of lane r holds row ``g*R + r`` of the crossbar, its field c (``field_bits`` bits)
-    being the level of cell column c (offset binary, level + 4 in its low 4 bits; cells.py
-    geometry:
+    Storage: a :class:`~amaranth.lib.memory.Memory` of depth ``groups_total``; word g holds the
+    R rows ``g*R .. g*R + R - 1`` of the crossbar, the 4-bit field ``r * cols_max + c`` being
+    the level of row ``g*R + r``, cell column c (offset binary, level + 4; cells.py geometry:
     row = input i, column ``j * k + c`` = output j, part c). Layers are stacked by their group
     base address; the network instantiates N of these, crossbar k holding sample k of every
     layer. All levels start at 0.
@@ -118,6 +116,7 @@ class CrossbarMemory(wiring.Component):
                 self._MustUse__silence = True
                 raise ValueError(f"stuck cell ({r}, {c}) is outside the "
                                  f"{p.groups_total * p.R} x {p.cols_max} array")
+        cells = p.R * p.cols_max
         if init is None:
             arr = np.zeros((p.groups_total * p.R, p.cols_max), dtype=np.int64)
         else:
@@ -131,11 +130,9 @@ class CrossbarMemory(wiring.Component):
             if arr.size and np.abs(arr).max() > 4:
                 self._MustUse__silence = True
                 raise ValueError("init levels must lie in -4..4")
-        # per lane r, one integer per group: field c (field_bits bits) = level + 4
-        offs = (arr.astype(np.int64) + 4).reshape(p.groups_total, p.R, p.cols_max)
-        fb = self.field_bits
-        self._init = [[sum(int(u) << (fb * c) for c, u in enumerate(word))
-                       for word in offs[:, r]] for r in range(p.R)]
+        # one integer per word: field r * cols_max + c (4 bits) = level + 4
+        offs = (arr.astype(np.int64) + 4).reshape(p.groups_total, cells)
+        self._init = [sum(int(u) << (4 * i) for i, u in enumerate(word)) for word in offs]
         super().__init__({
             "w_en": In(1),
             "w_row": In(p.row_bits),
@@ -161,19 +158,24 @@ class CrossbarMemory(wiring.Component):
     def elaborate(self, platform):
         p = self.params
         m = Module()
-        C, R, fb = p.cols_max, p.R, self.field_bits
-        w = fb * C                              # one row of a group: a memory word
-        # one memory a lane (row r of every group), all at the group's address: a group's
-        # R rows are read in one cycle (words narrow enough for Amaranth's simulator)
+        C = p.cols_max
+        cells = p.R * C
+        width = 4 * cells
+        m.submodules.mem = mem = Memory(shape=unsigned(width), depth=p.groups_total,
+                                        init=self._init)
+        wr = mem.write_port()
+        mr = mem.read_port(domain="sync", transparent_for=(wr,))    # RMW: the old word
+        rd = mem.read_port(domain="sync", transparent_for=(wr,))    # compute reads
+        vr = mem.read_port(domain="sync", transparent_for=(wr,))    # read-back
+
+        # --- programming: read the word (cycle t), merge the cell and write it (t + 1) ---
         m.submodules.wdec = wdec = WriteDecoder(p)
-        m.submodules.vdec = vdec = WriteDecoder(p)
         m.d.comb += [wdec.en.eq(self.w_en), wdec.row.eq(self.w_row), wdec.col.eq(self.w_col),
                      self.w_error.eq(wdec.error), self.w_ready.eq(1),
-                     vdec.en.eq(1), vdec.row.eq(self.v_row), vdec.col.eq(self.v_col)]
+                     mr.addr.eq(wdec.group), mr.en.eq(wdec.we)]
         stuck = Const(0)
         for row, c in self._stuck:
             stuck = stuck | ((self.w_row == row) & (self.w_col == c))
-        # --- programming: read the word (cycle t), merge the cell and write it (t + 1) ---
         pend = Signal()                         # a write of the previous cycle to finish
         pend_group = Signal.like(wdec.group)
         pend_lane = Signal.like(wdec.lane)
@@ -182,83 +184,66 @@ class CrossbarMemory(wiring.Component):
         m.d.sync += [pend.eq(wdec.we & ~stuck), pend_group.eq(wdec.group),
                      pend_lane.eq(wdec.lane), pend_col.eq(wdec.col_sel),
                      pend_level.eq(self.w_level + 4)]
-        # --- read-back: the lane's word, the field selected one cycle later --------------
-        v_lane = Signal.like(vdec.lane)
-        v_col = Signal.like(vdec.col_sel)
+        # merge with whole-row bitwise operations (no wide variable shift): a one-hot column
+        # mask spread to 4 bits a cell, applied to the row of the written lane
+        col_hot = Signal(C)
+        mask = Signal(4 * C)
+        level_row = Signal(4 * C)
+        # under `pend` (the only cycles the merge is written) for Icarus's sake, as p below:
+        # one process instead of cols_max-input concatenations of one net (2.3x faster
+        # programming on Icarus)
+        with m.If(pend):
+            m.d.comb += [col_hot.eq(Const(1, C) << pend_col),
+                         mask.eq(Cat(col_hot[c].replicate(4) for c in range(C))),
+                         level_row.eq(pend_level.replicate(C))]
+        merged = []
+        for r in range(p.R):
+            old_row = mr.data[r * 4 * C:(r + 1) * 4 * C]
+            merged.append(Mux(pend_lane == r, (old_row & ~mask) | (level_row & mask), old_row))
+        m.d.comb += [wr.addr.eq(pend_group), wr.en.eq(pend), wr.data.eq(Cat(*merged))]
+
+        # --- read-back: a second decoder, the field selected one cycle later -------------
+        m.submodules.vdec = vdec = WriteDecoder(p)
+        m.d.comb += [vdec.en.eq(1), vdec.row.eq(self.v_row), vdec.col.eq(self.v_col),
+                     vr.addr.eq(vdec.group)]
+        v_idx = Signal(range(cells))
         v_bad = Signal()
-        m.d.sync += [v_lane.eq(vdec.lane), v_col.eq(vdec.col_sel), v_bad.eq(vdec.error)]
-        rows, v_fields = [], []
-        for r in range(R):
-            mem = Memory(shape=unsigned(w), depth=p.groups_total, init=self._init[r])
-            m.submodules[f"mem{r}"] = mem
-            wr = mem.write_port()
-            mr = mem.read_port(domain="sync", transparent_for=(wr,))    # RMW: the old word
-            rd = mem.read_port(domain="sync", transparent_for=(wr,))    # compute reads
-            vr = mem.read_port(domain="sync", transparent_for=(wr,))    # read-back
-            m.d.comb += [mr.addr.eq(wdec.group), mr.en.eq(wdec.we & (wdec.lane == r)),
-                         wr.addr.eq(pend_group), rd.addr.eq(self.rd_group),
-                         rd.en.eq(self.rd_en), vr.addr.eq(vdec.group)]
-            # The merge is only selection (the field chosen by cases over the column), so
-            # it is one process that does nothing in a cycle without a write: Verilator
-            # skips it, Icarus does not wake it.
-            with m.If(pend & (pend_lane == r)):
-                m.d.comb += [wr.en.eq(1), wr.data.eq(mr.data)]
-                _field_cases(m, wr.data, pend_col, C, fb, pend_level)
-            rows.append(rd.data)
-            v_fields.append(vr.data.word_select(v_col, fb)[:4])
+        m.d.sync += [v_idx.eq(vdec.lane * C + vdec.col_sel), v_bad.eq(vdec.error)]
         with m.If(~v_bad):
-            m.d.comb += self.v_level.eq(Array(v_fields)[v_lane] - 4)
+            m.d.comb += self.v_level.eq(vr.data.word_select(v_idx, 4) - 4)
 
         # --- compute read: packed column sums of the R rows ------------------------------
-        # A field's sum is at most 8R < 2 ** fb, so the R rows add as whole words without a
-        # carry crossing into the next field. Column c's code is its field minus
-        # 4 * (active rows): one field-wise subtraction (borrows stopped at each field's top
-        # bit). A dozen word-wide operations a read instead of one per cell.
+        fb = self.field_bits
         in_range = self.rd_group < p.groups_total
-        bits_q = Signal(R)
+        bits_q = Signal(p.R)
+        m.d.comb += [rd.addr.eq(self.rd_group), rd.en.eq(self.rd_en)]
         m.d.sync += [self.p_valid.eq(self.rd_en),
                      bits_q.eq(Mux(self.rd_en & in_range, self.rd_bits, 0))]
-        active = Signal(range(R + 1))
-        m.d.comb += active.eq(sum(bits_q[r] for r in range(R)))
-        total = Signal(w)
-        m.d.comb += total.eq(sum((Mux(bits_q[r], rows[r], 0) for r in range(1, R)),
-                                 Mux(bits_q[0], rows[0], 0)))
-        # the subtrahend's fields and the top-bit correction depend on `active` only:
-        # constants chosen by a case (no per-field work in the simulators)
-        high = sum(1 << (c * fb + fb - 1) for c in range(C))
-        sub_low, sub_high = Signal(w), Signal(w)
-        with m.Switch(active):
-            for a in range(R + 1):
-                rep = sum((4 * a) << (c * fb) for c in range(C))
-                with m.Case(a):
-                    m.d.comb += [sub_low.eq(rep & ~high), sub_high.eq(~rep & high)]
-        diff = Signal(w)
-        m.d.comb += diff.eq(((total | high) - sub_low) ^ ((total & high) ^ sub_high))
-        if p.adc_bits == fb:
-            m.d.comb += self.p.as_value().eq(diff)
-        else:       # not for R >= 1 (adc_bits = bit_length(4R) + 1 = fb); kept general
-            for c in range(C):
-                m.d.comb += self.p[c].eq(diff[c * fb:(c + 1) * fb].as_signed())
+        active = Signal(range(p.R + 1))
+        m.d.comb += active.eq(sum(bits_q[r] for r in range(p.R)))
+        # chunks of columns that fit one 64-bit word: native integers in Verilator, and
+        # short carry chains for Amaranth's netlist checks
+        chunk = max(1, 64 // fb)
+        for c0 in range(0, C, chunk):
+            cols = range(c0, min(c0 + chunk, C))
+            w = len(cols) * fb
+            rows = []
+            for r in range(p.R):
+                spread = Signal(w, name=f"spread{r}_{c0}")     # row r, a field a column
+                m.d.comb += spread.eq(Cat(Cat(rd.data.word_select(r * C + c, 4),
+                                              Const(0, fb - 4)) for c in cols))
+                rows.append(Mux(bits_q[r], spread, 0))
+            total = Signal(w, name=f"colsum{c0}")
+            m.d.comb += total.eq(sum(rows[1:], rows[0]))
+            # one subtraction a column (a packed, carry-free subtraction would be one
+            # statement, but wide bitwise operations are 9x slower in Icarus)
+            # assigned under p_valid (p is 0 anyway without a read: bits_q is 0): Amaranth
+            # then writes p in one `always @*` process instead of one continuous assignment
+            # per column. Icarus builds a net driven by cols_max part-assignments as a tree of
+            # strength-aware concatenations and re-sends (and converts bit by bit) the whole
+            # p vector on every column's change: 97 % of Icarus's time, 24 cycles/s on the
+            # 64-64-10 core; 1350 cycles/s with the process (perf, docs/ARCHITECTURE.md).
+            with m.If(self.p_valid):
+                for i, c in enumerate(cols):
+                    m.d.comb += self.p[c].eq(total[i * fb:(i + 1) * fb] - (active << 2))
         return m
-
-
-def _field_cases(m, word, index, count: int, width: int, value) -> None:
-    """``word``'s field ``index`` (of ``count`` fields of ``width`` bits) takes ``value``: cases
-    nested over the index's hexadecimal digits, at most 16 a level (Amaranth's simulator
-    compiles one flat case of hundreds of fields into an if/elif chain too deep for Python's
-    compiler)."""
-    top = (max(count - 1, 1).bit_length() - 1) // 4
-
-    def level(digit: int, base: int) -> None:
-        if digit < 0:
-            m.d.comb += word[base * width:(base + 1) * width].eq(value)
-            return
-        with m.Switch(index[4 * digit:4 * digit + 4]):
-            for d in range(16):
-                k = base + (d << (4 * digit))
-                if k >= count:
-                    break
-                with m.Case(d):
-                    level(digit - 1, k)
-
-    level(top, 0)
