@@ -1,17 +1,31 @@
-"""Co-verified images per minute of the digits MLP at T = 10, N = 5, on three simulators.
+"""Co-verified images per minute and simulated cycles per second, on three simulators.
 
-* Amaranth's simulator: the firmware driver (CoreDriver over AmaranthBus), one Python step
-  per cycle, cells loaded through the back door (``SpinBayesCore(cell_init=...)``; the
-  programming port then writes only the descriptor table), programming timed separately.
+Two networks, N = 5, Q = 4, T = 10:
+
+* the digits MLP 64-64-10 (BBB, 30 epochs), n = 1 on all three simulators and n = 2 on
+  Verilator;
+* LeNet-5 (conv 5x5 1->6 pad 2, pool 2, conv 5x5 6->16, pool 2, 400-120-84-10; untrained
+  weights, seed 0, random 28x28 inputs: the cycle count depends on the geometry only), n = 1
+  and n = 2 on Verilator (and Icarus with ``--lenet-icarus-images``).
+
+Simulators:
+
+* Amaranth's simulator (MLP only): the firmware driver (CoreDriver over AmaranthBus), one
+  Python step per cycle, cells loaded through the back door (``SpinBayesCore(cell_init=...)``;
+  the programming port then writes only the descriptor table), programming timed separately.
 * cocotb + Icarus and cocotb + Verilator: :func:`spinbayes.sim.coverify.run_images` on the
   CoverifyHarness (write-list player through the programming port with read-back of every
-  cell, images streamed by the harness, Python waits for ``done`` once per image).
+  cell, images streamed by the harness, Python waits for ``done`` once per image), with the
+  layer trace on (every hidden layer's vectors compared), as co-verification runs it.
 
 Every image is checked against the integer reference on the RTL's own trace (co-verified);
-a mismatch aborts the benchmark. Prints a table and writes bench/results/sim_throughput.json.
+a mismatch aborts the benchmark. Other jobs may share the machine: every row records the
+1-minute load average before and after it. Prints a table and writes
+bench/results/sim_throughput.json.
 
-    python bench/sim_throughput.py                      # defaults below
-    python bench/sim_throughput.py --hidden 32 --verilator-images 200
+    python bench/sim_throughput.py                      # both networks, defaults below
+    python bench/sim_throughput.py --topology lenet5 --lenet-images 20
+    python bench/sim_throughput.py --topology mlp --hidden 32 --verilator-images 200
 """
 
 from __future__ import annotations
@@ -86,7 +100,8 @@ def amaranth(hw, x, params, T, seed) -> dict:
 
 
 def cocotb_run(hw, x, params, T, seed, sim) -> dict:
-    r = run_images(hw, x, params=params, T=T, seed=seed, simulator=sim, progress=True)
+    r = run_images(hw, x, params=params, T=T, seed=seed, simulator=sim, progress=True,
+                   trace_layers=True)
     if not r.passed:
         raise SystemExit(f"{sim}: {r.mismatches} mismatches, {r.vfy_errors} cells wrong: "
                          f"{r.details[:5]}")
@@ -105,64 +120,126 @@ def cocotb_run(hw, x, params, T, seed, sim) -> dict:
             "per_image_sim_s": t["sim_wait_s"] / B, "per_image_python_s": t["tb_python_s"] / B}
 
 
-def digits_network(hidden: int):
-    """The benchmarks' network: the digits MLP 64-hidden-10 (BBB, 30 epochs, seed 0), N = 5
-    crossbars of Q = 4 bits, folded to the integer hardware model; and the digits split."""
+def digits_network(hidden: int, n_way: int = 1):
+    """The benchmarks' MLP: the digits MLP 64-hidden-10 (BBB, 30 epochs, seed 0), N = 5
+    crossbars of Q = 4 bits, n-way ``n_way``, folded to the integer hardware model; and the
+    digits split."""
     digits = load_digits_split(0.2, 0)
     cfg = Config(hidden=(hidden,), epochs=30)
     torch.manual_seed(0)
     model = build_model(cfg, (1, 8, 8), 10)
     train_bbb(model, digits.x_train, digits.y_train, cfg, progress=False)
     images = approximate(model, 5, 4, seed=0)
-    return fold_network(build_spinbayes(images, model, digits.x_train, 1, 20, seed=0),
+    return fold_network(build_spinbayes(images, model, digits.x_train, n_way, 20, seed=0),
                         images), digits
+
+
+def lenet_network(n_way: int, images: int):
+    """LeNet-5 as tests/sim/test_conv_network.py builds it: untrained (seed 0), N = 5, Q = 4,
+    n-way ``n_way``, folded; and ``images`` random 28x28 inputs (seed 0)."""
+    torch.manual_seed(0)
+    model = build_model(Config(topology="lenet5"), (1, 28, 28), 10)
+    cells = approximate(model, 5, 4, seed=0)
+    x = torch.rand(max(32, images), 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    return fold_network(build_spinbayes(cells, model, x[:32], n_way, 1, seed=0), cells), \
+        x[:images]
+
+
+def timed(fn, *a) -> dict:
+    """``fn(*a)`` with the machine's 1-minute load average before and after."""
+    before = os.getloadavg()[0]
+    row = fn(*a)
+    row["load_before"], row["load_after"] = before, os.getloadavg()[0]
+    return row
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hidden", type=int, default=64, help="hidden width (default 64: the "
-                    "main job's 64-64-10)")
+    ap.add_argument("--topology", choices=("all", "mlp", "lenet5"), default="all")
+    ap.add_argument("--hidden", type=int, default=64, help="MLP hidden width (default 64: "
+                    "the main job's 64-64-10)")
     ap.add_argument("--T", type=int, default=10)
+    ap.add_argument("--n-way", default="1,2", help="n-way values for the Verilator rows "
+                    "(default 1,2; Amaranth and Icarus run n = 1)")
     ap.add_argument("--amaranth-images", type=int, default=3)
     ap.add_argument("--icarus-images", type=int, default=10)
     ap.add_argument("--verilator-images", type=int, default=60)
+    ap.add_argument("--lenet-images", type=int, default=10, help="LeNet-5 images per n on "
+                    "Verilator")
+    ap.add_argument("--lenet-icarus-images", type=int, default=0)
     ap.add_argument("--out", default=str(RESULT))
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
-    hw, digits = digits_network(args.hidden)
-    params = params_for(hw, args.T)
-    rows = {}
-    n_max = max(args.amaranth_images, args.icarus_images, args.verilator_images)
-    x_all = digits.x_test[:n_max]
-    print(f"digits MLP 64-{args.hidden}-10, N=5, Q=4, T={args.T}, n=1; design "
-          f"{params.describe()}")
-    rows["amaranth"] = amaranth(hw, x_all[:args.amaranth_images], params, args.T, 1)
-    print("amaranth", rows["amaranth"])
-    for sim, n in (("icarus", args.icarus_images), ("verilator", args.verilator_images)):
-        if n and simulator_available(sim):
-            rows[sim] = cocotb_run(hw, x_all[:n], params, args.T, 1, sim)
-            print(sim, rows[sim])
-    base = rows["amaranth"]["images_per_min"]
-    lines = ["| simulator | images | images/min | x Amaranth | cycles/image | cycles/s | "
-             "build s | programming s | per image: simulator s | per image: Python s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, r in rows.items():
-        r["ratio_vs_amaranth"] = r["images_per_min"] / base
+    n_ways = [int(v) for v in args.n_way.split(",")]
+    if not n_ways or min(n_ways) < 1:
+        raise SystemExit(f"--n-way must list positive integers, not {args.n_way!r}")
+    torch.set_num_threads(1)
+    rows, params_of = [], {}
+    if args.topology in ("all", "mlp"):
+        rows += mlp_rows(args, n_ways, params_of)
+    if args.topology in ("all", "lenet5"):
+        rows += lenet_rows(args, n_ways, params_of)
+    lines = ["| network | n | simulator | images | images/min | cycles/image | cycles/s | "
+             "build s | programming s | per image: simulator s | per image: Python s | "
+             "load before / after |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
         py = "-" if r["per_image_python_s"] is None else f"{r['per_image_python_s']:.4f}"
-        lines.append(f"| {name} | {r['images']} | {r['images_per_min']:.1f} | "
-                     f"{r['ratio_vs_amaranth']:.1f} | {r['cycles_per_image']:.0f} | "
-                     f"{r['cycles_per_s']:.0f} | {r['build_s']:.1f} | {r['programming_s']:.1f} | "
-                     f"{r['per_image_sim_s']:.3f} | {py} |")
-    write_report(args, argv, params, rows, lines)
+        lines.append(f"| {r['network']} | {r['n']} | {r['simulator']} | {r['images']} | "
+                     f"{r['images_per_min']:.1f} | {r['cycles_per_image']:.0f} | "
+                     f"{r['cycles_per_s']:.0f} | {r['build_s']:.1f} | "
+                     f"{r['programming_s']:.1f} | {r['per_image_sim_s']:.3f} | {py} | "
+                     f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
+    write_report(args, argv, params_of, rows, lines)
     return 0
 
 
+def mlp_rows(args, n_ways, params_of) -> list[dict]:
+    """Amaranth and Icarus at n = 1, Verilator at every n of ``n_ways``."""
+    out = []
+    name = f"MLP 64-{args.hidden}-10"
+    for n in sorted({1, *n_ways}):
+        hw, digits = digits_network(args.hidden, n)
+        params = params_for(hw, args.T)
+        params_of[f"{name} n={n}"] = params.describe()
+        runs = [("verilator", args.verilator_images)] if n in n_ways else []
+        if n == 1:
+            runs = [("amaranth", args.amaranth_images), ("icarus", args.icarus_images), *runs]
+        for sim, count in runs:
+            x = digits.x_test[:count]
+            if not count or (sim != "amaranth" and not simulator_available(sim)):
+                continue
+            row = (timed(amaranth, hw, x, params, args.T, 1) if sim == "amaranth"
+                   else timed(cocotb_run, hw, x, params, args.T, 1, sim))
+            out.append({"network": name, "n": n, "simulator": sim, **row})
+            print(out[-1], flush=True)
+    return out
+
+
+def lenet_rows(args, n_ways, params_of) -> list[dict]:
+    """Verilator at every n of ``n_ways``; Icarus at n = 1 if asked."""
+    out = []
+    for n in n_ways:
+        runs = [("icarus", args.lenet_icarus_images)] if n == 1 else []
+        runs.append(("verilator", args.lenet_images))
+        hw, x_all = lenet_network(n, max(c for _, c in runs))
+        params = params_for(hw, args.T)
+        params_of[f"LeNet-5 n={n}"] = params.describe()
+        for sim, count in runs:
+            if count and simulator_available(sim):
+                row = timed(cocotb_run, hw, x_all[:count], params, args.T, 7, sim)
+                out.append({"network": "LeNet-5", "n": n, "simulator": sim, **row})
+                print(out[-1], flush=True)
+    return out
+
+
 def write_report(args, argv, params, rows, lines) -> None:
-    """Print the table and write the JSON result (atomically) with the command and machine."""
+    """Print the table and write the JSON result (atomically) with the command and machine.
+    ``params``: the designs (``RtlParams.describe()``), one or a dict of them by name."""
     table = "\n".join(lines)
     print(table)
-    report = {"network": f"64-{args.hidden}-10", "T": args.T, "N": 5, "params":
-              params.describe(), "rows": rows, "table": table,
+    if hasattr(params, "describe"):
+        params = params.describe()
+    report = {"T": args.T, "N": 5, "params": params, "rows": rows, "table": table,
               "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "load_avg_1min": os.getloadavg()[0]}}
