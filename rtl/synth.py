@@ -190,36 +190,20 @@ def _split_core(stat: dict) -> dict:
                       for k, v in parts.items()}}
 
 
-def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
-          timeout, progress, router: str) -> dict:
-    mod = _module_of(top)
-    stem = f"{top}.{target}"
-    strip = "delete t:spinbayes_core.xbar*; " if top == "periphery" else ""
-    mapper = None
-    flows = (f"synth_{target} -top {mod}", *(f.format(mod=mod) for f in _FALLBACK.get(target, ())))
-    for flow in flows:
-        script = (f"read_verilog {src}; {flow}; tee -q -o {stem}.stat.json stat -json; {strip}"
-                  f"delete -port i:* o:* %u w:clk w:rst %u %d; write_json {stem}.json")
-        rc, ysecs = run_tool("yosys", ["-q", "-l", f"{stem}.yosys.log", "-p", script], out,
-                              f"{stem}.yosys.out", timeout)
-        if rc == 0:
-            break
-        tail = log_tail(out / f"{stem}.yosys.log", 1).strip()
-        if "Assert" not in tail or flow == flows[-1]:
-            break
-        mapper = f"the default synth_{target} stopped on a yosys assertion ({tail})"
-        _say(progress, f"{top}: yosys assertion in synth_{target}; retrying with a fallback")
-    if mapper is not None:
-        mapper = f"`{flow}`: {mapper}"
-    if rc != 0:
-        raise SynthError(f"yosys synth_{target} of {top} failed (rc {rc}):\n"
-                         + log_tail(out / f"{stem}.yosys.log"))
-    stat = parse_yosys_stat(out / f"{stem}.stat.json")
-    memories = parse_memory_map((out / f"{stem}.yosys.log").read_text(errors="replace"))
-    types = stat["cells_by_type"]
-    if top == "periphery":
-        types = {t: n for t, n in types.items() if not t.lstrip("\\").startswith(mod + ".")}
-    tried, psecs = [], 0.0
+def _refused_netlist(log: Path) -> str | None:
+    """The line of a nextpnr log that refuses the netlist itself (not the device), or None."""
+    if not log.is_file():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        if "ERROR:" in line and "multiply driven" in line:
+            return line.strip()
+    return None
+
+
+def _place(target, top, stem, types, out, freq, seed, timeout, progress, router) -> dict:
+    """nextpnr on the smallest device that the LUT4 count fits and that places it."""
+    tried, psecs, rc = [], 0.0, 1
+    flag = package = report = None
     lut4 = count_cells(types, CELL_FIGURES[target]["lut"])
     if target == "ecp5":        # a CCU2C takes two of the device's LUT4s ("carry LUTs")
         lut4 += 2 * count_cells(types, CELL_FIGURES[target]["carry"])
@@ -237,10 +221,56 @@ def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
         rc, secs = run_tool(f"nextpnr-{target}", args, out, f"{stem}.nextpnr.log", timeout)
         psecs += secs
         tried.append(f"{flag}: rc {rc}")
-        if rc == 0:
+        if rc == 0 or _refused_netlist(out / f"{stem}.nextpnr.log"):
             break
         _say(progress, f"{top} does not place on {target} {flag} ({package})")
-    else:
+    return {"rc": rc, "tried": tried, "seconds": psecs, "flag": flag, "package": package,
+            "report": report}
+
+
+def _fpga(target: str, top: str, src: str, out: Path, freq: float, seed: int,
+          timeout, progress, router: str) -> dict:
+    mod = _module_of(top)
+    stem = f"{top}.{target}"
+    strip = "delete t:spinbayes_core.xbar*; " if top == "periphery" else ""
+    mapper, ysecs, psecs = None, 0.0, 0.0
+    flows = (f"synth_{target} -top {mod}", *(f.format(mod=mod) for f in _FALLBACK.get(target, ())))
+    for flow in flows:
+        script = (f"read_verilog {src}; {flow}; tee -q -o {stem}.stat.json stat -json; {strip}"
+                  f"delete -port i:* o:* %u w:clk w:rst %u %d; write_json {stem}.json")
+        rc, secs = run_tool("yosys", ["-q", "-l", f"{stem}.yosys.log", "-p", script], out,
+                             f"{stem}.yosys.out", timeout)
+        ysecs += secs
+        if rc != 0:
+            tail = log_tail(out / f"{stem}.yosys.log", 1).strip()
+            if "Assert" not in tail or flow == flows[-1]:
+                break
+            mapper = f"the default synth_{target} stopped on a yosys assertion ({tail})"
+            _say(progress, f"{top}: yosys assertion in synth_{target}; retrying with a fallback")
+            continue
+        stat = parse_yosys_stat(out / f"{stem}.stat.json")
+        memories = parse_memory_map((out / f"{stem}.yosys.log").read_text(errors="replace"))
+        types = stat["cells_by_type"]
+        if top == "periphery":
+            types = {t: n for t, n in types.items() if not t.lstrip("\\").startswith(mod + ".")}
+        placed = _place(target, top, stem, types, out, freq, seed, timeout, progress, router)
+        psecs += placed["seconds"]
+        refused = _refused_netlist(out / f"{stem}.nextpnr.log") if placed["rc"] else None
+        if refused is None or flow == flows[-1]:
+            break
+        # yosys 0.70's abc9 can write a netlist with a multiply driven net, which nextpnr
+        # refuses: the classic mapping of the fallback does not
+        mapper = f"nextpnr refused the default synth_{target} netlist ({refused})"
+        _say(progress, f"{top}: nextpnr refused the synth_{target} netlist; retrying with a "
+                       f"fallback")
+    if mapper is not None:
+        mapper = f"`{flow}`: {mapper}"
+    if rc != 0:
+        raise SynthError(f"yosys synth_{target} of {top} failed (rc {rc}):\n"
+                         + log_tail(out / f"{stem}.yosys.log"))
+    tried = placed["tried"]
+    flag, package, report = placed["flag"], placed["package"], placed["report"]
+    if placed["rc"] != 0:
         # fits no device: the synthesis figures stay, place-and-route ones are absent
         why = log_tail(out / f"{stem}.nextpnr.log", 3) if psecs else "; ".join(tried)
         figures = {k: count_cells(types, pat) for k, pat in CELL_FIGURES[target].items()}

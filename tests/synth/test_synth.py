@@ -237,3 +237,41 @@ def test_failed_top_is_reported(rng_run):
     md = markdown_table(broken)
     assert "| aac | failed (see synth.json) |" in md
     assert "- aac: yosys synth_ecp5 of aac failed (rc 1):" in md
+
+
+def test_a_netlist_nextpnr_refuses_is_retried_with_the_fallback_mapping(tmp_path, monkeypatch):
+    """yosys 0.70's abc9 can write a netlist with a multiply driven net (seen on the LeNet-5
+    periphery); nextpnr refuses it, and the flow retries with the classic `abc -lut 4`
+    mapping, saying so in ``mapper``. Tools replaced by fakes that write what they would."""
+    import json
+
+    import spinbayes.rtl.synth as synth
+
+    calls = []
+
+    def fake(tool, args, out, log, timeout):
+        calls.append(tool)
+        if tool == "yosys":
+            stat = {"design": {"num_cells_by_type": {"LUT4": 100, "TRELLIS_FF": 50}},
+                    "modules": {}}
+            (out / "periphery.ecp5.stat.json").write_text(json.dumps(stat))
+            (out / "periphery.ecp5.yosys.log").write_text("End of script.\n")
+            return 0, 1.0
+        first = calls.count(tool) == 1
+        (out / log).write_text("ERROR: Net 'arbiter1.dev_counts[32]' is multiply driven by "
+                               "cell ports a.Q and b.Q\n" if first else "Info: done\n")
+        if first:
+            return 1, 2.0
+        report = {"utilization": {"TRELLIS_COMB": {"used": 100, "available": 24288},
+                                  "TRELLIS_FF": {"used": 50, "available": 24288}},
+                  "fmax": {"clk": {"achieved": 123.4, "constraint": 100.0}}}
+        (out / "periphery.ecp5.report.json").write_text(json.dumps(report))
+        return 0, 3.0
+
+    monkeypatch.setattr(synth, "run_tool", fake)
+    res = synth._fpga("ecp5", "periphery", "periphery.v", tmp_path, 100.0, 1, None, False,
+                      "router2")
+    assert calls == ["yosys", "nextpnr-ecp5", "yosys", "nextpnr-ecp5"]
+    assert res["fits"] and res["fmax_mhz"] == 123.4
+    assert "abc -lut 4" in res["mapper"] and "multiply driven" in res["mapper"]
+    assert res["yosys_seconds"] == 2.0 and res["nextpnr_seconds"] == 5.0
