@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import cli_faults, cli_firmware, cli_segment, cli_sim, cli_sweep, cli_synth
-from .cli_args import add_checkpoint, add_common, add_simulator, config_changes
+from .cli_args import add_checkpoint, add_common, add_health, add_simulator, config_changes
 from .config import Config, add_config_arguments, config_from_args
 
 __all__ = ["EVAL_FIELDS", "build_parser", "main"]
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--energy-table", default=None,
                    help="JSON or TOML per-operation energy table (default: the paper's "
                    "Table 4; format in docs/ENERGY.md)")
+    add_health(p)
     p.add_argument("--no-rtl", action="store_true", help="skip the RTL co-verification")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis")
     add_config_arguments(p)
@@ -196,7 +197,7 @@ def _cmd_run(args) -> int:
         cfg = apply_quick(cfg, set(config_changes(args)))
     opts = RunOptions(quick=args.quick, images_sim=args.images_sim, simulator=args.simulator,
                       energy_table=args.energy_table, rtl=not args.no_rtl,
-                      synth=not args.no_synth)
+                      synth=not args.no_synth, health_alpha_bits=args.health_alpha_bits)
     progress = _progress(args)
     print(f"SpinBayes main job: {cfg.dataset}, {cfg.topology}, N={cfg.N}, Q={cfg.Q}, "
           f"T={cfg.T}")

@@ -38,6 +38,31 @@ def add_simulator(p: argparse.ArgumentParser, default_text: str) -> None:
                    f"{default_text}; the other one when that is not installed)")
 
 
+#: Range of --health-alpha-bits: the RCT cutoff 1 + B (H = 1) must fit the core's 8-bit
+#: register, and α = 2^-B must stay a probability the binomial quantiles resolve.
+HEALTH_ALPHA_BITS = (8, 64)
+
+
+def add_health(p: argparse.ArgumentParser) -> None:
+    """--health-alpha-bits: the false-alarm rate of the cores' RNG health tests."""
+    lo, hi = HEALTH_ALPHA_BITS
+    p.add_argument("--health-alpha-bits", type=int, default=20, metavar="B",
+                   help=f"the RNG health tests' false-alarm probability alpha = 2^-B per "
+                   f"sample ({lo}..{hi}; default 20, SP 800-90B's suggestion: at 20 an N = 5 "
+                   f"arbiter raises a false alarm about once per 420,000 draws, so raise it "
+                   f"for runs over thousands of images; docs/RELIABILITY.md)")
+
+
+def health_cutoffs(bits: int):
+    """The health tests' cutoffs at α = 2^-``bits`` (H = 1), or a ValueError naming the flag."""
+    from .golden.health import Cutoffs
+
+    lo, hi = HEALTH_ALPHA_BITS
+    if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
+        raise ValueError(f"--health-alpha-bits must be an integer in {lo}..{hi}, not {bits!r}")
+    return Cutoffs.derive(alpha=2.0 ** -bits)
+
+
 def add_checkpoint(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--checkpoint", required=required,
                    help="checkpoint directory (from train)" + ("" if required else

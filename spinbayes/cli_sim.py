@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ SIM_MARKDOWN = "sim.md"
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``sim`` subcommand to the subparsers ``sub`` of the main parser."""
-    from .cli_args import add_checkpoint, add_common, add_simulator
+    from .cli_args import add_checkpoint, add_common, add_health, add_simulator
     from .config import add_config_arguments
 
     p = sub.add_parser("sim", help="co-verify K test images on the RTL under cocotb",
@@ -52,6 +53,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="Ray cluster to run the shards on (default: $RAY_ADDRESS when "
                    "sharding, else a local Ray)")
+    add_health(p)
     add_common(p, "runs/sim")
     add_config_arguments(p)
     return p
@@ -104,7 +106,7 @@ def _f(v) -> str:
 def main(args) -> int:
     from . import workflow as wf
     from . import workflow_hw as wh
-    from .cli_args import config_changes
+    from .cli_args import config_changes, health_cutoffs
     from .config import Config, config_from_args
     from .firmware.alarms import CoreAlarmError
     from .golden.contract import atomic_write
@@ -126,6 +128,7 @@ def main(args) -> int:
         if sharded and (args.waves or args.driver_images):
             raise ValueError("--waves and --driver-images run in one simulation: not with "
                              "--workers, --shards or --address")
+        health = health_cutoffs(args.health_alpha_bits)
         sim, why = wh.choose_simulator(args.simulator, prefer="icarus")
         out = Path(args.out)
         progress = not args.quiet
@@ -155,7 +158,7 @@ def main(args) -> int:
             res, params, info = coverify_sharded(
                 trained, mapped, images=args.images, simulator=sim, workers=args.workers,
                 stall=args.stall, shards=args.shards, address=args.address,
-                threads=args.threads or 1, progress=progress)
+                threads=args.threads or 1, progress=progress, health=health)
             print(f"{len(info['shards'])} shards on {info['workers']} Ray actors "
                   f"({len(info['hosts'])} processes), {info['actors_died']} actors died and "
                   f"were replaced, {info['wall_s']:.1f} s")
@@ -163,7 +166,7 @@ def main(args) -> int:
             res, params = wh.coverify(trained, mapped, images=args.images, simulator=sim,
                                       stall=args.stall, waves=args.waves,
                                       driver_images=args.driver_images, progress=progress,
-                                      firmware=out / wh.FIRMWARE_DIR)
+                                      firmware=out / wh.FIRMWARE_DIR, health=health)
     except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
         return 2
@@ -176,6 +179,7 @@ def main(args) -> int:
     summary = res.summary()
     summary.update(config=cfg.to_dict(), params=params.describe(), simulator_choice=why,
                    firmware=None if sharded else wh.FIRMWARE_DIR,
+                   health_cutoffs=asdict(health), health_alpha_bits=args.health_alpha_bits,
                    wall_s=time.perf_counter() - t0, provenance=trained.provenance,
                    cycles_per_image=np.asarray(res.cycles).tolist())
     text = markdown(summary)

@@ -50,11 +50,15 @@ class RunOptions:
     rtl: bool = True
     synth: bool = True
     synth_targets: tuple[str, ...] | None = None
+    health_alpha_bits: int = 20         # RNG health tests at alpha = 2^-B (cli_args.add_health)
 
     def __post_init__(self):
         if self.images_sim is not None and (not isinstance(self.images_sim, int)
                                             or self.images_sim < 1):
             raise ValueError(f"images_sim must be a positive integer, not {self.images_sim!r}")
+        from .cli_args import health_cutoffs
+
+        health_cutoffs(self.health_alpha_bits)          # a ValueError naming the flag
         if self.simulator not in (None, "icarus", "verilator"):
             raise ValueError(f"simulator must be 'icarus' or 'verilator', "
                              f"not {self.simulator!r}")
@@ -164,11 +168,14 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
 
         def coverify():
             k = min(options.k_images(cfg.topology), len(trained.data.x_test))
+            from .cli_args import health_cutoffs
+
             sim, why = wh.choose_simulator(options.simulator,
                                            prefer=options.prefer_simulator(cfg.topology))
             print(f"RTL co-verification: {k} images on {sim} ({why})")
             res, params = wh.coverify(trained, mapped, images=k, simulator=sim,
-                                      progress=progress, firmware=out / wh.FIRMWARE_DIR)
+                                      progress=progress, firmware=out / wh.FIRMWARE_DIR,
+                                      health=health_cutoffs(options.health_alpha_bits))
             summary = res.summary()
             summary["firmware"] = wh.FIRMWARE_DIR
             summary["counters_per_image"] = {n: v.tolist() for n, v in res.counters.items()}

@@ -30,12 +30,13 @@ __all__ = ["coverify_sharded"]
 class _Worker:
     """One simulator host: the model and mapping, the run settings; runs shards."""
 
-    def __init__(self, trained, mapped, simulator: str, stall: float, threads: int):
+    def __init__(self, trained, mapped, simulator: str, stall: float, threads: int,
+                 health=None):
         from .workflow import set_threads
 
         set_threads(threads)
         self.trained, self.mapped = trained, mapped
-        self.simulator, self.stall = simulator, stall
+        self.simulator, self.stall, self.health = simulator, stall, health
 
     def where(self) -> str:
         return node_label()
@@ -45,7 +46,8 @@ class _Worker:
 
         t0 = time.perf_counter()
         res, _ = wh.coverify(self.trained, self.mapped, images=stop - start, start=start,
-                             simulator=self.simulator, stall=self.stall, progress=False)
+                             simulator=self.simulator, stall=self.stall, progress=False,
+                             health=self.health)
         res.timings["shard_wall_s"] = time.perf_counter() - t0
         res.timings["worker"] = node_label()
         return start, res
@@ -54,7 +56,7 @@ class _Worker:
 def coverify_sharded(trained, mapped, *, images: int, simulator: str, workers: int,
                      stall: float = 0.0, shards: int | None = None,
                      address: str | None = None, threads: int = 1, max_restarts: int = 3,
-                     progress: bool = True):
+                     progress: bool = True, health=None):
     """Co-verify the first ``images`` test images on ``workers`` Ray actors in ``shards``
     shards (default: one per worker). Ray is embedded (``workers`` CPUs, 127.0.0.1 only)
     unless ``address`` (or ``RAY_ADDRESS``) names a cluster. Up to ``max_restarts`` dead
@@ -83,7 +85,8 @@ def coverify_sharded(trained, mapped, *, images: int, simulator: str, workers: i
     with ray_session(address, num_cpus=cpus) as ray:
         parts, info = _run(ray, plan, trained, mapped, simulator=simulator, stall=stall,
                            workers=min(workers, len(plan)), threads=threads,
-                           max_restarts=max_restarts, progress=progress, images=images)
+                           max_restarts=max_restarts, progress=progress, images=images,
+                           health=health)
     result = merge_results(parts)
     info.update(wall_s=time.perf_counter() - t0, shards=[list(s) for s in plan])
     result.timings["ray"] = info
@@ -91,7 +94,7 @@ def coverify_sharded(trained, mapped, *, images: int, simulator: str, workers: i
 
 
 def _run(ray, plan, trained, mapped, *, simulator, stall, workers, threads, max_restarts,
-         progress, images):
+         progress, images, health=None):
     from ray.exceptions import RayActorError, RayTaskError
     from tqdm.auto import tqdm
 
@@ -99,7 +102,7 @@ def _run(ray, plan, trained, mapped, *, simulator, stall, workers, threads, max_
     refs = (ray.put(trained), ray.put(mapped))
 
     def new_actor():
-        return actor_cls.remote(*refs, simulator, stall, threads)
+        return actor_cls.remote(*refs, simulator, stall, threads, health)
 
     idle = deque(new_actor() for _ in range(workers))
     pending = deque(plan)

@@ -59,7 +59,7 @@ def choose_simulator(requested: str | None, *, prefer: str = "icarus") -> tuple[
 def coverify(trained, mapped, *, images: int, simulator: str,
              stall: float = 0.0, waves: bool = False, driver_images: int = 0,
              progress: bool = True, start: int = 0, firmware: Path | None = None,
-             trace_layers: bool = True):
+             trace_layers: bool = True, health=None):
     """Run ``images`` test images from image ``start`` (default: the first ones) through
     the RTL under cocotb on the RTL's own arbiter draws, the arbiters standing where a run
     from image 0 has them (one shard of a run: spinbayes/shard.py), and check every output,
@@ -69,7 +69,8 @@ def coverify(trained, mapped, *, images: int, simulator: str,
     ``firmware``: a directory for the firmware image: the network is compiled, written
     there (firmware/image.py), loaded back from disk with every check of ``firmware
     check``, and that loaded image is what programs the core (verified by read-back).
-    None: the compiled program is played directly."""
+    None: the compiled program is played directly. ``health``: the RNG health tests'
+    cutoffs (golden.health.Cutoffs; None: the default, α = 2^-20)."""
     from .sim.coverify import run_images
 
     cfg, data = trained.cfg, trained.data
@@ -82,17 +83,19 @@ def coverify(trained, mapped, *, images: int, simulator: str,
                          f"{len(data.x_test)}")
     params = hw_params(mapped, cfg)
     hw = mapped.hw(cfg.n_way)
-    program = None if firmware is None else firmware_image(trained, hw, params, firmware)
+    program = None if firmware is None else firmware_image(trained, hw, params, firmware,
+                                                            health=health)
     sl = slice(start, start + images)
     res = run_images(hw, data.x_test[sl], params=params, T=cfg.T,
                      seed=cfg.seed, simulator=simulator, waves=waves, stall=stall,
                      progress=progress, float_net=mapped.net(cfg.n_way),
                      labels=data.y_test[sl].numpy(), driver_images=driver_images,
-                     first_image=start, trace_layers=trace_layers, program=program)
+                     first_image=start, trace_layers=trace_layers, program=program,
+                     health=health)
     return res, params
 
 
-def firmware_image(trained, hw, params, directory: Path):
+def firmware_image(trained, hw, params, directory: Path, *, health=None):
     """Compile ``hw`` for the design ``params`` (the run's T and seed), write the firmware
     image to ``directory`` (atomically) and load it back with every check of ``spinbayes
     firmware check``; returns the loaded Program, which is what the caller then plays."""
@@ -100,7 +103,7 @@ def firmware_image(trained, hw, params, directory: Path):
     from .firmware.image import load_image, save_image
 
     cfg = trained.cfg
-    program = compile_network(hw, params, T=cfg.T, seed=cfg.seed)
+    program = compile_network(hw, params, T=cfg.T, seed=cfg.seed, health=health)
     meta = {"config": cfg.to_dict(), "n_way": hw.n_way, "input_bits": hw.input_bits,
             "rng_seed": cfg.seed, "provenance": trained.provenance}
     save_image(program, params, Path(directory), meta=meta)

@@ -178,3 +178,25 @@ def test_run_options_default_images_and_simulator_per_topology():
     assert full.prefer_simulator("mlp") == full.prefer_simulator("lenet5") == "verilator"
     assert (quick.prefer_simulator("mlp"), quick.prefer_simulator("lenet5")) == (
         "icarus", "verilator")
+
+
+@pytest.mark.parametrize("bits", [7, 65])
+def test_health_alpha_bits_out_of_range_is_refused_before_any_work(tmp_path, capsys, bits):
+    from spinbayes.cli import main
+
+    for cmd in ("sim", "run"):
+        out = tmp_path / cmd
+        assert main([cmd, "--health-alpha-bits", str(bits), "--quiet", "--out",
+                     str(out)]) == 2
+        assert f"--health-alpha-bits must be an integer in 8..64, not {bits}" in \
+            capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_health_alpha_bits_sets_the_cutoffs_the_core_is_programmed_with():
+    from spinbayes.cli_args import health_cutoffs
+    from spinbayes.golden.health import Cutoffs
+
+    assert health_cutoffs(20) == Cutoffs.derive()
+    strict = health_cutoffs(30)
+    assert strict.rct == 31 and strict.apt > Cutoffs.derive().apt

@@ -69,3 +69,17 @@ def test_run_images_refuses_a_program_of_another_network(tiny_trained):
     with pytest.raises(ValueError, match="not the compilation of this network"):
         run_images(hw, trained.data.x_test[:1], params=params, T=cfg.T, seed=cfg.seed,
                    program=other, progress=False)
+
+
+def test_the_image_carries_the_health_cutoffs_asked_for(tiny_trained, tmp_path):
+    """--health-alpha-bits reaches the image that programs the core (no simulation)."""
+    from spinbayes.cli_args import health_cutoffs
+    from spinbayes.rtl.regs import Reg
+
+    trained, mapped = tiny_trained
+    cfg = trained.cfg
+    hw, params = mapped.hw(cfg.n_way), wh.hw_params(mapped, cfg)
+    for bits, rct in ((20, 21), (30, 31)):
+        program = wh.firmware_image(trained, hw, params, tmp_path / str(bits),
+                                    health=health_cutoffs(bits))
+        assert [w.data for w in program.descriptor if w.sel == Reg.HEALTH_RCT_CUTOFF] == [rct]
