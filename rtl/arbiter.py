@@ -126,9 +126,10 @@ class Arbiter(wiring.Component):
     pair_count : Out(16) (``health`` only)
         Draws with a pair-test event since reset, saturating.
 
-    Every draw is one sample of each device's tests and of the pair tests; the events are
-    those of the draw's cycle, the alarms are set on its clock edge (1 cycle later), sticky
-    until reset.
+    Every draw is one sample of each device's tests and of the pair tests, which take it from
+    registers in the cycle after the draw: a draw in cycle t sets an alarm (and counts its
+    event) on the clock edge that ends cycle t+1, visible in cycle t+2 (2 cycles after the
+    draw); alarms are sticky until reset. The tests never feed the draws.
 
     Latency: one cycle per draw. ``start`` in cycle t -> draws in cycles t+1 .. t+D ->
     ``done`` (and the final ``mask``/``indices``) in cycle t+D+1, i.e. D + 1 cycles, where D
@@ -284,10 +285,16 @@ class Arbiter(wiring.Component):
                 m.d.comb += [self.dev_alarms[3 * d + t].eq(getattr(dev, f"{test}_alarm")),
                              self.dev_counts[3 * d + t].eq(getattr(dev, f"{test}_count"))]
             m.d.comb += self.bias_sides[2 * d:2 * d + 2].eq(dev.bias_side)
+        # the pair tests, like the devices' own, see each draw one cycle later (registered
+        # inputs: the devices' compares do not feed the tests' logic combinationally)
+        valid = Signal(name="pair_valid")
+        m.d.sync += valid.eq(step)
         events = []
         for d in range(len(devs) - 1):
             run = Signal(len(self.rct_cutoff), name=f"pair{d}_run")
-            ev = repetition_count(m, step, devs[d].bit ^ devs[d + 1].bit, self.rct_cutoff, run)
+            xor = Signal(name=f"pair{d}_xor")
+            m.d.sync += xor.eq(devs[d].bit ^ devs[d + 1].bit)
+            ev = repetition_count(m, valid, xor, self.rct_cutoff, run)
             events.append(ev)
             with m.If(ev):
                 m.d.sync += self.pair_alarms[d].eq(1)

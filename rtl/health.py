@@ -5,7 +5,8 @@ Adaptive Proportion Test and a windowed bias monitor with low and high watermark
 cutoffs are input ports (registers the firmware computes from (H, α) with
 :class:`spinbayes.golden.health.Cutoffs` and writes); each test latches its alarm and counts
 its events. :class:`MonitoredRng` is one emulated SOT-MTJ device
-(:class:`~spinbayes.rtl.rng.SotMtjRng`) with its health tests on the bits it hands out.
+(:class:`~spinbayes.rtl.rng.SotMtjRng`) with its health tests on the bits it hands out, which
+they take from registers one cycle after the step.
 The semantics (sample numbering, "fires at C", events) are those of
 :mod:`spinbayes.golden.health`, whose :class:`~spinbayes.golden.health.HealthTests` is the
 bit-exact twin.
@@ -181,21 +182,27 @@ class HealthTests(wiring.Component):
                 m.d.sync += a_first.eq(x)
 
         # --- bias monitor: ones in the window against [low, high] --------------------------
+        # With o ones and z zeros before this sample (z in a register of its own), the sample
+        # fails high when o + x > high and low when z + ~x + low > Wb; both are decided from
+        # registers by one compare or one adder each (x only selects), not by a chain of
+        # adders in front of a compare.
         b_failed = Signal()
         b_start = Signal()
-        ones = Signal.like(self.bias_ones)
-        zeros = Signal(unsigned(Wb.bit_length()))
+        o, high, low = self.bias_ones, self.bias_high, self.bias_low
+        z = Signal(unsigned(Wb.bit_length()))             # zeros in the window so far
+        z_low = Signal(unsigned(Wb.bit_length() + 1))
         f_hi, f_lo = Signal(), Signal()
         m.d.comb += [
             b_start.eq(self.bias_index == 0),
-            ones.eq(Mux(b_start, x, self.bias_ones + x)),
-            zeros.eq(self.bias_index + 1 - ones),
-            f_hi.eq(ones > self.bias_high),
-            f_lo.eq(zeros + self.bias_low > Wb),
+            z_low.eq(z + low),
+            f_hi.eq(Mux(b_start, x & (high == 0), Mux(x, o >= high, o > high))),
+            f_lo.eq(Mux(b_start, Mux(x, low > Wb, low >= Wb),
+                        Mux(x, z_low > Wb, z_low >= Wb))),
             self.bias_event.eq(v & (f_hi | f_lo) & ~(~b_start & b_failed)),
         ]
         with m.If(v):
-            m.d.sync += [self.bias_ones.eq(ones),
+            m.d.sync += [self.bias_ones.eq(Mux(b_start, x, o + x)),
+                         z.eq(Mux(b_start, ~x, z + ~x)),
                          b_failed.eq(f_hi | f_lo | (~b_start & b_failed)),
                          self.bias_index.eq(Mux(self.bias_index == Wb - 1, 0,
                                                 self.bias_index + 1))]
@@ -233,10 +240,16 @@ class MonitoredRng(wiring.Component):
     seed, load, step, threshold, ext_en, ext_bit, bit, state
         The device's (:class:`~spinbayes.rtl.rng.SotMtjRng`).
     rct_cutoff ... bias_ones
-        The health tests' (:class:`HealthTests`), with valid = step & ~load, sample = bit.
+        The health tests' (:class:`HealthTests`), whose valid and sample are registers of
+        (step & ~load, bit): a step's bit is the tests' sample in the next cycle.
 
-    Latency: ``bit`` and the events are combinational in the cycle of the step; the
-    device's state, the alarms and the counters change on its clock edge.
+    Latency: ``bit`` is combinational in the cycle of the step and the device's state
+    changes on its clock edge. The step's bit is the tests' sample 1 cycle later: its events
+    are combinational in the cycle after the step (with that cycle's cutoffs and ``clear``),
+    and the alarms, ``bias_side``, counters and state change on that cycle's clock edge (visible
+    2 cycles after the step). Samples are numbered as the steps, so a device stuck from reset
+    has its RCT event in the cycle after its 21st step (default cutoff) and ``rct_alarm`` one
+    cycle after that.
     """
 
     def __init__(self, rng_bits: int = 16, apt_window: int = APT_WINDOW,
@@ -264,8 +277,13 @@ class MonitoredRng(wiring.Component):
         m.submodules.health = ht = HealthTests(*self._health)
         for name in ("seed", "load", "step", "threshold", "ext_en", "ext_bit"):
             m.d.comb += getattr(dev, name).eq(getattr(self, name))
+        # the tests see each step's bit one cycle later, from registers: the path from the
+        # threshold (a register upstream) through the device's compare ends here, not at the
+        # end of the tests' carry chains
+        valid, sample = Signal(), Signal()
+        m.d.sync += [valid.eq(self.step & ~self.load), sample.eq(dev.bit)]
         m.d.comb += [self.bit.eq(dev.bit), self.state.eq(dev.state),
-                     ht.valid.eq(self.step & ~self.load), ht.sample.eq(dev.bit)]
+                     ht.valid.eq(valid), ht.sample.eq(sample)]
         for name, member in ht.signature.members.items():
             if name in ("valid", "sample"):
                 continue

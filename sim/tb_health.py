@@ -4,12 +4,15 @@ The design's parameters (``rng_bits``, ``apt_window``, ``bias_window``, ``rct_bi
 ``count_bits``) come from params.json. Every cycle checks ``bit``, the three events
 (combinational) and every registered output (alarms, ``bias_side``, counters, the tests'
 state) against :class:`spinbayes.sim.models.RngModel` and the golden twin
-:class:`spinbayes.golden.health.HealthTests`.
+:class:`spinbayes.golden.health.HealthTests`, which takes each step's bit one cycle late as
+the RTL does (a step's sample is the tests' in the next cycle, with that cycle's ``clear``
+and cutoffs).
 
 test_stuck_device: at the default cutoffs, from reset, the device stuck at 0 (threshold 0),
 at 1 (threshold 2^W) and by a forced external bit (0 and 1): the RCT fires at sample 21, the
-sample of the twin; ``stuck_samples`` long streams show the APT (589) and the bias monitor
-(2206) too; then a fault after a healthy stretch is flagged within 21 samples of its onset.
+sample of the twin, in the cycle after step 21; ``stuck_samples`` long streams show the APT
+(589) and the bias monitor (2206) too; then a fault after a healthy stretch is flagged within
+21 samples of its onset.
 test_random: segments of healthy, biased and stuck sources with holds, re-seeds, clears and
 cutoff rewrites (``transactions`` cycles), to 100 % of the cover bins.
 """
@@ -50,6 +53,8 @@ class Bench:
         self.twin = HealthTests(**design(params))
         self.inputs = {"load": 0, "step": 0, "seed": 1, "threshold": 1 << (self.W - 1),
                        "ext_en": 0, "ext_bit": 0, "clear": 0}
+        #: the previous cycle's (valid, bit): the tests' sample in this cycle
+        self.pending = (0, 0)
 
     def write(self, cut: Cutoffs):
         self.twin.write(cut)
@@ -62,6 +67,7 @@ class Bench:
         await self.c.cycle(2)
         self.dut.rst.value = 0
         self.rng, self.twin = RngModel(self.W), self._fresh_twin()
+        self.pending = (0, 0)
 
     def _fresh_twin(self):
         t = HealthTests(self.twin.apt_window, self.twin.bias_window, self.twin.rct_bits,
@@ -72,18 +78,20 @@ class Bench:
 
     async def cycle(self, **inputs) -> tuple[int, tuple]:
         """One cycle with ``inputs`` (the rest held); checks everything; returns the bit and
-        the events of the cycle."""
+        the events of the cycle (those of the previous cycle's step)."""
         self.inputs.update(inputs)
         x = self.inputs
         for name, value in x.items():
             getattr(self.dut, name).value = value
         bit = self.rng.bit(x["threshold"], x["ext_en"], x["ext_bit"])
         before = tuple(getattr(self.twin, n) for n in STATE)
-        if x["step"] and not x["load"]:
-            ev = self.twin.step(bit, x["clear"])
+        valid, sample = self.pending
+        if valid:
+            ev = self.twin.step(sample, x["clear"])
         else:
             self.twin.idle(x["clear"])
             ev = (0, 0, 0)
+        self.pending = (int(x["step"] and not x["load"]), bit)
         await self.c.cycle()
         self.sb.check("bit", bit, int(self.dut.bit.value), **x)
         self.sb.check("events", ev, tuple(int(getattr(self.dut, n).value) for n in EVENTS), **x)
@@ -116,11 +124,11 @@ async def test_stuck_device(dut):
         await b.cycle(load=1, seed=12345, step=0, clear=0, **fault_inputs(kind, b.W))
         n = n_long if kind.startswith("stuck") else 30
         first = [None, None, None]
-        for i in range(1, n + 1):
-            _, ev = await b.cycle(load=0, step=1)
+        for i in range(1, n + 2):             # step i in cycle i, its events in cycle i + 1
+            _, ev = await b.cycle(load=0, step=int(i <= n))
             for k in range(3):
                 if ev[k] and first[k] is None:
-                    first[k] = i
+                    first[k] = i - 1
         await b.cycle(step=0)                             # the alarm is visible now
         alarm = int(dut.rct_alarm.value)
         result["from_reset"][kind] = {"rct": first[0], "apt": first[1], "bias": first[2],
@@ -138,8 +146,8 @@ async def test_stuck_device(dut):
         b.inputs.update(fault_inputs(kind, b.W))
         after = None
         for i in range(1, 40):
-            if (await b.cycle())[1][0]:
-                after = i
+            if (await b.cycle())[1][0]:       # the event of step i - 1
+                after = i - 1
                 break
         result["after_healthy"][kind] = {"samples_after_onset": after,
                                          "equal_bits_before_onset": run_before}

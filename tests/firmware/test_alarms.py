@@ -84,8 +84,9 @@ def test_stuck_devices_raise_rng_health_error_within_the_bound(nets, run_sim, st
     assert e.alarms == want
     assert "layer 0's arbiter, device 0: Repetition Count Test, 1 event(s)" in str(e)
     assert first_event(rct_events([stuck_at] * 64, RCT)[1]) == RCT == 21
-    # image load (16 beats), ARB, 21 samples, the alarm's register, the next poll
-    assert e.cycles <= len(codes) + 2 + RCT + 1 + ALARM_POLL + 1
+    # image load (16 beats), ARB, 21 samples, the health tests' input register, the alarm's
+    # register, the next poll
+    assert e.cycles <= len(codes) + 2 + RCT + 1 + 1 + ALARM_POLL + 1
     print(f"\ndriver: {e} ({e.cycles} cycles)")
     assert Status.ALARM in out["status"]
     assert out["health"][1][ReadReg.HEALTH_ALARMS] == 0          # layer 1 never ran

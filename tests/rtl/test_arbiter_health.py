@@ -33,7 +33,15 @@ async def _seed(ctx, dut, seeds):
     ctx.set(dut.seed_load, 0)
 
 
+def _health(ctx, dut) -> dict:
+    return dict(alarms=ctx.get(dut.dev_alarms), pairs=ctx.get(dut.pair_alarms),
+                pair_count=ctx.get(dut.pair_count), sides=ctx.get(dut.bias_sides),
+                counts=[int(v) for v in ctx.get(dut.dev_counts)])
+
+
 def _run(run_sim, dut, seeds, thr, cutoffs, passes):
+    """``passes`` back-to-back 2-way passes; per pass the draws so far, the mask, and (health)
+    the health outputs in the done cycle and in the cycle after it."""
     rec = []
 
     async def tb(ctx):
@@ -45,21 +53,22 @@ def _run(run_sim, dut, seeds, thr, cutoffs, passes):
         await _seed(ctx, dut, seeds)
         ctx.set(dut.n_way, N_MAX)
         ctx.set(dut.start, 1)
+        row = None
         for _ in range(passes):
             await ctx.tick()
             ctx.set(dut.start, 0)
+            if row is not None and dut.health:
+                row["next"] = _health(ctx, dut)
             while not ctx.get(dut.done):
                 await ctx.tick()
             ctx.set(dut.start, 1)           # the next pass starts in the done cycle
             row = {"draws": ctx.get(dut.draws), "mask": ctx.get(dut.mask)}
             if dut.health:
-                row.update(alarms=ctx.get(dut.dev_alarms), pairs=ctx.get(dut.pair_alarms),
-                           pair_count=ctx.get(dut.pair_count), sides=ctx.get(dut.bias_sides),
-                           counts=[int(v) for v in ctx.get(dut.dev_counts)])
+                row["done"] = _health(ctx, dut)
             rec.append(row)
 
     run_sim(dut, tb)
-    return rec
+    return rec[:-1]                         # the last pass has no cycle after its done
 
 
 @pytest.mark.parametrize("thr", [2 ** (W - 1), 40000])      # p = 0.5 and p = 0.61
@@ -78,23 +87,34 @@ def test_health_tests_equal_the_twins_pass_by_pass(run_sim, thr):
         t.write(LOW)
     pair_ev = np.stack([rct_events(bits[d] ^ bits[d + 1], LOW.rct)[1] for d in range(k - 1)])
     any_pair = pair_ev.any(axis=0)
-    done, fired = 0, set()
-    for r in rec:
+    taken = [0]
+
+    def check(got, n):
+        """The health outputs after the first n draws' samples."""
         for d, t in enumerate(twins):
-            for x in bits[d][done:r["draws"]]:
+            for x in bits[d][taken[0]:n]:
                 t.step(int(x))
-        done = r["draws"]
+        taken[0] = n
         want_alarms = sum((t.rct_alarm | t.apt_alarm << 1 | t.bias_alarm << 2) << 3 * d
                           for d, t in enumerate(twins))
-        assert r["alarms"] == want_alarms, done
-        assert r["counts"] == [c for t in twins for c in (t.rct_count, t.apt_count,
-                                                          t.bias_count)], done
-        assert r["sides"] == sum(t.bias_side << 2 * d for d, t in enumerate(twins))
-        assert r["pairs"] == sum(int(pair_ev[d, :done].any()) << d for d in range(k - 1))
-        assert r["pair_count"] == int(any_pair[:done].sum())
-        fired |= {i for i in range(3 * k) if r["counts"][i]}
+        assert got["alarms"] == want_alarms, n
+        assert got["counts"] == [c for t in twins for c in (t.rct_count, t.apt_count,
+                                                            t.bias_count)], n
+        assert got["sides"] == sum(t.bias_side << 2 * d for d, t in enumerate(twins)), n
+        assert got["pairs"] == sum(int(pair_ev[d, :n].any()) << d for d in range(k - 1)), n
+        assert got["pair_count"] == int(any_pair[:n].sum()), n
+
+    fired, late = set(), 0
+    for r in rec:
+        # the tests take a draw's sample in the next cycle: in the done cycle they have the
+        # pass's draws but its last, one cycle later (the next pass's first draw) all of them
+        late += r["done"] != r["next"]
+        check(r["done"], r["draws"] - 1)
+        check(r["next"], r["draws"])
+        fired |= {i for i in range(3 * k) if r["next"]["counts"][i]}
     assert fired == set(range(3 * k))        # every test of every device fired
-    assert rec[-1]["pair_count"] > 0
+    assert rec[-1]["next"]["pair_count"] > 0
+    assert late > 0                          # some passes' last draw fired a test
 
 
 def test_health_ports_only_with_health():

@@ -1,6 +1,7 @@
 """rtl/health.py: HealthTests and MonitoredRng against the golden twin
 (golden.health.HealthTests), cycle for cycle in Amaranth's simulator: random and biased
-streams with valid gaps, clears and cutoff rewrites, stuck streams at the default cutoffs."""
+streams with valid gaps, clears and cutoff rewrites, stuck streams at the default cutoffs.
+MonitoredRng's tests take each step's bit one cycle late: the twin is fed the same way."""
 
 from __future__ import annotations
 
@@ -143,11 +144,38 @@ def test_default_cutoffs_healthy_and_biased(p, seed, run_sim):
         assert any(ev[2] for ev, _ in got[:4500])
 
 
+def delayed(cycles):
+    """MonitoredRng's tests take a step's (valid, bit) in the next cycle, with that cycle's
+    clear: the twin's inputs per cycle, from the cycles as the device saw them."""
+    prev = [(0, 0)] + [(valid, bit) for valid, bit, _, _ in cycles[:-1]]
+    return [(pv, pb, clear, cut) for (pv, pb), (_, _, clear, cut) in zip(prev, cycles)]
+
+
+def test_monitored_rng_stuck_from_reset_fires_one_cycle_after_the_step(run_sim):
+    """Threshold 0 from reset, one step per cycle (step s in cycle s - 1): the RCT's event is
+    in cycle 21, the cycle after step 21, and rct_alarm reads 1 from cycle 22 on."""
+    dut = MonitoredRng(16)
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(dut.threshold, 0)
+        ctx.set(dut.step, 1)
+        for _ in range(24):
+            seen.append((ctx.get(dut.bit), ctx.get(dut.rct_event), ctx.get(dut.rct_alarm)))
+            await ctx.tick()
+
+    run_sim(dut, tb)
+    assert {bit for bit, _, _ in seen} == {0}
+    assert [t for t, (_, ev, _) in enumerate(seen) if ev] == [21]
+    assert [alarm for _, _, alarm in seen] == [0] * 22 + [1] * 2
+
+
 def test_monitored_rng_flags_stuck_devices(run_sim):
     """MonitoredRng: the emulated bits equal EmulatedRng's; then the device at threshold 0,
     at 2^W, and with a forced stuck-at external bit: every cycle equal to the twin fed with
-    the bits handed out (a step with load is no sample), and the RCT fires within 21 bits
-    of each fault (earlier when the run began before it)."""
+    the bits handed out one cycle late (a step with load is no sample), and the RCT fires,
+    in the cycle after the step, within 21 bits of each fault (earlier when the run began
+    before it)."""
     dut = MonitoredRng(16)
     log, faults = [], {}
 
@@ -173,13 +201,13 @@ def test_monitored_rng_flags_stuck_devices(run_sim):
             ctx.set(dut.threshold, thr)
             ctx.set(dut.ext_en, ext is not None)
             ctx.set(dut.ext_bit, ext or 0)
-            n = 0
+            n, bit, prev = 0, None, None
             while n < 40:
                 n += 1
-                bit, ev = await cycle()
+                prev, (bit, ev) = bit, await cycle()
                 if ev[0]:
                     break
-            faults[name] = (n, bit)
+            faults[name] = (n - 1, prev)            # the event is the previous step's
             ctx.set(dut.ext_en, 0)
             ctx.set(dut.threshold, 2 ** 15)
             for _ in range(30):
@@ -188,7 +216,7 @@ def test_monitored_rng_flags_stuck_devices(run_sim):
     run_sim(dut, tb)
     bits = [c[0][1] for c in log[1:501]]
     assert bits == EmulatedRng(99, 2 ** 15, 16).bits(500).tolist()
-    want = twin_stream(Twin(), [c[0] for c in log])
+    want = twin_stream(Twin(), delayed([c[0] for c in log]))
     assert_same([(ev, st) for _, ev, st in log], want)
     assert sum(ev[0] for _, ev, _ in log[:501]) == 0
     for name, stuck in (("thr0", 0), ("thr_max", 1), ("ext1", 1)):

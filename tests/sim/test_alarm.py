@@ -38,8 +38,9 @@ def test_stuck_rng_stops_the_image_with_the_named_error(small_mapped, digits, si
     assert [a for a in e.alarms if a.test == "rct"] == [HealthAlarm(0, d, "rct", 1)
                                                         for d in range(3)]
     assert {a.test for a in e.alarms} == {"rct", "pair"}       # not stuck yet: 21 < 513
-    # 64 input beats, ARB, 21 draws, the alarm register, the harness's STATUS read
-    assert 21 < e.cycles <= 64 + 2 + 21 + 1 + ALARM_CYCLES
+    # 64 input beats, ARB, 21 draws, the health tests' input register (a draw is their sample
+    # one cycle later), the alarm register, the harness's STATUS read
+    assert 21 < e.cycles <= 64 + 2 + 21 + 1 + 1 + ALARM_CYCLES
     assert "image 0" in str(e) and "layer 0's arbiter, device 2: Repetition Count" in str(e)
     print(f"\n{sim}: alarm after {e.cycles} cycles of image 0: {e}")
 
