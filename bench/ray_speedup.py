@@ -20,7 +20,7 @@ machine the tasks' own seconds grow as well, so it shows Ray's idle time, not th
 Writes bench/results/ray_speedup.json.
 
     python bench/ray_speedup.py                     # defaults below
-    python bench/ray_speedup.py --rounds 3 --trainings 4 --epochs 60 --images 60
+    python bench/ray_speedup.py --rounds 3 --trainings 4 --epochs 60 --images 60   # a smaller run
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--trainings", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--images", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--out", default=str(RESULT))
     args = ap.parse_args()
 
