@@ -3,9 +3,10 @@
 Without Ray: the spec's checks (every bad spec fails before any work, naming the problem),
 its expansion into points, the keys (shared trainings), the results table, the Pareto front.
 On Ray (tiny networks: hidden 8, one epoch, 20 OoD samples): a two-node cluster
-(ray.cluster_utils.Cluster) runs a 2-point sweep with every stage (golden evaluation, 2 images
-co-verified on Icarus, energy with the RTL's counters checked against the analytic count)
-and a sharded co-verification, both through ``address=``; then on a local Ray with 2 CPUs
+(ray.cluster_utils.Cluster) runs a 2-point sweep (golden evaluation and energy) and a 2-shard
+co-verification on Icarus, both through ``address=`` (slow: the same sweep with every stage,
+2 images co-verified per point, the RTL's counters checked against the analytic count); then
+on a local Ray with 2 CPUs
 a 4-point sweep writes 4 rows, its re-run runs 0 points, and a sweep whose worker process is
 killed mid-point ends with every point once.
 Every test that starts Ray shuts it down (the fixtures' and ``ray_session``'s finally).
@@ -131,9 +132,11 @@ def _rows(spec):
         con.close()
 
 
-@pytest.mark.slow
 def test_two_node_cluster_runs_a_sweep_and_a_sharded_coverification(tmp_path, tiny_trained,
                                                                     monkeypatch):
+    """Both through ``address=`` on a two-node ray.cluster_utils.Cluster (1 CPU a node): a
+    2-point sweep (golden evaluation and energy) and a 2-shard co-verification on Icarus whose
+    shards run on the two nodes. The sweep's RTL stage on a cluster: the slow test below."""
     from ray.cluster_utils import Cluster
 
     from spinbayes.cluster import bind_loopback
@@ -144,25 +147,45 @@ def test_two_node_cluster_runs_a_sweep_and_a_sharded_coverification(tmp_path, ti
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         cluster.add_node(num_cpus=1)
-        # every stage, co-verification included, on the nodes
+        spec = _spec(tmp_path, {"T": [2, 4]}, stages=("eval", "energy"), name="cluster")
+        s = run_sweep(spec, address=cluster.address, progress=False)
+        assert (s["ran"], s["failed"], s["trained"]) == (2, 0, 1)
+        assert sorted(r[3] for r in _rows(spec)) == [2, 4]
+        assert all(r[1] == "ok" and r[6] > 0 for r in _rows(spec))
+        trained, mapped = tiny_trained
+        res, _, info = coverify_sharded(trained, mapped, images=2, simulator="icarus",
+                                        workers=2, address=cluster.address, progress=False)
+        assert res.images == 2 and res.mismatches == 0 and res.passed
+        assert info["shards"] == [[0, 1], [1, 2]] and len(info["hosts"]) == 2
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_two_node_cluster_runs_every_stage_of_a_sweep(tmp_path, monkeypatch):
+    """A sweep with co-verification on a two-node cluster: every point's RTL stage on a node,
+    the RTL's activity counters equal to the analytic count."""
+    from ray.cluster_utils import Cluster
+
+    from spinbayes.cluster import bind_loopback
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    bind_loopback()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
         spec = _spec(tmp_path, {"T": [2, 4]}, stages=("eval", "coverify", "energy"),
                      name="cluster", images=2, simulator="icarus")
         s = run_sweep(spec, address=cluster.address, progress=False)
         assert (s["ran"], s["failed"], s["trained"]) == (2, 0, 1)
-        assert sorted(r[3] for r in _rows(spec)) == [2, 4]
         con = sqlite3.connect(spec.out / RESULTS_DB)
         rtl = con.execute("SELECT rtl_images, rtl_mismatches, energy_measured_nj, key "
                           "FROM points").fetchall()
         con.close()
-        assert all(r[:2] == (2, 0) and r[2] > 0 for r in rtl)
+        assert len(rtl) == 2 and all(r[:2] == (2, 0) and r[2] > 0 for r in rtl)
         for r in rtl:       # the RTL's activity counters equal the analytic count
             energy = json.loads((spec.out / "points" / r[3] / "energy.json").read_text())
             assert energy["measured"]["all_counters_equal"]
-        trained, mapped = tiny_trained
-        res, _, info = coverify_sharded(trained, mapped, images=4, simulator="icarus",
-                                        workers=2, address=cluster.address, progress=False)
-        assert res.images == 4 and res.mismatches == 0 and res.passed
-        assert info["shards"] == [[0, 2], [2, 4]] and len(info["hosts"]) == 2
     finally:
         cluster.shutdown()
 
