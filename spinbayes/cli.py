@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
 
@@ -254,9 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the subcommand's handler; exit status 0, or 2 on a clear error
     (bad input, missing file or tool), printed as ``spinbayes CMD: error: ...``; handlers
     return 1 for a negative verdict (a mismatch, a checkpoint that does not reproduce)."""
+    import signal
+
+    from .signals import stop_children_on_sigterm
     from .sim.runner import SimulatorMissing
 
     args = build_parser().parse_args(argv)
+    saved = signal.getsignal(signal.SIGTERM)
+    stop_children_on_sigterm()       # SIGTERM ends the simulators too, not Python alone
     try:
         return args.func(args)
     except (ValueError, OSError, SimulatorMissing) as e:
@@ -264,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
                                       getattr(args, "firmware_command", None))))
         print(f"spinbayes {name}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, saved)
 
 
 if __name__ == "__main__":  # pragma: no cover
