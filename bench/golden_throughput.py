@@ -12,16 +12,20 @@ medians and the ratios a/b, a/c, a/d. Speed is a ratio against a baseline measur
 same run, never an absolute promise. Usage:
 
     python bench/golden_throughput.py [--repeats 7] [--seconds 0.5] [--threads 1] [--out FILE]
-    python bench/golden_throughput.py --profile    # where the time goes, LeNet-5, batch 256
+    python bench/golden_throughput.py --profile    # where (a)'s time goes, every setup
+
+The JSON report records the command line and the 1-minute load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
+import sys
 import time
 
 import torch
@@ -105,13 +109,19 @@ def _rate(fn, B, seconds):
 
 @torch.no_grad()
 def _profile():
-    methods = _methods(Config(topology="lenet5"), (1, 28, 28), 256)
-    for m in ("(a) SpinBayes float", "(b) BBB Gaussian MC"):
-        methods[m]()
-        with torch.profiler.profile() as prof:
-            methods[m]()
-        print(m)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+    for name, cfg, shape in _setups():
+        for B in (1, 256):
+            methods = _methods(cfg, shape, B)
+            for m in ("(a) SpinBayes float", "(c) bayesian-torch MC"):
+                if m not in methods:
+                    continue
+                fn, calls = methods[m], 100 if B == 1 else 3
+                fn()
+                with torch.profiler.profile() as prof:
+                    for _ in range(calls):
+                        fn()
+                print(f"{name}, batch {B}, {m}: {calls} calls")
+                print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
 
 
 def main(argv=None):
@@ -127,8 +137,12 @@ def main(argv=None):
     if args.profile:
         return _profile()
     rng = random.Random(0)
-    report = {"T": T, "threads": args.threads, "repeats": args.repeats,
-              "torch": torch.__version__, "python": platform.python_version(), "rows": []}
+    report = {"command": "python bench/golden_throughput.py " + " ".join(
+                  sys.argv[1:] if argv is None else argv),
+              "T": T, "threads": args.threads, "repeats": args.repeats,
+              "torch": torch.__version__, "python": platform.python_version(),
+              "cpus": os.cpu_count(), "load_average_1min": {"start": os.getloadavg()[0]},
+              "rows": []}
     print(f"T = {T}, {args.threads} thread(s), median of {args.repeats} interleaved rounds\n")
     print("| topology | batch | method | images/s | (a) / this |")
     print("|---|---:|---|---:|---:|")
@@ -148,6 +162,9 @@ def main(argv=None):
                 report["rows"].append({"topology": name, "batch": B, "method": m,
                                        "images_per_s": v, "samples": rates[m],
                                        "speedup_of_a": ref / v})
+    report["load_average_1min"]["end"] = os.getloadavg()[0]
+    print(f"\n1-minute load average: {report['load_average_1min']['start']:.2f} at the start, "
+          f"{report['load_average_1min']['end']:.2f} at the end ({os.cpu_count()} CPUs)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

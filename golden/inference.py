@@ -13,7 +13,10 @@ give the same output, bit for bit.
 The T passes are vectorised: the B*T (image, pass) rows of a layer are grouped by crossbar,
 so a layer costs N matrix products whatever B and T are. With n = 1, passes that share
 their crossbars up to a layer share its output, so the first layer runs once per crossbar
-and image (B*N rows, whatever T is) and later convolutions only on distinct prefixes.
+and image (B*N rows, whatever T is) and later layers only on distinct prefixes. In eval
+mode without autograd the passes run by :mod:`.passes` (the same values, fewer operations);
+training mode (BatchNorm re-calibration) runs the reference path here, whose rows define the
+batch statistics.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import passes
 from .approximation import CrossbarImages, CrossbarLayer
 from .layers import quantize_input
 from .networks import BayesNet, check_input
+from .passes import ALL_CROSSBARS_MACS
 
 __all__ = ["SpinBayesNet", "SpinBayesOutput", "check_choices", "recalibrate_bn",
            "sample_choices"]
@@ -94,11 +99,6 @@ class SpinBayesOutput:
         return self.mean_probs.argmax(dim=-1)
 
 
-#: Above this many multiply-accumulates a dense layer groups rows by crossbar instead of
-#: computing all N crossbars for every row (chosen on this project's digits MLP, bench/).
-_ALL_CROSSBARS_MACS = 2 ** 24
-
-
 class _CrossbarOp(nn.Module):
     """The N crossbars of one layer, in float (de-quantised) form."""
 
@@ -150,7 +150,7 @@ class _CrossbarOp(nn.Module):
         R, n = choice.shape
         if src is None:
             src = torch.arange(R)
-        if self.kind == "linear" and x.shape[0] * self.weight.numel() <= _ALL_CROSSBARS_MACS:
+        if self.kind == "linear" and x.shape[0] * self.weight.numel() <= ALL_CROSSBARS_MACS:
             z = self.all_crossbars(x)                                   # (R', N, out)
             picked = z[src.reshape(R, 1), choice]                       # (R, n, out)
             return picked[:, 0] if n == 1 else picked.mean(dim=1)
@@ -196,6 +196,7 @@ class SpinBayesNet(nn.Module):
             self.stages.append(post)
         self.input_bits, self.flatten_input = model.input_bits, model.flatten_input
         self.image_shape = getattr(model, "image_shape", None)
+        self._fan_in = int(self.crossbars[0].weight.shape[2])
         self.eval()
 
     def check_input(self, x: torch.Tensor, name: str = "x") -> None:
@@ -203,7 +204,7 @@ class SpinBayesNet(nn.Module):
         (:func:`~spinbayes.golden.networks.check_input`)."""
         # crossbar weights: (N, out, in) dense or (N, out, C_in, k, k) convolution
         check_input(x, image_shape=self.image_shape, flatten_input=self.flatten_input,
-                    fan_in=int(self.crossbars[0].weight.shape[2]), name=name)
+                    fan_in=self._fan_in, name=name)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         x = quantize_input(x, self.input_bits)
@@ -237,6 +238,9 @@ class SpinBayesNet(nn.Module):
                 raise ValueError(f"T={T} disagrees with the recorded choices' "
                                  f"T={choices.shape[2]}")
         T = choices.shape[2]
+        if not self.training and not torch.is_grad_enabled():
+            logits, kept = passes.forward_eval(self, x, choices, keep_layers)
+            return SpinBayesOutput(logits, choices, kept)
         h = self.prepare_input(x)
         kept = [] if keep_layers else None
         if choices.shape[3] == 1:

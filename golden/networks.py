@@ -17,7 +17,7 @@ from torch import nn
 from ..config import Config
 from .layers import BayesConv2d, BayesLinear, Comparator, bayes_layers, quantize_input
 
-__all__ = ["BayesNet", "Stage", "build_model", "check_input"]
+__all__ = ["BayesNet", "Stage", "build_model", "check_input", "max_pool"]
 
 
 def _shape_text(shape) -> str:
@@ -63,12 +63,11 @@ def check_input(x, *, image_shape: tuple[int, ...] | None, flatten_input: bool,
             raise ValueError(f"{name}: integer input codes must lie in 0..{top} "
                              f"(A_in = {code_bits} bits), got {lo}..{hi}")
         return
-    lo, hi = torch.aminmax(x)
+    lo, hi = (float(v) for v in torch.aminmax(x))  # Python floats: cheaper to compare
     if not (lo >= 0 and hi <= 1):  # also false for NaN
         if torch.isnan(x).any():
             raise ValueError(f"{name} contains NaN")
-        raise ValueError(f"{name}: inputs must lie in [0, 1], got range "
-                         f"[{lo.item():.4g}, {hi.item():.4g}]")
+        raise ValueError(f"{name}: inputs must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
 def _fan_in(module: nn.Module) -> int | None:
@@ -80,6 +79,18 @@ def _fan_in(module: nn.Module) -> int | None:
         if isinstance(w, torch.Tensor) and w.dim() >= 2:
             return int(w.shape[1])
     return None
+
+
+def max_pool(a: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k, stride-k max-pooling of (..., H, W) with H and W multiples of k: elementwise
+    maxima of strided slices (the values of F.max_pool2d, without its argmax indices)."""
+    cols = a[..., 0::k]
+    for j in range(1, k):
+        cols = torch.maximum(cols, a[..., j::k])
+    out = cols[..., 0::k, :]
+    for j in range(1, k):
+        out = torch.maximum(out, cols[..., j::k, :])
+    return out
 
 
 class Stage(nn.Module):
@@ -102,14 +113,7 @@ class Stage(nn.Module):
         a = self.act(self.bn(z))
         k = self.pool.kernel_size if isinstance(self.pool, nn.MaxPool2d) else 0
         if k and not torch.is_grad_enabled() and a.shape[-1] % k == 0 and a.shape[-2] % k == 0:
-            # Inference: a k x k, stride-k max-pool as elementwise maxima of strided slices
-            # gives the same values, without the argmax indices F.max_pool2d computes.
-            cols = a[..., 0::k]
-            for j in range(1, k):
-                cols = torch.maximum(cols, a[..., j::k])
-            a = cols[..., 0::k, :]
-            for j in range(1, k):
-                a = torch.maximum(a, cols[..., j::k, :])
+            a = max_pool(a, k)  # inference: the same values, without argmax indices
         else:
             a = self.pool(a)
         return a.flatten(1) if self.flatten else a
