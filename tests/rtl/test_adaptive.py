@@ -10,8 +10,8 @@ from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.driver import AmaranthBus, CoreDriver
 from spinbayes.golden.adaptive import AdaptiveOutput, AdaptiveT, adaptive_passes, output_span
 from spinbayes.golden.layers import input_codes
-from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.rtl.adaptive import DECIDE_CYCLES
+from spinbayes.rtl.network import SpinBayesCore
 from spinbayes.rtl.params import RtlParams, divide_cycles
 
 PARAMS = RtlParams(N=5, n_max=1, rows_max=64, outputs_max=16, classes_max=10, layers_max=2,
