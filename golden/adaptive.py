@@ -26,8 +26,8 @@ import numpy as np
 
 from ..rtl.regs import CONFIDENCE_BITS, AdaptRule
 
-__all__ = ["AdaptiveOutput", "AdaptiveT", "adaptive_passes", "exact_stop", "output_span",
-           "run_adaptive"]
+__all__ = ["AdaptiveOutput", "AdaptiveT", "adaptive_passes", "adaptive_study", "exact_stop",
+           "output_span", "run_adaptive", "study_markdown"]
 
 if TYPE_CHECKING:   # torch only where the reference runs (firmware/ imports this module)
     import torch
@@ -193,3 +193,49 @@ def run_adaptive(hw, x: torch.Tensor, choices: torch.Tensor, adapt: AdaptiveT
     """``hw.run(x, choices)`` (choices of T_max passes) under the rule ``adapt``."""
     out = hw.run(x, choices)
     return AdaptiveOutput(out.per_pass, adaptive_passes(out.per_pass, adapt), out.frac_bits)
+
+
+def adaptive_study(hw, sets: dict, y, T: int, adapt: AdaptiveT, *, seed: int = 0) -> dict:
+    """The integer network under ``adapt`` on each set of ``sets`` (name -> images; the first
+    is the labelled test set, ``y`` its labels), T = T_max passes, crossbar choices drawn from
+    a generator seeded with ``seed``: per set the mean, min and max passes run and the mean
+    predictive entropy of eq. 4 over the passes run; for the test set also the accuracy of the
+    hardware class and of eq. 4 over the passes run, and the agreement with the T-pass class
+    on the same choices."""
+    import torch
+
+    from .inference import sample_choices
+
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for i, (name, x) in enumerate(sets.items()):
+        ch = sample_choices(len(hw.layers), len(x), T, hw.N, hw.n_way, g)
+        ad = run_adaptive(hw, x, ch, adapt)
+        p = ad.mean_probs
+        ent = -(p * p.clamp_min(1e-300).log()).sum(-1)
+        row = {"images": len(x), "passes_mean": float(ad.passes.double().mean()),
+               "passes_min": int(ad.passes.min()), "passes_max": int(ad.passes.max()),
+               "entropy_mean": float(ent.mean())}
+        if i == 0:
+            full = ad.per_pass.sum(1).argmax(-1)
+            row.update(hw_accuracy=100.0 * float((ad.prediction == y).double().mean()),
+                       host_accuracy=100.0 * float((p.argmax(-1) == y).double().mean()),
+                       full_t_agreement=100.0 * float((ad.prediction == full).double().mean()))
+        out[name] = row
+    return out
+
+
+def study_markdown(study: dict, adapt: AdaptiveT, T: int) -> str:
+    """Markdown table of :func:`adaptive_study`."""
+    lines = [f"### Adaptive T (integer hardware mode): rule {adapt.rule}, T_min {adapt.t_min}, "
+             f"T_max {T}" + (f", threshold {adapt.threshold}/{2 ** CONFIDENCE_BITS}"
+                             if adapt.rule == "confidence" else ""), "",
+             "| set | images | passes mean (min..max) | mean entropy (nats) | hw acc. (%) | "
+             "eq. 4 acc. (%) | class = T-pass class (%) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in study.items():
+        extra = [f"{r[k]:.2f}" if k in r else "-" for k in ("hw_accuracy", "host_accuracy",
+                                                             "full_t_agreement")]
+        lines.append(f"| {name} | {r['images']} | {r['passes_mean']:.2f} ({r['passes_min']}.."
+                     f"{r['passes_max']}) | {r['entropy_mean']:.3f} | " + " | ".join(extra)
+                     + " |")
+    return "\n".join(lines) + "\n"

@@ -141,3 +141,16 @@ def test_rule_off_runs_every_pass(small_mapped, digits):
 def test_t_min_above_t_max_is_refused():
     with pytest.raises(ValueError, match=r"T_min must lie in 1\.\.T=3, not 4"):
         adaptive_passes(torch.zeros(1, 3, 2, dtype=torch.long), AdaptiveT("exact", 4))
+
+
+def test_adaptive_study_reports_passes_and_agreement(small_mapped, digits):
+    from spinbayes.golden.adaptive import adaptive_study, study_markdown
+
+    hw = small_mapped.hw(1)
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    noise = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(0))
+    adapt = AdaptiveT("exact", 1, 0, output_span(hw))
+    study = adaptive_study(hw, {"test": x, "noise": noise}, y, 10, adapt, seed=1)
+    assert study["test"]["full_t_agreement"] == 100.0
+    assert 1 <= study["noise"]["passes_min"] <= study["noise"]["passes_mean"] <= 10
+    assert "| test | 60 |" in study_markdown(study, adapt, 10)
