@@ -9,6 +9,8 @@ import torch
 from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.driver import AmaranthBus, CoreDriver
 from spinbayes.golden.adaptive import AdaptiveOutput, AdaptiveT, adaptive_passes, output_span
+from spinbayes.golden.energy_counts import arbiter_draws, count_operations, shapes_of_hw, totals
+from spinbayes.golden.energy_model import COUNTER_OF
 from spinbayes.golden.layers import input_codes
 from spinbayes.rtl.adaptive import DECIDE_CYCLES
 from spinbayes.rtl.network import SpinBayesCore
@@ -75,6 +77,14 @@ def test_exact_rule_stops_early_with_the_full_run_class(small_mapped, digits, ru
         assert r_on.counters["cnt_aac_ops"] == t * per_pass_reads
         assert r_on.counters["cnt_avg_ops"] == t * 10 + 10
         assert r_on.counters["cnt_cmp_ops"] == r_off.counters["cnt_cmp_ops"] * t // T
+    # the energy model's analytic counts of the passes run equal the counters of the stopped
+    # image: images 0 and 1 ran 5 passes each, so image 2's 4 passes are passes 10..13 of the
+    # arbiters' stream
+    draws = (arbiter_draws(2, 1, 14, 5, 1, seed=SEED) - arbiter_draws(2, 1, 10, 5, 1,
+                                                                       seed=SEED))[:, 0]
+    counts = totals(count_operations(shapes_of_hw(hw), N=5, n_way=1, T=4, R=4, draws=draws))
+    for name in COUNTER_OF.values():
+        assert on[2].counters[name] == counts[name], name
 
 
 def test_confidence_rule_runs_uncertain_images_longer(small_mapped, digits, run_sim):
