@@ -20,8 +20,10 @@ diagram and "The convolution path"):
                 last: output scaling y = M S + B, one class per cycle from the last DRAIN
                 cycle on; y_c streamed out (OutKind.PASS) as it is ready
       FLUSH   a convolution: the last pooled vector written, the memory banks swapped
-    FINISH    the averaging block divides the T-sums; averaged_c (OutKind.AVERAGE) and the
-              class (OutKind.CLASS) are streamed out
+      DECIDE  after the last layer, with an adaptive rule on (rtl/adaptive.py): stop
+              after this pass, or run the next
+    FINISH    the averaging block divides the sums by the passes run; averaged_c
+              (OutKind.AVERAGE) and the class (OutKind.CLASS) are streamed out
 
 Crossbar k of the design holds sample k of every layer, stacked by group base address: the
 N physical arrays of each layer are folded into N memories (a digital emulation; on silicon
