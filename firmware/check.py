@@ -44,6 +44,7 @@ from ..golden.arbiter import device_seed
 from ..golden.geometry import LayerGeometry
 from ..rtl.regs import (
     GEOMETRY_REGS,
+    AdaptRule,
     LayerKind,
     Reg,
     as_data,
@@ -152,6 +153,7 @@ def _check_needed(lines, ranges, p) -> list[dict]:
     if low > high:
         _raise([f"{DESCRIPTOR_FILE}: line {line}: HEALTH_BIAS_HIGH={high} is below "
                 f"HEALTH_BIAS_LOW={low}: every bias window would fail"])
+    _raise(_adaptive_problems(lines, ranges))
     L = lines[(Reg.N_LAYERS, 0, 0, 0)][1]
     per_layer = [(r, 0, 0, i) for i in range(L) for r in LAYER_REGS]
     _raise(_compare_keys(lines, ranges, LAYER_REGS, per_layer, f"N_LAYERS={L}"))
@@ -169,6 +171,23 @@ def _check_needed(lines, ranges, p) -> list[dict]:
            + _compare_keys(lines, ranges, (Reg.RNG_SEED,), seeds,
                            f"{L} layers of {p.code_bits} RNG devices"))
     return layers
+
+
+def _adaptive_problems(lines, ranges) -> list[str]:
+    """Adaptive T: with ``ADAPT_RULE`` on, ``ADAPT_T_MIN``, ``ADAPT_THRESHOLD`` and
+    ``ADAPT_SPAN`` written; T_min at most ``PASSES`` (T_max)."""
+    problems = []
+    rule = lines.get((Reg.ADAPT_RULE, 0, 0, 0))
+    if rule is not None and rule[1] != AdaptRule.OFF:
+        problems += [f"{DESCRIPTOR_FILE}: no {r.name} write (ADAPT_RULE="
+                     f"{AdaptRule(rule[1]).name} on line {rule[0]})"
+                     for r in (Reg.ADAPT_T_MIN, Reg.ADAPT_THRESHOLD, Reg.ADAPT_SPAN)
+                     if (r, 0, 0, 0) not in lines]
+    t_min, passes = lines.get((Reg.ADAPT_T_MIN, 0, 0, 0)), lines[(Reg.PASSES, 0, 0, 0)][1]
+    if t_min is not None and t_min[1] > passes:
+        problems.append(f"{DESCRIPTOR_FILE}: line {t_min[0]}: ADAPT_T_MIN={t_min[1]} above "
+                        f"PASSES={passes} (T_min must lie in 1..T_max)")
+    return problems
 
 
 def _geometry(lay: dict, last: bool, p) -> LayerGeometry:

@@ -10,11 +10,12 @@ the layer and the limit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..golden.adaptive import AdaptiveT, output_span
 from ..golden.arbiter import device_seed
 from ..golden.cells import encode_weights
 from ..golden.geometry import LayerGeometry, geometry_of
@@ -108,14 +109,18 @@ def memory_problems(i: int, g: LayerGeometry, prev: LayerGeometry | None, p) -> 
 
 
 def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
-                    rng_current: float = 230e-6, health: Cutoffs | None = None) -> Program:
+                    rng_current: float = 230e-6, health: Cutoffs | None = None,
+                    adaptive: AdaptiveT | None = None) -> Program:
     """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``; the RNG
     health tests' cutoffs ``health`` (default ``Cutoffs.derive()``: H = 1, α = 2^-20, i.e.
     RCT 21, APT 589, bias 1891..2205; :class:`~spinbayes.golden.health.Cutoffs`).
 
     Every write is checked against the design's register table
     (:func:`~spinbayes.rtl.regs.register_ranges`); ``seed`` must lie in the RNG's range
-    (:func:`~spinbayes.rtl.regs.check_seed`)."""
+    (:func:`~spinbayes.rtl.regs.check_seed`). ``adaptive``: the early-stop rule
+    (:class:`~spinbayes.golden.adaptive.AdaptiveT`, T = T_max); None or rule ``off``
+    writes ``ADAPT_RULE`` = OFF only. The exact rule's span must be at least the network's
+    (:func:`~spinbayes.golden.adaptive.output_span`), or its class guarantee would not hold."""
     p = params
     check_seed(seed)
     L = len(hw.layers)
@@ -130,6 +135,14 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
         problems.append(f"Q={hw.Q}, R={hw.R}; the design has Q={p.Q}, R={p.R}")
     if not 1 <= T <= p.T_max:
         problems.append(f"T={T} outside 1..T_max={p.T_max}")
+    adaptive = AdaptiveT() if adaptive is None else adaptive
+    if not isinstance(adaptive, AdaptiveT):
+        raise ValueError(f"adaptive must be a golden.adaptive.AdaptiveT, not {adaptive!r}")
+    if adaptive.t_min > T:
+        problems.append(f"T_min={adaptive.t_min} outside 1..T={T}")
+    if adaptive.rule == "exact" and adaptive.span < output_span(hw):
+        problems.append(f"exact rule span {adaptive.span} below the network's output span "
+                        f"{output_span(hw)}")
     if hw.input_bits > p.A_in:
         problems.append(f"input codes of {hw.input_bits} bits, the design reads A_in={p.A_in}")
     try:
@@ -193,7 +206,12 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
         raise ValueError(f"health must be a golden.health.Cutoffs, not {health!r}")
     writes += [Write(reg, data=int(getattr(cut, name))) for reg, name in HEALTH_CUTOFFS]
     writes += [Write(Reg.N_LAYERS, data=L), Write(Reg.PASSES, data=T),
-               Write(Reg.N_WAY, data=hw.n_way), Write(Reg.RNG_THRESHOLD, data=thr)]
+               Write(Reg.N_WAY, data=hw.n_way), Write(Reg.RNG_THRESHOLD, data=thr),
+               Write(Reg.ADAPT_RULE, data=int(adaptive.code))]
+    if adaptive.rule != "off":
+        writes += [Write(Reg.ADAPT_T_MIN, data=adaptive.t_min),
+                   Write(Reg.ADAPT_THRESHOLD, data=adaptive.threshold),
+                   Write(Reg.ADAPT_SPAN, data=adaptive.span)]
     for i in range(L):
         for dev in range(p.code_bits):
             writes.append(Write(Reg.RNG_SEED, a=dev, c=i,
@@ -204,4 +222,7 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
         if problem:
             raise ValueError(f"network does not fit the design: {problem}")
     n_out = hw.layers[-1].codes.shape[1]
-    return Program(writes, cells, group_base, n_out, T, {"seed": seed, "rng_threshold": thr})
+    extra = {"seed": seed, "rng_threshold": thr}
+    if adaptive.rule != "off":
+        extra["adaptive"] = asdict(adaptive)
+    return Program(writes, cells, group_base, n_out, T, extra)

@@ -55,6 +55,8 @@ class ImageResult:
     cycles: int
     counters: dict = field(default_factory=dict)
     activations: list = field(default_factory=list)
+    #: passes the image ran (ReadReg.PASSES_RUN; T unless an adaptive rule stopped it)
+    passes: int = 0
 
 
 @dataclass(frozen=True)
@@ -368,4 +370,6 @@ class CoreDriver:
         await self.check_alarm(n_layers, cycles)
         after = await self.counters()
         counters = {name: (after[name] - before[name]) % 2 ** 32 for name in COUNTERS}
-        return ImageResult(per_pass, averaged, prediction, choices, cycles, counters, acts)
+        (passes,) = await self.read_regs([ReadReg.PASSES_RUN])
+        return ImageResult(per_pass, averaged, prediction, choices, cycles, counters, acts,
+                           passes)

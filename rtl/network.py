@@ -20,8 +20,10 @@ diagram and "The convolution path"):
                 last: output scaling y = M S + B, one class per cycle from the last DRAIN
                 cycle on; y_c streamed out (OutKind.PASS) as it is ready
       FLUSH   a convolution: the last pooled vector written, the memory banks swapped
-    FINISH    the averaging block divides the T-sums; averaged_c (OutKind.AVERAGE) and the
-              class (OutKind.CLASS) are streamed out
+      DECIDE  after the last layer, with an adaptive rule on (rtl/adaptive.py): stop
+              after this pass, or run the next
+    FINISH    the averaging block divides the sums by the passes run; averaged_c
+              (OutKind.AVERAGE) and the class (OutKind.CLASS) are streamed out
 
 Crossbar k of the design holds sample k of every layer, stacked by group base address: the
 N physical arrays of each layer are folded into N memories (a digital emulation; on silicon
@@ -35,6 +37,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .aac import AdderAccumulator
+from .adaptive import AdaptiveStop, adaptive_stage
 from .arbiter import Arbiter
 from .averaging import AveragingBlock
 from .comparator import ComparatorBank
@@ -43,7 +46,7 @@ from .emitter import activation_trace, counters, result_stream
 from .params import RtlParams, bits_for, check_params
 from .program_port import program_port
 from .read_path import crossbars, read_path
-from .regs import PROG_ORDER, READ_DATA_BITS, READ_FIELDS, LayerKind, prog_layout
+from .regs import PROG_ORDER, READ_DATA_BITS, READ_FIELDS, LayerKind, ReadReg, prog_layout
 from .status import read_port
 
 __all__ = ["DRAIN", "SpinBayesCore"]
@@ -138,6 +141,7 @@ class SpinBayesCore(wiring.Component):
         m.submodules.aac = aac = AdderAccumulator(p)
         m.submodules.comparators = cmp = ComparatorBank(p)
         m.submodules.averaging = avg = AveragingBlock(p)
+        m.submodules.adaptive = ad = AdaptiveStop(p)
 
         # --- descriptor table, configuration registers, programming port -------------
         regs, in_ok = program_port(self, m, [xb for xb, _ in xbars], arbs)
@@ -228,7 +232,7 @@ class SpinBayesCore(wiring.Component):
                      cmp.n_out.eq(cur_outs),
                      *(avg.S[j].eq(aac.S[j]) for j in range(p.classes_max)),
                      avg.M.eq(scale), avg.B.eq(offset),
-                     avg.n_out.eq(n_cls), avg.T.eq(passes)]
+                     avg.n_out.eq(n_cls), avg.T.eq(t + 1)]     # the passes run
 
         # --- controller --------------------------------------------------------------
         arb_start = Signal()
@@ -328,11 +332,19 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += out_c.eq(out_c + 1)
                     with m.If(out_c == ncls_m1):
                         m.d.sync += layer.eq(0)
-                        with m.If(t == passes_m1):
+                        with m.If(regs["adapt_rule"] != 0):
+                            m.next = "DECIDE"
+                        with m.Elif(t == passes_m1):
                             m.next = "FINISH"
                         with m.Else():
                             m.d.sync += t.eq(t + 1)
                             m.next = "ARB"
+            with m.State("DECIDE"):            # adaptive T: stop after this pass?
+                with m.If(ad.done & (ad.stop | (t == passes_m1))):
+                    m.next = "FINISH"
+                with m.Elif(ad.done):
+                    m.d.sync += t.eq(t + 1)
+                    m.next = "ARB"
             with m.State("FINISH"):
                 m.next = "DIVIDE"
             with m.State("DIVIDE"):
@@ -399,6 +411,9 @@ class SpinBayesCore(wiring.Component):
                       out_c=out_c, t=t, avg=avg)
         activation_trace(self, m, dense_valid=act_st & ~last & ~cur_conv, codes=cmp.act,
                          outs=cur_outs, layer=layer, t=t, cu=cu)
+        passes_run = adaptive_stage(m, ad, regs, avg, t=t, n_cls=n_cls, clear=avg_clear,
+                                    finish=st("FINISH"))
         read_port(self, m, counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs,
-                                    aac=aac, cmp=cmp, avg=avg), arbs)
+                                    aac=aac, cmp=cmp, avg=avg), arbs,
+                  {ReadReg.PASSES_RUN: passes_run})
         return m

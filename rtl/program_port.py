@@ -13,9 +13,13 @@ from __future__ import annotations
 from amaranth import Array, Signal, signed
 from amaranth.lib import data
 
-from .regs import GEOMETRY_REGS, Reg, register_ranges
+from .regs import CONFIDENCE_BITS, GEOMETRY_REGS, Reg, register_ranges
 
-__all__ = ["program_port"]
+__all__ = ["ADAPT_REGS", "program_port"]
+
+#: The adaptive-T registers, in the order of program_port's ``adapt_rule``, ``t_min``,
+#: ``adapt_threshold``, ``adapt_span``.
+ADAPT_REGS = (Reg.ADAPT_RULE, Reg.ADAPT_T_MIN, Reg.ADAPT_THRESHOLD, Reg.ADAPT_SPAN)
 
 
 def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
@@ -43,6 +47,9 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
     passes = Signal(p.t_bits, init=1)
     n_way = Signal(range(p.n_max + 1), init=1)
     rng_thr = Signal(p.rng_bits + 1, init=2 ** (p.rng_bits - 1))
+    # adaptive T (rtl/adaptive.py): rule, T_min, vote threshold, output span
+    adapt = {"adapt_rule": Signal(2), "t_min": Signal(p.t_bits, init=1),
+             "adapt_threshold": Signal(CONFIDENCE_BITS + 1), "adapt_span": Signal(p.out_bits)}
     # the layer geometry (kind, C_in, H, W, k, stride, padding, pool), only in a design with
     # the convolution path; reset values describe a one-input dense layer
     geometry = {}
@@ -60,7 +67,7 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
                        "in_bits": list(in_bits), "theta": list(theta),
                        "sign": list(sign), "scale": scale, "offset": offset,
                        "n_layers": n_layers, "passes": passes, "n_way": n_way,
-                       "rng_thr": rng_thr,
+                       "rng_thr": rng_thr, **adapt,
                        **{r.name.lower().removeprefix("layer_"): list(v)
                           for r, v in geometry.items()}}
 
@@ -150,6 +157,9 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
                 m.d.sync += n_way.eq(d)
             with m.Case(Reg.RNG_THRESHOLD):
                 m.d.sync += rng_thr.eq(d)
+            for reg, target in zip(ADAPT_REGS, adapt.values()):
+                with m.Case(reg):
+                    m.d.sync += target.eq(d)
             for reg, target in geometry.items():
                 with m.Case(reg):
                     m.d.sync += target[li].eq(d)
@@ -162,6 +172,6 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
     m.d.comb += core.vfy_level.eq(Array(xb.v_level for xb in xbars)[vk])
     regs = {"rows": rows, "outs": outs, "gbase": gbase, "in_bits": in_bits, "theta": theta,
             "sign": sign, "scale": scale, "offset": offset, "n_layers": n_layers,
-            "passes": passes, "n_way": n_way,
+            "passes": passes, "n_way": n_way, **adapt,
             **{r.name.lower().removeprefix("layer_"): v for r, v in geometry.items()}}
     return regs, in_ok

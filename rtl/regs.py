@@ -27,10 +27,12 @@ from typing import NamedTuple
 
 from ..golden.health import APT_WINDOW, BIAS_WINDOW
 
-__all__ = ["COUNTERS", "COUNTER_REGS", "GEOMETRY_REGS", "HEALTH_LAYOUT", "HEALTH_REGS",
+__all__ = ["CONFIDENCE_BITS", "COUNTERS", "COUNTER_REGS", "GEOMETRY_REGS", "HEALTH_LAYOUT",
+           "HEALTH_REGS",
            "PROG_FIELDS", "PROG_ORDER", "PROG_SIGNED", "PROG_TEXT_FORM", "PROG_WIDTHS",
            "PROG_WORD_BITS",
-           "READ_DATA_BITS", "READ_FIELDS", "READ_UNKNOWN", "SEED_MAX", "UNUSED", "LayerKind",
+           "READ_DATA_BITS", "READ_FIELDS", "READ_UNKNOWN", "SEED_MAX", "UNUSED", "AdaptRule",
+           "LayerKind",
            "OutKind", "ReadReg", "Reg", "RegField", "Status", "as_data", "check_seed",
            "pack_prog", "parse_prog_text", "prog_field_range", "prog_layout", "prog_text",
            "register_ranges", "unpack_prog", "write_name", "write_problem"]
@@ -98,6 +100,33 @@ class Reg(enum.IntEnum):
     #: threshold of one RNG device, c = layer, a = device: 0 .. 2^W its own (a fault map's
     #: stuck or biased device), -1 the shared RNG_THRESHOLD again (the reset state)
     RNG_DEV_THRESHOLD = 26
+    #: adaptive T (docs/HARDWARE.md, "Adaptive T"): the stopping rule (:class:`AdaptRule`;
+    #: reset value OFF, every image runs PASSES passes)
+    ADAPT_RULE = 27
+    #: adaptive T: T_min, the fewest passes an image runs (1 .. PASSES; reset value 1)
+    ADAPT_T_MIN = 28
+    #: adaptive T, confidence rule: stop when votes_lead * 2^CONFIDENCE_BITS >= threshold * t
+    #: (0 .. 2^CONFIDENCE_BITS)
+    ADAPT_THRESHOLD = 29
+    #: adaptive T, exact rule: hi - lo, the span of one pass's output y_c over every class
+    #: and every input (golden/adaptive.py ``output_span``; 0 .. 2^out_bits - 1)
+    ADAPT_SPAN = 30
+
+
+class AdaptRule(enum.IntEnum):
+    """``Reg.ADAPT_RULE`` values: when the controller stops an image's passes early."""
+
+    #: every image runs PASSES passes (the reset value)
+    OFF = 0
+    #: stop once the class of the PASSES-pass run can no longer change
+    EXACT = 1
+    #: stop once the leading class's share of the per-pass votes reaches the threshold
+    CONFIDENCE = 2
+
+
+#: Fraction bits of ``Reg.ADAPT_THRESHOLD``: a threshold of 2^CONFIDENCE_BITS is a vote share
+#: of 1 (unanimous), 2^(CONFIDENCE_BITS - 1) a share of 1/2.
+CONFIDENCE_BITS = 8
 
 
 class LayerKind(enum.IntEnum):
@@ -253,6 +282,8 @@ class ReadReg(enum.IntEnum):
     CNT_CMP_OPS = 4
     CNT_AVG_OPS = 5
     CNT_CYCLES = 6
+    #: passes the last finished image ran (PASSES, or fewer under an adaptive rule)
+    PASSES_RUN = 7
     #: per layer (rd_index): latched RNG health alarms (:data:`HEALTH_LAYOUT`)
     HEALTH_ALARMS = 16
     #: per layer: event counts of devices 0..3 (8 bits each, device d in bits 8d..8d+7,
@@ -375,6 +406,12 @@ def register_ranges(p) -> dict[Reg, dict[str, RegField]]:
         Reg.N_LAYERS: {"data": RegField(1, p.layers_max, "layers", f"layers_max={p.layers_max}")},
         Reg.PASSES: {"data": RegField(1, p.T_max, "passes", f"T_max={p.T_max}")},
         Reg.N_WAY: {"data": RegField(1, p.n_max, "n-way", f"n_max={p.n_max}")},
+        Reg.ADAPT_RULE: {"data": RegField(0, max(AdaptRule), "adaptive rule", "AdaptRule")},
+        Reg.ADAPT_T_MIN: {"data": RegField(1, p.T_max, "T_min", f"T_max={p.T_max}")},
+        Reg.ADAPT_THRESHOLD: {"data": RegField(0, 2 ** CONFIDENCE_BITS, "vote threshold",
+                                               f"2^CONFIDENCE_BITS={2 ** CONFIDENCE_BITS}")},
+        Reg.ADAPT_SPAN: {"data": RegField(0, 2 ** min(p.out_bits, 31) - 1, "output span",
+                                          f"out_bits={p.out_bits}")},
         Reg.RNG_THRESHOLD: {"data": RegField(0, 2 ** p.rng_bits, "RNG threshold",
                                              f"2^rng_bits={2 ** p.rng_bits}")},
         Reg.HEALTH_RCT_CUTOFF: {"data": RegField(1, 255, "RCT cutoff", "rct_bits=8")},

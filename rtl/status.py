@@ -110,16 +110,18 @@ def health_registers(core, m, arbs) -> tuple[dict, Signal]:
     return words, alarm
 
 
-def read_port(core, m, counters: dict, arbs) -> None:
+def read_port(core, m, counters: dict, arbs, extra: dict | None = None) -> None:
     """Drive ``core``'s ``rd_data`` / ``rd_valid`` from ``rd_en`` / ``rd_sel`` / ``rd_index``:
     the status word, the counters (``counters``: name in
     :data:`~spinbayes.rtl.regs.COUNTERS` -> Signal) and the health registers of the
-    per-layer arbiters ``arbs`` (:func:`health_registers`)."""
+    per-layer arbiters ``arbs`` (:func:`health_registers`) and the words ``extra``
+    (ReadReg -> value, e.g. PASSES_RUN)."""
     if set(counters) != set(COUNTERS):
         raise ValueError(f"counters must be exactly {COUNTERS}, not {tuple(counters)}")
     health, alarm = health_registers(core, m, arbs)
     words = {ReadReg.STATUS: status_word(core, m, alarm)}
     words.update({reg: counters[name] for reg, name in zip(COUNTER_REGS, COUNTERS)})
+    words.update(extra or {})
     m.d.sync += core.rd_valid.eq(core.rd_en)
     with m.If(core.rd_en):
         with m.Switch(core.rd_sel):

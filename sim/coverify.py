@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..firmware.compiler import Program, compile_network
+from ..golden.adaptive import AdaptiveOutput, AdaptiveT, adaptive_passes
 from ..golden.checkpoint import atomic_write
 from ..golden.geometry import geometry_of
 from ..golden.hardware import HwNetwork
@@ -75,7 +76,7 @@ class CoverifyResult:
     per_pass: np.ndarray                 # (B, T, C) the RTL's outputs
     averaged: np.ndarray                 # (B, C)
     prediction: np.ndarray               # (B,)
-    choices: np.ndarray                  # (L, B, T, n) the RTL's arbiter trace
+    choices: np.ndarray                  # (L, B, T, n) the RTL's arbiter trace (0: not run)
     vfy_errors: int                      # crossbar cells that read back wrong
     vfy_checked: int
     accuracy: float | None = None        # % of the RTL's classes equal to the labels
@@ -85,6 +86,7 @@ class CoverifyResult:
     timings: dict = field(default_factory=dict)
     driver: dict | None = None           # the CoreDriver-over-CocotbBus images, if asked
     act_beats: np.ndarray | None = None  # (B,) activation-trace beats, with trace_layers
+    passes: np.ndarray | None = None     # (B,) passes each image ran (the core's PASSES_RUN)
 
     @property
     def passed(self) -> bool:
@@ -105,6 +107,9 @@ class CoverifyResult:
             "counters_per_image_mean": {k: float(v.mean()) for k, v in self.counters.items()},
             "timings": self.timings, "driver": self.driver,
             "layer_vectors": None if self.act_beats is None else int(self.act_beats.sum()),
+            "passes": None if self.passes is None else {
+                "mean": float(self.passes.mean()), "min": int(self.passes.min()),
+                "max": int(self.passes.max())},
         }
 
 
@@ -206,11 +211,36 @@ def _fields(words: np.ndarray, layout) -> dict[str, np.ndarray]:
 
 
 def decode_logs(raw, info: dict, *, T: int, C: int, L: int, n_way: int, index_bits: int,
-                total_bits: int):
+                total_bits: int, passes=None):
     """Raw harness logs -> (per_pass (B,T,C), averaged (B,C), prediction (B,), choices
-    (L,B,T,n), structural mismatches). Every beat's kind, pass and index must follow the
-    core's order (T*C PASS beats t-major, C AVERAGE, 1 CLASS); every trace entry its
-    (pass, layer)."""
+    (L,B,T,n), structural mismatches). ``passes`` (B,): the passes each image ran (the core's
+    PASSES_RUN; None: T each); the passes not run read 0 in per_pass and choices. Every beat's
+    kind, pass and index must follow the core's order (t*C PASS beats pass-major, C AVERAGE,
+    1 CLASS); every trace entry its (pass, layer)."""
+    B = raw["beats"].shape[0]
+    passes = np.full(B, T, dtype=np.int64) if passes is None else np.asarray(passes)
+    bad: list[Mismatch] = []
+    per_pass = np.zeros((B, T, C), dtype=np.int64)
+    averaged = np.zeros((B, C), dtype=np.int64)
+    prediction = np.zeros(B, dtype=np.int64)
+    choices = np.zeros((L, B, T, n_way), dtype=np.int64)
+    for t in np.unique(passes):
+        sel = np.nonzero(passes == t)[0]
+        if not 1 <= t <= T:
+            bad += [Mismatch(int(b), "stream", "passes run", int(t), f"1..{T}") for b in sel]
+            continue
+        out = _decode_group({k: raw[k][sel] for k in ("beats", "trace", "n_beats", "n_trace")},
+                            info, int(t), C, L, n_way, index_bits, total_bits)
+        for m in out[4]:
+            m.image = int(sel[m.image])
+        bad += out[4]
+        per_pass[sel, :t], averaged[sel], prediction[sel] = out[0], out[1], out[2]
+        choices[:, sel, :t] = out[3]
+    return per_pass, averaged, prediction, choices, bad
+
+
+def _decode_group(raw, info, T, C, L, n_way, index_bits, total_bits):
+    """:func:`decode_logs` for images that all ran T passes."""
     beats, trace = raw["beats"], raw["trace"]
     B = beats.shape[0]
     nb = T * C + C + 1
@@ -275,14 +305,16 @@ def decode_acts(raw, info: dict) -> list[list[tuple]]:
     return out
 
 
-def _layer_mismatches(raw, info, geometry, ref) -> list[Mismatch]:
-    """The activation trace against the reference's activations, as Mismatches
-    (``"layer"``: where names the layer, pass, position and neuron)."""
+def _layer_mismatches(raw, info, geometry, ref, passes) -> list[Mismatch]:
+    """The activation trace against the reference's activations of the ``passes`` each image
+    ran, as Mismatches (``"layer"``: where names the layer, pass, position and neuron)."""
     bad = []
     for b, n in enumerate(raw["n_acts"]):
         if int(n) > int(info["act_log"]):
             bad.append(Mismatch(b, "layer", "trace beats", int(n), int(info["act_log"])))
     for m in compare_layers(decode_acts(raw, info), ref.activations, geometry):
+        if m.rtl == "missing" and m.pass_ >= int(passes[m.image]):
+            continue                           # a pass the image did not run
         bad.append(Mismatch(m.image, "layer", m.place, m.rtl, m.reference))
     return bad
 
@@ -293,7 +325,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                driver_images: int = 0, load: str = "vpi", stuck_cells=(),
                trace_layers: bool = False, cache_dir=None,
                first_image: int = 0, program: Program | None = None,
-               rng_current: float = 230e-6, fault_map=None, health=None) -> CoverifyResult:
+               rng_current: float = 230e-6, fault_map=None, health=None,
+               adaptive: AdaptiveT | None = None) -> CoverifyResult:
     """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
     under cocotb and check them in a batch.
 
@@ -319,6 +352,11 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     faulty cells (``vfy_errors`` = ``timings["fault_cells"]``).
     ``health``: the RNG health tests' cutoffs (:class:`~spinbayes.golden.health.Cutoffs`;
     default H = 1, α = 2^-20), e.g. raised so that a fault map's biased devices run through.
+    ``adaptive``: the early-stop rule (:class:`~spinbayes.golden.adaptive.AdaptiveT`, T is
+    T_max): the passes each image ran (the core's PASSES_RUN, ``passes``) must equal the
+    reference's (golden/adaptive.py), and the outputs are those of the passes run; a run with
+    a rule on starts at image 0 (a later image's arbiter position depends on the passes the
+    earlier images ran).
     Raises ValueError for bad arguments, the named
     :class:`~spinbayes.firmware.alarms.CoreAlarmError` (``RngHealthError``,
     ``ArbiterStuckError``) when the core's ALARM stops an image (the harness watches STATUS;
@@ -335,8 +373,14 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         raise ValueError(f"labels has {len(labels)} entries for {len(x)} images")
     if not 0 <= int(driver_images) <= len(x):
         raise ValueError(f"driver_images must lie in 0..{len(x)}, not {driver_images!r}")
+    adaptive = AdaptiveT() if adaptive is None else adaptive
+    if adaptive.rule != "off" and first_image:
+        raise ValueError("an adaptive-T run must start at image 0, not first_image="
+                         f"{first_image!r}: the arbiters' position at a later image depends "
+                         "on the passes the earlier images ran")
     p = params
-    compiled = compile_network(hw, p, T=T, seed=seed, rng_current=rng_current, health=health)
+    compiled = compile_network(hw, p, T=T, seed=seed, rng_current=rng_current, health=health,
+                               adaptive=adaptive)
     if program is None:
         program = compiled
     elif not same_program(program, compiled):
@@ -440,14 +484,17 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
 
     t0 = time.perf_counter()
     per_pass, averaged, prediction, choices, bad = decode_logs(
-        raw, info, T=T, C=C, L=L, n_way=n, index_bits=p.index_bits, total_bits=p.total_bits)
+        raw, info, T=T, C=C, L=L, n_way=n, index_bits=p.index_bits, total_bits=p.total_bits,
+        passes=raw["passes"])
     if not any(m.output == "trace" for m in bad) and choices.max() < hw.N:
-        ref = hw_ref.run(x, torch.from_numpy(choices))
-        bad += _compare("per_pass", per_pass, ref.per_pass.numpy())
+        ref, full = _reference(hw_ref, x, choices, adaptive)
+        bad += _compare("passes", raw["passes"][:, None], ref.passes.numpy()[:, None])
+        ran = ref.ran.numpy()[..., None]
+        bad += _compare("per_pass", per_pass, full.per_pass.numpy() * ran)
         bad += _compare("averaged", averaged, ref.averaged.numpy())
         bad += _compare("class", prediction[:, None], ref.prediction.numpy()[:, None])
         if trace_layers:
-            bad += _layer_mismatches(raw, info, geometry, ref)
+            bad += _layer_mismatches(raw, info, geometry, full, ref.passes)
     else:
         bad.append(Mismatch(-1, "trace", "unusable", "see above", "-"))
     timings["check_s"] = time.perf_counter() - t0
@@ -457,6 +504,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
         images=len(codes), mismatches=len(bad), details=bad, cycles=raw["cycles"],
         counters=counters, counter_totals={k: int(v.sum()) for k, v in counters.items()},
         per_pass=per_pass, averaged=averaged, prediction=prediction, choices=choices,
+        passes=raw["passes"],
         vfy_errors=prog_info["vfy_errors"], vfy_checked=prog_info["vfy_checked"],
         simulator=simulator, stall=float(stall), timings=timings)
     result.timings["vfy_bad_entries"] = prog_info["vfy_bad_entries"]
@@ -465,13 +513,22 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     if labels is not None:
         lab = np.asarray(labels).reshape(-1)
         result.accuracy = 100.0 * float((prediction == lab).mean())
-    if float_net is not None and not any(m.output == "trace" for m in bad):
+    if float_net is not None and adaptive.rule == "off" and not any(
+            m.output == "trace" for m in bad):     # eq. 4 of T passes: not an adaptive run's
         with torch.no_grad():
             f_cls = float_net(x, choices=torch.from_numpy(choices)).prediction.numpy()
         result.float_agreement = 100.0 * float((prediction == f_cls).mean())
     if driver_images:
-        result.driver = _check_driver(hw_ref, x[:driver_images], cfg)
+        result.driver = _check_driver(hw_ref, x[:driver_images], cfg, adaptive)
     return result
+
+
+def _reference(hw, x, choices: np.ndarray, adaptive: AdaptiveT):
+    """(the adaptive reference, the T-pass reference) on the RTL's choices (the passes an
+    image did not run padded with crossbar 0: the rule reads only the passes run)."""
+    full = hw.run(x, torch.from_numpy(choices))
+    passes = adaptive_passes(full.per_pass, adaptive)
+    return AdaptiveOutput(full.per_pass, passes, full.frac_bits), full
 
 
 def _alarm(alarm: dict, first_image: int = 0):
@@ -481,15 +538,15 @@ def _alarm(alarm: dict, first_image: int = 0):
     return alarm_error(alarm["health"], alarm["cycles"], first_image + int(alarm["image"]))
 
 
-def _check_driver(hw, x, cfg) -> dict:
+def _check_driver(hw, x, cfg, adaptive: AdaptiveT) -> dict:
     """The CoreDriver.infer images (per-cycle Python through the harness's bypass)."""
     info = json.loads(Path(cfg["driver_result"]).read_text())
     if info.get("alarm"):
         raise _alarm(info["alarm"])
     d = np.load(cfg["driver_out"])
     choices = d["choices"].transpose(1, 0, 2, 3)            # (B, L, T, n) -> (L, B, T, n)
-    ref = hw.run(x, torch.from_numpy(choices))
-    bad = (_compare("per_pass", d["per_pass"], ref.per_pass.numpy())
+    ref, full = _reference(hw, x, choices, adaptive)
+    bad = (_compare("per_pass", d["per_pass"], full.per_pass.numpy() * ref.ran.numpy()[..., None])
            + _compare("averaged", d["averaged"], ref.averaged.numpy())
            + _compare("class", d["prediction"][:, None], ref.prediction.numpy()[:, None]))
     return {"images": len(x), "mismatches": len(bad), "details": [asdict(m) for m in bad[:20]],

@@ -27,9 +27,10 @@ into the design, so Python only fills memories, pulses a start and waits for ``d
   activation trace into ``acts`` (codes, position, pass, layer; :meth:`act_fields`) until it
   is full (``h_n_acts`` counts them all). ``h_n_beats``, ``h_n_trace`` and ``h_cycles`` (cycles
   from start to the class beat) are valid from the class beat on.
-* **Counters.** After the class beat the harness reads the six activity counters through the
-  core's read port (``rd_*``, :class:`~spinbayes.rtl.regs.ReadReg`, one per cycle) into the
-  memory ``counters`` (cumulative values, in the order of ``regs.COUNTERS``); ``h_done`` rises
+* **Counters.** After the class beat the harness reads the six activity counters and then
+  ``PASSES_RUN`` through the core's read port (``rd_*``, :class:`~spinbayes.rtl.regs.ReadReg`,
+  one per cycle) into the memory ``counters`` (:data:`SNAP_REGS`: the counters' cumulative
+  values in the order of ``regs.COUNTERS``, then the image's passes); ``h_done`` rises
   when they are in, :data:`SNAP_CYCLES` cycles after the class beat, and stays high until the
   next start. A pulse on ``h_snap`` (core idle) takes the same snapshot without an image;
   ``h_snapped`` is high while no snapshot is in progress.
@@ -67,8 +68,8 @@ from spinbayes.rtl.regs import (
 )
 from spinbayes.rtl.status import READ_LATENCY
 
-__all__ = ["ALARM_CYCLES", "CoverifyHarness", "ERRLOG", "SNAP_CYCLES", "WORD_FIELDS", "pack_write",
-           "default_wlist_depth"]
+__all__ = ["ALARM_CYCLES", "CoverifyHarness", "ERRLOG", "SNAP_CYCLES", "SNAP_REGS", "WORD_FIELDS",
+           "pack_write", "default_wlist_depth"]
 
 #: Fields of a write-list word, LSB first, with their widths: the programming word of
 #: rtl/regs.py (data is two's complement).
@@ -80,9 +81,12 @@ ERRLOG = 64
 CORE_INPUTS = ("prog_en", "prog_sel", "prog_a", "prog_b", "prog_c", "prog_data", "vfy_k",
                "vfy_row", "vfy_col", "in_data", "in_valid", "out_ready", "rd_en", "rd_sel",
                "rd_index")
+#: The registers a snapshot reads, in the order of the ``counters`` memory: the activity
+#: counters, then the passes the last image ran.
+SNAP_REGS = (*COUNTER_REGS, ReadReg.PASSES_RUN)
 #: Cycles from the class beat (or ``h_snap``) to ``h_done`` (or ``h_snapped``): one read per
-#: counter, the last one's latency.
-SNAP_CYCLES = len(COUNTER_REGS) + READ_LATENCY
+#: register of SNAP_REGS, the last one's latency.
+SNAP_CYCLES = len(SNAP_REGS) + READ_LATENCY
 #: Cycles from ALARM rising in the core's status to ``h_alarm``: the read, its latency.
 ALARM_CYCLES = 1 + READ_LATENCY
 
@@ -337,9 +341,10 @@ class CoverifyHarness(wiring.Component):
         return m
 
     def _counter_snapshot(self, m, own, start, image) -> None:
-        """From the cycle after one with ``start``: read every counter through the core's read port
-        into ``counters``; then ``h_snapped`` (and ``h_done`` if ``image``) rise."""
-        core, n = self.core, len(COUNTER_REGS)
+        """From the cycle after one with ``start``: read every register of SNAP_REGS through the
+        core's read port into ``counters``; then ``h_snapped`` (and ``h_done`` if ``image``)
+        rise."""
+        core, n = self.core, len(SNAP_REGS)
         m.submodules.counters = mem = Memory(shape=unsigned(READ_DATA_BITS), depth=n, init=[])
         w = mem.write_port()
         i = Signal(range(n + 1))                       # the next counter to request
@@ -350,7 +355,7 @@ class CoverifyHarness(wiring.Component):
         m.d.comb += [issue.eq(~self.h_snapped & (i < n)),
                      poll.eq(self.h_snapped & self.h_running & ~self.h_bypass),
                      own["rd_en"].eq(issue | poll), own["rd_index"].eq(0),
-                     own["rd_sel"].eq(Mux(issue, Array(COUNTER_REGS)[i], ReadReg.STATUS)),
+                     own["rd_sel"].eq(Mux(issue, Array(SNAP_REGS)[i], ReadReg.STATUS)),
                      w.en.eq(got), w.addr.eq(pending), w.data.eq(core.rd_data)]
         m.d.sync += [got.eq(issue), pending.eq(i), polled.eq(poll)]
         with m.If(polled & self.h_running & (core.rd_data & Status.ALARM).any()):

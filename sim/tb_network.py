@@ -178,6 +178,7 @@ async def coverify(dut):
     cycles = np.zeros(B, dtype=np.int64)
     counters = np.zeros((B + 1, len(COUNTERS)), dtype=np.int64)
     counters[0] = await _snapshot(dut)
+    passes = np.zeros(B, dtype=np.int64)
     max_cycles = int(cfg.get("max_cycles", 1_000_000))
     t_sim, t_py = 0.0, 0.0
     alarmed = None
@@ -213,6 +214,7 @@ async def coverify(dut):
             acts[b, :min(n_acts[b], act_log)] = [int(am[i].value)
                                                    for i in range(min(n_acts[b], act_log))]
         counters[b + 1] = [int(dut.counters[i].value) for i in range(len(COUNTERS))]
+        passes[b] = int(dut.counters[len(COUNTERS)].value)         # ReadReg.PASSES_RUN
         await RisingEdge(dut.clk)
         t3 = time.perf_counter()
         t_sim += t2 - t1
@@ -223,7 +225,7 @@ async def coverify(dut):
     wall = time.perf_counter() - t_all
     np.savez(cfg["out"] + ".tmp.npz", beats=beats, trace=trace, n_beats=n_beats,
              n_trace=n_trace, cycles=cycles, counters=np.diff(counters, axis=0),
-             acts=acts.astype(str), n_acts=n_acts)
+             acts=acts.astype(str), n_acts=n_acts, passes=passes)
     os.replace(cfg["out"] + ".tmp.npz", cfg["out"])
     result = {"programming": prog, "images": B, "images_s": wall, "sim_wait_s": t_sim,
               "python_s": t_py, "counter_names": list(COUNTERS), "alarm": alarmed}

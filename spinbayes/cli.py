@@ -21,7 +21,15 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import cli_faults, cli_firmware, cli_segment, cli_sim, cli_sweep, cli_synth
-from .cli_args import add_checkpoint, add_common, add_health, add_simulator, config_changes
+from .cli_args import (
+    adaptive_settings,
+    add_adaptive,
+    add_checkpoint,
+    add_common,
+    add_health,
+    add_simulator,
+    config_changes,
+)
 from .config import Config, add_config_arguments, config_from_args
 
 __all__ = ["EVAL_FIELDS", "build_parser", "main"]
@@ -67,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint(p, required=True)
     add_common(p, None)
     add_config_arguments(p, only=EVAL_FIELDS)
+    add_adaptive(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("run", help="the main job: train, map, evaluate, co-verify the RTL, "
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON or TOML per-operation energy table (default: the paper's "
                    "Table 4; format in docs/ENERGY.md)")
     add_health(p)
+    add_adaptive(p)
     p.add_argument("--no-rtl", action="store_true", help="skip the RTL co-verification")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis")
     add_config_arguments(p)
@@ -173,15 +183,41 @@ def _cmd_eval(args) -> int:
     from . import workflow as wf
 
     changes = config_changes(args)
-    Config.from_dict({**_manifest_config(args.checkpoint), **changes})  # bad flags: now
+    cfg = Config.from_dict({**_manifest_config(args.checkpoint), **changes})  # bad flags: now
+    adaptive = adaptive_settings(args.adaptive, args.t_min, args.confidence_threshold, cfg.T)
     progress = _progress(args)
     trained = wf.load(args.checkpoint, changes)
     mapped = wf.map_trained(trained)
-    ev = wf.evaluate(trained, mapped, wf.ood(trained), Path(args.out), progress=progress)
+    ood = wf.ood(trained)
+    ev = wf.evaluate(trained, mapped, ood, Path(args.out), progress=progress)
     print()
     print(ev.text)
     print(f"wrote {Path(args.out) / wf.EVAL_MARKDOWN} and {Path(args.out) / wf.EVAL_JSON}")
+    if adaptive[0] != "off":
+        _eval_adaptive(trained, mapped, ood, Path(args.out), adaptive)
     return 0
+
+
+def _eval_adaptive(trained, mapped, ood: dict, out: Path, adaptive) -> None:
+    """The integer network under the adaptive rule on the test and OoD sets
+    (golden.adaptive.adaptive_study): OUT/adaptive.md and OUT/adaptive.json."""
+    import json
+
+    from .golden.adaptive import AdaptiveT, adaptive_study, output_span, study_markdown
+    from .golden.contract import atomic_write
+
+    cfg, data = trained.cfg, trained.data
+    hw = mapped.hw(cfg.n_way)
+    rule, t_min, threshold = adaptive
+    adapt = AdaptiveT(rule, t_min, threshold, output_span(hw) if rule == "exact" else 0)
+    study = adaptive_study(hw, {"test": data.x_test, **ood}, data.y_test, cfg.T, adapt,
+                           seed=cfg.seed + 1)
+    text = study_markdown(study, adapt, cfg.T)
+    print(text)
+    atomic_write(out / "adaptive.md", text)
+    atomic_write(out / "adaptive.json", json.dumps({"adaptive": vars(adapt) | {"T_max": cfg.T},
+                                                    "sets": study}, indent=2))
+    print(f"wrote {out / 'adaptive.md'} and {out / 'adaptive.json'}")
 
 
 def _manifest_config(checkpoint) -> dict:
@@ -198,7 +234,9 @@ def _cmd_run(args) -> int:
         cfg = apply_quick(cfg, set(config_changes(args)))
     opts = RunOptions(quick=args.quick, images_sim=args.images_sim, simulator=args.simulator,
                       energy_table=args.energy_table, rtl=not args.no_rtl,
-                      synth=not args.no_synth, health_alpha_bits=args.health_alpha_bits)
+                      synth=not args.no_synth, health_alpha_bits=args.health_alpha_bits,
+                      adaptive=args.adaptive, t_min=args.t_min,
+                      confidence_threshold=args.confidence_threshold)
     progress = _progress(args)
     print(f"SpinBayes main job: {cfg.dataset}, {cfg.topology}, N={cfg.N}, Q={cfg.Q}, "
           f"T={cfg.T}")

@@ -12,8 +12,8 @@ from dataclasses import fields
 
 from .config import Config
 
-__all__ = ["SIMULATOR_CHOICES", "add_checkpoint", "add_common", "add_simulator",
-           "config_changes"]
+__all__ = ["ADAPTIVE_CHOICES", "SIMULATOR_CHOICES", "adaptive_settings", "add_adaptive",
+           "add_checkpoint", "add_common", "add_simulator", "config_changes"]
 
 #: The cocotb simulators (spinbayes.sim.runner.SIMULATORS, repeated here so that building
 #: the parser imports nothing heavy; tests/cli checks that the two agree).
@@ -61,6 +61,48 @@ def health_cutoffs(bits: int):
     if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
         raise ValueError(f"--health-alpha-bits must be an integer in {lo}..{hi}, not {bits!r}")
     return Cutoffs.derive(alpha=2.0 ** -bits)
+
+
+#: The adaptive-T rules (golden.adaptive.RULES, repeated so that the parser imports nothing
+#: heavy).
+ADAPTIVE_CHOICES = ("off", "exact", "confidence")
+
+
+def add_adaptive(p: argparse.ArgumentParser) -> None:
+    """--adaptive, --t-min, --confidence-threshold: the core's early stop (docs/HARDWARE.md,
+    "Adaptive T")."""
+    p.add_argument("--adaptive", choices=ADAPTIVE_CHOICES, default="off",
+                   help="stop an image's passes early: exact (only once the class of T passes "
+                   "can no longer change), confidence (once the leading class's share of the "
+                   "per-pass votes reaches --confidence-threshold) or off (default: T passes)")
+    p.add_argument("--t-min", type=int, default=1, metavar="K",
+                   help="adaptive T: the fewest passes an image runs (1..T, default 1)")
+    p.add_argument("--confidence-threshold", type=float, default=0.9, metavar="X",
+                   help="confidence rule: the vote share in [0, 1] that stops an image "
+                   "(stored as ceil(X * 256); default 0.9)")
+
+
+def adaptive_settings(rule: str, t_min: int, threshold: float, T: int | None = None
+                      ) -> tuple[str, int, int]:
+    """(rule, T_min, threshold register) of the adaptive flags, or a ValueError naming the
+    flag; ``T``: the passes per image, T_min's upper bound (None: not checked)."""
+    from .golden.adaptive import AdaptiveT
+
+    if rule not in ADAPTIVE_CHOICES:
+        raise ValueError(f"--adaptive must be one of {', '.join(ADAPTIVE_CHOICES)}, not "
+                         f"{rule!r}")
+    if isinstance(t_min, bool) or not isinstance(t_min, int) or t_min < 1:
+        raise ValueError(f"--t-min must be a positive integer, not {t_min!r}")
+    if T is not None and t_min > T:
+        raise ValueError(f"--t-min must lie in 1..T={T}, not {t_min!r}")
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:      # also NaN
+        raise ValueError(f"--confidence-threshold must be a vote share in [0, 1], not "
+                         f"{threshold!r}")
+    return rule, t_min, AdaptiveT.threshold_for(value)
 
 
 def add_checkpoint(p: argparse.ArgumentParser, *, required: bool) -> None:

@@ -25,7 +25,7 @@ SIM_MARKDOWN = "sim.md"
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``sim`` subcommand to the subparsers ``sub`` of the main parser."""
-    from .cli_args import add_checkpoint, add_common, add_health, add_simulator
+    from .cli_args import add_adaptive, add_checkpoint, add_common, add_health, add_simulator
     from .config import add_config_arguments
 
     p = sub.add_parser("sim", help="co-verify K test images on the RTL under cocotb",
@@ -54,6 +54,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="Ray cluster to run the shards on (default: $RAY_ADDRESS when "
                    "sharding, else a local Ray)")
     add_health(p)
+    add_adaptive(p)
     add_common(p, "runs/sim")
     add_config_arguments(p)
     return p
@@ -81,6 +82,10 @@ def markdown(summary: dict) -> str:
     if summary.get("layer_vectors") is not None:
         lines.append(f"| hidden-layer output vectors compared (layer trace) | "
                      f"{summary['layer_vectors']} |")
+    if summary.get("passes") and summary.get("adaptive", {}).get("rule", "off") != "off":
+        p, a = summary["passes"], summary["adaptive"]
+        lines.append(f"| passes per image mean / min / max (adaptive {a['rule']}, T_min "
+                     f"{a['t_min']}) | {p['mean']:.2f} / {p['min']} / {p['max']} |")
     if summary.get("firmware"):
         lines.append(f"| firmware image (written, checked, loaded from disk) | "
                      f"{summary['firmware']}/ |")
@@ -106,7 +111,7 @@ def _f(v) -> str:
 def main(args) -> int:
     from . import workflow as wf
     from . import workflow_hw as wh
-    from .cli_args import config_changes, health_cutoffs
+    from .cli_args import adaptive_settings, config_changes, health_cutoffs
     from .config import Config, config_from_args
     from .firmware.alarms import CoreAlarmError
     from .golden.contract import atomic_write
@@ -129,6 +134,11 @@ def main(args) -> int:
             raise ValueError("--waves and --driver-images run in one simulation: not with "
                              "--workers, --shards or --address")
         health = health_cutoffs(args.health_alpha_bits)
+        adaptive_settings(args.adaptive, args.t_min, args.confidence_threshold)
+        if sharded and args.adaptive != "off":
+            raise ValueError("--adaptive runs in one simulation from image 0 (an image's "
+                             "arbiter position depends on the passes before it): not with "
+                             "--workers, --shards or --address")
         sim, why = wh.choose_simulator(args.simulator, prefer="icarus")
         out = Path(args.out)
         progress = not args.quiet
@@ -137,10 +147,13 @@ def main(args) -> int:
             from .golden.checkpoint import read_manifest
 
             changes = config_changes(args)
-            Config.from_dict({**read_manifest(args.checkpoint)["config"], **changes})
+            T = Config.from_dict({**read_manifest(args.checkpoint)["config"], **changes}).T
+            adaptive_settings(args.adaptive, args.t_min, args.confidence_threshold, T)
             trained = wf.load(args.checkpoint, changes)
         else:
-            trained = wf.train(config_from_args(args), out, progress=progress)
+            cfg = config_from_args(args)
+            adaptive_settings(args.adaptive, args.t_min, args.confidence_threshold, cfg.T)
+            trained = wf.train(cfg, out, progress=progress)
         cfg = trained.cfg
         mapped = wf.map_trained(trained)
         params = wh.hw_params(mapped, cfg)
@@ -166,7 +179,10 @@ def main(args) -> int:
             res, params = wh.coverify(trained, mapped, images=args.images, simulator=sim,
                                       stall=args.stall, waves=args.waves,
                                       driver_images=args.driver_images, progress=progress,
-                                      firmware=out / wh.FIRMWARE_DIR, health=health)
+                                      firmware=out / wh.FIRMWARE_DIR, health=health,
+                                      adaptive=adaptive_settings(
+                                          args.adaptive, args.t_min,
+                                          args.confidence_threshold, cfg.T))
     except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
         return 2
@@ -180,6 +196,8 @@ def main(args) -> int:
     summary.update(config=cfg.to_dict(), params=params.describe(), simulator_choice=why,
                    firmware=None if sharded else wh.FIRMWARE_DIR,
                    health_cutoffs=asdict(health), health_alpha_bits=args.health_alpha_bits,
+                   adaptive={"rule": args.adaptive, "t_min": args.t_min,
+                             "confidence_threshold": args.confidence_threshold},
                    wall_s=time.perf_counter() - t0, provenance=trained.provenance,
                    cycles_per_image=np.asarray(res.cycles).tolist())
     text = markdown(summary)

@@ -51,17 +51,27 @@ class RunOptions:
     synth: bool = True
     synth_targets: tuple[str, ...] | None = None
     health_alpha_bits: int = 20         # RNG health tests at alpha = 2^-B (cli_args.add_health)
+    adaptive: str = "off"               # adaptive T in the co-verification (cli_args.add_adaptive)
+    t_min: int = 1
+    confidence_threshold: float = 0.9
 
     def __post_init__(self):
         if self.images_sim is not None and (not isinstance(self.images_sim, int)
                                             or self.images_sim < 1):
             raise ValueError(f"images_sim must be a positive integer, not {self.images_sim!r}")
-        from .cli_args import health_cutoffs
+        from .cli_args import adaptive_settings, health_cutoffs
 
         health_cutoffs(self.health_alpha_bits)          # a ValueError naming the flag
+        adaptive_settings(self.adaptive, self.t_min, self.confidence_threshold)
         if self.simulator not in (None, "icarus", "verilator"):
             raise ValueError(f"simulator must be 'icarus' or 'verilator', "
                              f"not {self.simulator!r}")
+
+    def adaptive_settings(self, T: int) -> tuple[str, int, int]:
+        """(rule, T_min, threshold register) for T passes (cli_args.adaptive_settings)."""
+        from .cli_args import adaptive_settings
+
+        return adaptive_settings(self.adaptive, self.t_min, self.confidence_threshold, T)
 
     def k_images(self, topology: str = "mlp") -> int:
         """K: ``images_sim`` if given, else 4 with ``quick``, else :data:`K_DEFAULT` of the
@@ -134,6 +144,7 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
     from .golden import energy as en
     from .golden.evaluate import spinbayes_entropies
 
+    options.adaptive_settings(cfg.T)          # --t-min beyond T: refused before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     emodel = (en.load_energy_model(options.energy_table) if options.energy_table
@@ -175,7 +186,8 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
             print(f"RTL co-verification: {k} images on {sim} ({why})")
             res, params = wh.coverify(trained, mapped, images=k, simulator=sim,
                                       progress=progress, firmware=out / wh.FIRMWARE_DIR,
-                                      health=health_cutoffs(options.health_alpha_bits))
+                                      health=health_cutoffs(options.health_alpha_bits),
+                                      adaptive=options.adaptive_settings(cfg.T))
             summary = res.summary()
             summary["firmware"] = wh.FIRMWARE_DIR
             summary["counters_per_image"] = {n: v.tolist() for n, v in res.counters.items()}
