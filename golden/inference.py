@@ -87,7 +87,7 @@ class SpinBayesOutput:
     @property
     def probs(self) -> torch.Tensor:
         """Per-pass softmax probabilities (B, T, C)."""
-        return F.softmax(self.logits, dim=-1)
+        return self.logits.softmax(dim=-1)   # F.softmax's kernel, without its Python
 
     @property
     def mean_probs(self) -> torch.Tensor:

@@ -46,6 +46,7 @@ _IM2COL_VALUES = 4096
 ALL_CROSSBARS_MACS = 2 ** 24
 
 _MONOTONE = (Comparator, nn.ReLU, nn.Identity)
+_BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
@@ -58,7 +59,7 @@ def conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> torch.T
 
 def _pool_kernel(stage: nn.Module, z: torch.Tensor) -> int:
     """k of the stage's k x k, stride-k max-pool when z's H and W are multiples of k, else 0."""
-    pool = stage.pool
+    pool = stage._modules["pool"]
     if not isinstance(pool, nn.MaxPool2d):
         return 0
     k = pool.kernel_size
@@ -96,7 +97,8 @@ def _bn_tensors(bn: nn.Module) -> tuple:
             params.get("bias"))
 
 
-def comparator_thresholds(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+def comparator_thresholds(bn: nn.Module, tensors: tuple | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(t, s) with [BatchNorm(z) >= 1/2] == [s * z >= t] for every float32 z, per channel.
 
     BatchNorm in eval mode is a fixed, monotone float function f_c(z) per channel c
@@ -105,15 +107,16 @@ def comparator_thresholds(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor | N
     never fires). t_c is found by bisection over the ordered float32 values, evaluating
     BatchNorm itself, so no re-derivation of its rounding is involved. s is None when no
     scale is negative. t and s have shape (1, C). Cached on ``bn`` until one of its tensors
-    changes (identity or version).
+    changes (identity or version). ``tensors``: bn's, when the caller has read them.
     """
-    tensors = _bn_tensors(bn)
-    key = (tuple(None if t is None else t._version for t in tensors), bn.eps)
-    cached = bn.__dict__.get("_spinbayes_thresholds")
-    if (cached is not None and cached[1] == key
-            and all(a is b for a, b in zip(cached[0], tensors))):
-        return cached[2]
+    tensors = _bn_tensors(bn) if tensors is None else tensors
     mean, var, weight, bias = tensors
+    key = (mean._version, var._version, None if weight is None else weight._version,
+           None if bias is None else bias._version, bn.eps)
+    cached = bn.__dict__.get("_spinbayes_thresholds")
+    if (cached is not None and cached[1] == key and cached[0][0] is mean
+            and cached[0][1] is var and cached[0][2] is weight and cached[0][3] is bias):
+        return cached[2]
     C = mean.numel()
     neg = (weight.detach() < 0) if weight is not None else torch.zeros(C, dtype=torch.bool)
     signs = 1 - 2 * neg.float()
@@ -138,21 +141,23 @@ def comparator_thresholds(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor | N
 
 
 def _float32(tensors) -> bool:
-    return all(t is None or t.dtype == torch.float32 for t in tensors)
+    f32 = torch.float32
+    return all([t is None or t.dtype == f32 for t in tensors])
 
 
 def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """``stage.post(z)`` for an eval-mode stage: the same values, computed with max-pooling
     first and a 1-bit comparator as one comparison (see the module docstring)."""
-    bn, act = stage.bn, stage.act
+    modules = stage._modules   # not Module.__getattr__: this runs per layer and call
+    bn, act = modules["bn"], modules["act"]
     tensors = _bn_tensors(bn)
-    if (not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.training
+    if (not isinstance(bn, _BatchNorm) or bn.training
             or tensors[0] is None):
         return stage.post(z)
     k = _pool_kernel(stage, z)
     if (type(act) is Comparator and act.levels == 1 and z.dtype == torch.float32
             and _float32(tensors)):
-        t, signs = comparator_thresholds(bn)
+        t, signs = comparator_thresholds(bn, tensors)
         if z.dim() > 2:
             shape = (*t.shape, *(1,) * (z.dim() - 2))
             t = t.reshape(shape)
@@ -178,10 +183,11 @@ def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 def _first(xbar, h: torch.Tensor) -> torch.Tensor:
     """Every crossbar of the first layer on every image: (B, ...) -> (B*N, ...)."""
-    N = xbar.N
+    buffers = xbar._buffers
+    w = buffers["weight"]
+    N = w.shape[0]
     if xbar.kind == "linear":
-        return torch.mm(h, xbar.weight_all).view(h.shape[0] * N, -1)
-    w = xbar.weight
+        return torch.mm(h, buffers["weight_all"]).view(h.shape[0] * N, -1)
     z = conv(h, w.reshape(N * w.shape[1], *w.shape[2:]), xbar.stride, xbar.padding)
     return z.reshape(h.shape[0] * N, w.shape[1], *z.shape[2:])
 
@@ -190,11 +196,12 @@ def _by_crossbar(xbar, h: torch.Tensor, src: torch.Tensor | None,
                  k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each distinct (row of h, crossbar) pair once: returns (z, src) with z (R', ...) and
     src (B*T,) the row of z of each (image, pass) row."""
-    R, N = h.shape[0], xbar.N
+    w = xbar._buffers["weight"]
+    R, N = h.shape[0], w.shape[0]
     keys = torch.add(torch.arange(R) if src is None else src, k, alpha=R)  # crossbar-major
     keys, src = torch.unique(keys, return_inverse=True)
     counts = torch.bincount(keys // R, minlength=N).tolist()
-    x, w = h.index_select(0, keys % R), xbar.weight
+    x = h.index_select(0, keys % R)
     parts = []
     for c, (part, n) in enumerate(zip(x.split(counts), counts)):
         if n:
@@ -213,16 +220,17 @@ def one_way(crossbars, stages, h: torch.Tensor, choice: torch.Tensor, B: int, T:
     """
     layers = zip(crossbars, stages, choice.unbind(0))
     xbar, stage, k = next(layers)
-    N = xbar.N
+    N = xbar._buffers["weight"].shape[0]
     h = post(stage, _first(xbar, h))                                      # (B*N, ...)
     src = k if B == 1 else (k.reshape(B, T) + torch.arange(0, B * N, N).unsqueeze(1)).view(-1)
     if kept is not None:
         kept.append(h.index_select(0, src).reshape(B, T, *h.shape[1:]))
     for xbar, stage, k in layers:
         R = h.shape[0]
-        w = xbar.weight
+        buffers = xbar._buffers
+        w = buffers["weight"]
         if xbar.kind == "linear" and R * w.numel() <= ALL_CROSSBARS_MACS:
-            z = torch.mm(h, xbar.weight_all).view(R * N, w.shape[1])     # (R*N, out)
+            z = torch.mm(h, buffers["weight_all"]).view(R * N, w.shape[1])  # (R*N, out)
             rows = torch.add(k, torch.arange(R) if src is None else src, alpha=N)
             if len(rows) < z.shape[0]:
                 z, src = z.index_select(0, rows), None
