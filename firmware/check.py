@@ -7,7 +7,7 @@ programmed, that an image's descriptor writes, crossbar cells and manifest descr
 that the design (the manifest's :class:`~spinbayes.rtl.params.RtlParams`) runs as compiled:
 
 1. **every write** within its register's legal range for the design (the table of
-   :func:`spinbayes.rtl.regs.register_ranges`), no register written twice, no crossbar cell
+   :func:`spinbayes.rtl.reg_ranges.register_ranges`), no register written twice, no crossbar cell
    among the descriptor writes;
 2. **exactly the writes the network needs** for ``N_LAYERS`` layers: the twelve layer
    registers (rows, outputs, group base, input bits and the eight of the geometry), every
@@ -42,17 +42,8 @@ import numpy as np
 
 from ..golden.arbiter import device_seed
 from ..golden.geometry import LayerGeometry
-from ..rtl.regs import (
-    GEOMETRY_REGS,
-    AdaptRule,
-    LayerKind,
-    Reg,
-    as_data,
-    check_seed,
-    register_ranges,
-    write_name,
-    write_problem,
-)
+from ..rtl.reg_ranges import register_ranges, write_name, write_problem
+from ..rtl.regs import GEOMETRY_REGS, AdaptRule, LayerKind, Reg, as_data, check_seed
 from .compiler import memory_problems
 
 __all__ = ["DESCRIPTOR_FILE", "MANIFEST_FILE", "FirmwareImageError", "check_image",

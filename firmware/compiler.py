@@ -22,7 +22,8 @@ from ..golden.geometry import LayerGeometry, geometry_of
 from ..golden.health import Cutoffs
 from ..golden.mtj import EmulatedRng
 from ..rtl.params import RtlParams
-from ..rtl.regs import LayerKind, Reg, as_data, check_seed, register_ranges, write_problem
+from ..rtl.reg_ranges import register_ranges, write_problem
+from ..rtl.regs import LayerKind, Reg, as_data, check_seed
 
 if TYPE_CHECKING:   # torch; the compiler reads the network's int64 tensors through .numpy()
     from ..golden.hardware import HwNetwork

@@ -13,7 +13,8 @@ from __future__ import annotations
 from amaranth import Array, Signal, signed
 from amaranth.lib import data
 
-from .regs import CONFIDENCE_BITS, GEOMETRY_REGS, Reg, register_ranges
+from .reg_ranges import register_ranges
+from .regs import CONFIDENCE_BITS, GEOMETRY_REGS, Reg
 
 __all__ = ["ADAPT_REGS", "program_port"]
 

@@ -8,7 +8,8 @@ import pytest
 from spinbayes.firmware.compiler import compile_network
 from spinbayes.firmware.image import save_image
 from spinbayes.golden.adaptive import AdaptiveT, output_span
-from spinbayes.rtl.regs import CONFIDENCE_BITS, AdaptRule, Reg, register_ranges
+from spinbayes.rtl.reg_ranges import register_ranges
+from spinbayes.rtl.regs import CONFIDENCE_BITS, AdaptRule, Reg
 
 
 def _adaptive(program):
