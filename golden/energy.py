@@ -18,8 +18,10 @@ from .energy_counts import (
     LayerShape,
     arbiter_draws,
     count_operations,
+    distinct_crossbars,
     layer_shapes,
     lenet5_shapes,
+    run_counts,
     shapes_of_hw,
     totals,
 )
@@ -32,11 +34,12 @@ from .energy_model import (
     load_energy_model,
 )
 
-__all__ = ["BLOCKS", "COUNTER_OF", "PAPER_TABLE4", "PAPER_TABLE5", "READINGS", "EnergyModel",
-           "LayerCounts", "LayerShape", "arbiter_draws", "count_operations", "energy_of_counts",
-           "energy_of_counters", "layer_shapes", "lenet5_shapes", "load_energy_model",
-           "plot_energy_breakdown", "plot_scaling", "scaling_series", "shapes_of_hw",
-           "table5_rows", "totals"]
+__all__ = ["BLOCKS", "CHARGING", "COUNTER_OF", "PAPER_TABLE4", "PAPER_TABLE5", "READINGS",
+           "EnergyModel", "LayerCounts", "LayerShape", "arbiter_draws", "count_operations",
+           "distinct_crossbars", "energy_of_counts", "energy_of_counters", "image_energies",
+           "layer_shapes", "lenet5_shapes", "load_energy_model", "plot_energy_breakdown",
+           "plot_scaling", "run_counts", "scaling_series", "shapes_of_hw", "table5_rows",
+           "totals"]
 
 #: Table 5 of the paper (MNIST, T = 10 forward passes), with the numbers of RNGs its text
 #: gives. ``rngs`` is the paper's wording.
@@ -118,6 +121,39 @@ def energy_of_counters(counters: dict, images: int, model: EnergyModel | None = 
                                     if tot[unit] else 0.0)
         result["per_layer_pj"] = share
     return result
+
+
+#: The four charging modes of :func:`image_energies`.
+CHARGING = ("plain", "reuse", "adaptive", "both")
+
+
+def image_energies(shapes: list[LayerShape], first_choices, *, N: int, n_way: int, R: int,
+                   passes=None, model: EnergyModel | None = None) -> dict[str, np.ndarray]:
+    """Analytic energy (pJ, expected RNG draws) of each image under the four charging modes,
+    on the same arbiter choices: ``plain`` (all T passes, today's count), ``reuse`` (all T
+    passes, first-layer reuse: :func:`run_counts` with the distinct crossbars of
+    ``first_choices``), ``adaptive`` (the passes the stop rule ran, ``passes`` (B,); None: all
+    T, so adaptive = plain) and ``both``. ``first_choices``: the first layer's choices
+    (B, T, n) of T = T_max passes. Returns {mode: (B,) float64}."""
+    ch = np.asarray(first_choices)
+    B, T = ch.shape[:2] if ch.ndim == 3 else (0, 0)
+    t_run = np.full(B, T) if passes is None else np.asarray(passes, dtype=np.int64)
+    d_all = distinct_crossbars(ch, N)
+    d_run = distinct_crossbars(ch, N, t_run)
+    cache: dict = {}
+
+    def pj(t, d):
+        key = (int(t), None if d is None else int(d))
+        if key not in cache:
+            counts = run_counts(shapes, N=N, n_way=n_way, R=R, passes=key[0], distinct=key[1])
+            cache[key] = energy_of_counts(counts, model)["total_pj"]
+        return cache[key]
+
+    full = np.full(B, T)
+    modes = {"plain": (full, None), "reuse": (full, d_all), "adaptive": (t_run, None),
+             "both": (t_run, d_run)}
+    return {m: np.array([pj(t, None if d is None else d[i]) for i, t in enumerate(ts)],
+                        dtype=np.float64) for m, (ts, d) in modes.items()}
 
 
 def table5_rows(ours: dict[str, float], rngs_ours: str) -> list[dict]:

@@ -18,8 +18,8 @@ import numpy as np
 
 from .geometry import geometry_of
 
-__all__ = ["LayerCounts", "LayerShape", "arbiter_draws", "count_operations", "layer_shapes",
-           "lenet5_shapes", "shapes_of_hw", "totals"]
+__all__ = ["LayerCounts", "LayerShape", "arbiter_draws", "count_operations", "distinct_crossbars",
+           "layer_shapes", "lenet5_shapes", "run_counts", "shapes_of_hw", "totals"]
 
 
 # --- layer shapes ---------------------------------------------------------------------------
@@ -166,6 +166,56 @@ def count_operations(shapes: list[LayerShape], *, N: int, n_way: int, T: int, R:
             cnt_rng_draws=d, mvms=T * s.positions * n_way, rng_devices=k * d,
             images=1.0 if s.last else 0.0))
     return out
+
+
+def run_counts(shapes: list[LayerShape], *, N: int, n_way: int, R: int, passes: int,
+               distinct: int | None = None, draws=None) -> list[LayerCounts]:
+    """Operations of one image that ran ``passes`` passes (adaptive T: the passes the stop rule
+    let run; :func:`count_operations` with T = passes, divisions once per image).
+
+    With ``distinct`` (first-layer reuse, an analytic model: not in the RTL), the first
+    layer's crossbar work is charged once per distinct crossbar the arbiter chose for the
+    image over its passes (all n picks of every pass): reads = mvms / positions = positions *
+    ceil(rows / R) * in_bits * distinct; accumulates = the same number (each crossbar's
+    pre-activation sums are accumulated and kept on their own, so that n-way sums can be
+    formed from them), plus positions * (n - 1) per pass to add the n kept sums of the pass's
+    choice. Comparators, RNG draws and the later layers are unchanged; reading the kept sums
+    back (block RAM) has no Table 4 entry and is not charged.
+    """
+    counts = count_operations(shapes, N=N, n_way=n_way, T=passes, R=R, draws=draws)
+    if distinct is None:
+        return counts
+    if isinstance(distinct, bool) or not isinstance(distinct, (int, np.integer)) \
+            or not n_way <= distinct <= min(N, passes * n_way):
+        raise ValueError(f"distinct must be an integer in {n_way}..{min(N, passes * n_way)} "
+                         f"(distinct crossbars of {passes} passes of {n_way} of N={N}), "
+                         f"not {distinct!r}")
+    s, c = shapes[0], counts[0]
+    per_crossbar = s.positions * math.ceil(s.rows / R) * s.in_bits
+    c.cnt_xbar_reads = per_crossbar * int(distinct)
+    c.cnt_aac_ops = per_crossbar * int(distinct) + passes * s.positions * (n_way - 1)
+    c.mvms = s.positions * int(distinct)
+    return counts
+
+
+def distinct_crossbars(choices, N: int, passes=None) -> np.ndarray:
+    """Distinct crossbars among the first ``passes[b]`` passes' choices of each image:
+    ``choices`` (B, T, n) int in 0..N-1 (one layer's), ``passes`` (B,) in 1..T or None (all T).
+    Returns (B,) int64."""
+    ch = np.asarray(choices, dtype=np.int64)
+    if ch.ndim != 3 or ch.size == 0 or ch.min() < 0 or ch.max() >= N:
+        raise ValueError(f"choices must be a non-empty (B, T, n) array of crossbars in "
+                         f"0..{N - 1}, got shape {ch.shape}")
+    B, T, _ = ch.shape
+    t = np.full(B, T) if passes is None else np.asarray(passes, dtype=np.int64)
+    if t.shape != (B,) or t.min() < 1 or t.max() > T:
+        raise ValueError(f"passes must be (B,) = ({B},) integers in 1..{T}, got {t!r}")
+    seen = np.zeros((B, N), dtype=bool)
+    ran = np.arange(T)[None, :] < t[:, None]                        # (B, T)
+    b = np.broadcast_to(np.arange(B)[:, None, None], ch.shape)
+    keep = np.broadcast_to(ran[..., None], ch.shape)
+    seen[b[keep], ch[keep]] = True
+    return seen.sum(1)
 
 
 def totals(counts: list[LayerCounts]) -> dict:

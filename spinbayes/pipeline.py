@@ -28,6 +28,10 @@ QUICK = {"epochs": 10, "ood_samples": 100, "recal_batches": 5, "hidden": (16,)}
 COVERIFY_JSON = "coverify.json"
 ENERGY_JSON = "energy.json"
 MEMORY_JSON = "memory.json"
+PARETO_JSON = "pareto.json"
+#: (test images, images per OoD set) of the energy/accuracy study per topology (None: all);
+#: LeNet-5's integer reference runs about 35 images a second at T = 10.
+PARETO_IMAGES = {"mlp": (None, None), "lenet5": (500, 125)}
 SYNTH_DIR = "synth"
 REPORT_JSON = "report.json"
 
@@ -151,7 +155,7 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
               else en.EnergyModel())
     t_start = time.perf_counter()
     names = ["train", "golden evaluation", "map to RTL", "RTL co-verification", "synthesis",
-             "energy", "memory overhead", "figures and report"]
+             "energy", "energy vs accuracy", "memory overhead", "figures and report"]
     st = _Stages(names, progress)
     ctx: dict = {}
     files: dict[str, str] = {}
@@ -167,6 +171,7 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
             files["eval"] = wf.EVAL_JSON
             ctx["eval"] = json.loads(json.dumps(ev.report, allow_nan=True))
             ctx["images"] = mapped.images
+            ctx["ood_sets"] = sets
             ctx["entropies"] = spinbayes_entropies(mapped, trained.data, sets, cfg,
                                                    cfg.n_way)
         st.run("golden evaluation", golden)
@@ -215,6 +220,24 @@ def run_pipeline(cfg: Config, out, options: RunOptions = RunOptions(), *,
             _json(out / ENERGY_JSON, ctx["energy"])
             files["energy"] = ENERGY_JSON
         st.run("energy", energy)
+
+        def pareto():
+            from .golden import energy_pareto as ep
+            from .golden.adaptive import AdaptiveT, output_span
+
+            sets, y, sizes = ep.subsample(trained.data, ctx["ood_sets"],
+                                          *PARETO_IMAGES[cfg.topology])
+            rule, t_min, threshold = options.adaptive_settings(cfg.T)
+            own = AdaptiveT(rule, t_min, threshold,
+                            output_span(ctx["hw"]) if rule == "exact" else 0)
+            ctx["pareto"] = ep.pareto_study(ctx["hw"], sets, y, cfg, T_max=cfg.T,
+                                            seed=cfg.seed + 1, model=emodel, sizes=sizes,
+                                            image_shape=trained.data.image_shape,
+                                            run_rule=own)
+            _json(out / PARETO_JSON, ctx["pareto"])
+            files["pareto"] = PARETO_JSON
+        st.run("energy vs accuracy", pareto, optional=True,
+               skip=None if have_hw and "ood_sets" in ctx else "no integer network or OoD sets")
 
         def memory():
             from .golden.memory import memory_table, paper_models, rows_as_dicts

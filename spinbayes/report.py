@@ -21,7 +21,10 @@ __all__ = ["REPORT_JSON", "REPORT_MD", "build_report", "make_figures", "plot_ent
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 FIGURES = {"mtj": "mtj.png", "entropy": "entropy.png", "ood": "ood.png",
-           "energy": "energy.png", "scaling": "energy_scaling.png", "memory": "memory.png"}
+           "energy": "energy.png", "scaling": "energy_scaling.png", "memory": "memory.png",
+           "pareto": "pareto.png"}
+#: The heading of the energy / accuracy / uncertainty section (golden.energy_pareto).
+PARETO_HEADING = "## Energy against accuracy and uncertainty (adaptive T, first-layer reuse)"
 
 
 def _save(fig, path: Path) -> Path:
@@ -128,6 +131,11 @@ def make_figures(out: Path, ctx: dict, cfg) -> dict:
         figs["energy"] = FIGURES["energy"]
         en.plot_scaling(e["scaling"], out / FIGURES["scaling"], e["scaling_defaults"])
         figs["scaling"] = FIGURES["scaling"]
+    if "pareto" in ctx:
+        from .golden.energy_pareto import plot_pareto
+
+        plot_pareto(ctx["pareto"], out / FIGURES["pareto"])
+        figs["pareto"] = FIGURES["pareto"]
     if "memory_rows" in ctx:
         from .golden.memory import plot_memory
 
@@ -188,6 +196,9 @@ def build_report(cfg, options, ctx: dict, files: dict, figures: dict, stages: di
                                   "counter_check": e["measured"]["counter_check"],
                                   "all_counters_equal": e["measured"]["all_counters_equal"]}
         doc["energy"] = en_doc
+    if "pareto" in ctx:
+        doc["pareto"] = {"source": f"{files['pareto']} (golden.energy_pareto.pareto_study)",
+                         **json.loads(json.dumps(ctx["pareto"], allow_nan=True))}
     if "memory" in ctx:
         doc["memory"] = {"source": files["memory"],
                          "rows": [{k: r[k] for k in ("topology", "method", "size_mb", "ratio")}
@@ -289,6 +300,15 @@ def render(doc: dict) -> str:
         L += _unavailable(doc, "synthesis")
 
     L += _render_energy(doc)
+
+    L += [PARETO_HEADING, ""]
+    if "pareto" in doc:
+        from .golden.energy_pareto import pareto_markdown
+
+        L += [f"Source: {doc['pareto']['source']}.", "",
+              pareto_markdown(doc["pareto"], doc["figures"].get("pareto"))]
+    else:
+        L += _unavailable(doc, "energy vs accuracy")
 
     L += ["## Memory overhead (section 4.3.2, Fig. 7)", ""]
     m = doc.get("memory")

@@ -11,7 +11,7 @@ import pytest
 from spinbayes.config import Config
 from spinbayes.golden.energy import BLOCKS
 from spinbayes.pipeline import RunOptions, run_pipeline
-from spinbayes.report import render
+from spinbayes.report import PARETO_HEADING, render
 
 NUM = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 
@@ -88,6 +88,16 @@ def check_report(out):
         for name, v in meas["counter_check"].items():
             assert v["rtl_total"] == cov["counter_totals"][name]
         assert f"{meas['total_uj'] * 1e3:.3f} nJ per image" in text
+    if "pareto" in doc:        # the energy / accuracy / uncertainty study (energy_pareto.py)
+        par = json.loads((out / doc["files"]["pareto"]).read_text())
+        assert [r["energy_pj"] for r in par["rows"]] == [
+            r["energy_pj"] for r in doc["pareto"]["rows"]]
+        assert PARETO_HEADING in text and "not in the RTL" in text
+        for r in par["rows"]:
+            assert (f"| {r['setting']} | {r['passes_id']:.2f} |" in text
+                    and f"| {r['energy_pj'] * 1e-3:.3f} | {r['energy_reuse_pj'] * 1e-3:.3f} |"
+                    in text), r["setting"]
+        assert par["rows"][0]["energy_pj"] == pytest.approx(en["analytic"]["total_pj"])
     for fig in doc["figures"].values():
         assert (out / fig).stat().st_size > 10_000, fig
     return doc, text
@@ -103,6 +113,9 @@ def test_report_numbers_equal_json(tmp_path):
     assert doc["stages"]["RTL co-verification"]["status"] == "skipped"
     assert "**Not available in this run** (stage 'RTL co-verification': skipped" in text
     assert "**Measured energy not available**" in text
+    assert doc["stages"]["energy vs accuracy"]["status"] == "ok"
+    assert [r["setting"] for r in doc["pareto"]["rows"]][:3] == [
+        "full T", "exact", "confidence 0.50, T_min 2"]
     # a tampered report.json no longer renders to the same report.md
     doc["energy"]["analytic"]["total_uj"] *= 2
     assert render(doc) != text
