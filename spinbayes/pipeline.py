@@ -30,7 +30,7 @@ ENERGY_JSON = "energy.json"
 MEMORY_JSON = "memory.json"
 PARETO_JSON = "pareto.json"
 #: (test images, images per OoD set) of the energy/accuracy study per topology (None: all);
-#: LeNet-5's integer reference runs about 35 images a second at T = 10.
+#: LeNet-5's at these counts took 52 s on one thread (docs/ENERGY.md), the digits MLP's 2 s.
 PARETO_IMAGES = {"mlp": (None, None), "lenet5": (500, 125)}
 SYNTH_DIR = "synth"
 REPORT_JSON = "report.json"
