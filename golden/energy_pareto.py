@@ -254,6 +254,7 @@ def plot_pareto(study: dict, path) -> Path:
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter
 
     from .checkpoint import atomic_write
 
@@ -266,18 +267,23 @@ def plot_pareto(study: dict, path) -> Path:
             e = [r["energy_reuse_pj" if reuse else "energy_pj"] * 1e-3 for r in rows]
             v = [r[key] for r in rows]
             ax.scatter(e, v, marker=marker, label=name, zorder=3)
-            for r, x, yv in zip(rows, e, v):
-                ax.annotate(_tag(r), (x, yv), fontsize=6,
-                            xytext=(3, 3), textcoords="offset points")
-            front = sorted(p for p, f in zip(zip(e, v), pareto_flags(e, v)) if f)
+            flags = pareto_flags(e, v)
+            for r, x, yv, f in zip(rows, e, v, flags):
+                if f:                       # name the front's settings only: readable
+                    ax.annotate(_tag(r), (x, yv), fontsize=6,
+                                xytext=(3, 3), textcoords="offset points")
+            front = sorted(p for p, f in zip(zip(e, v), flags) if f)
             ax.plot(*zip(*front), lw=1, ls="--", label=f"Pareto front, {name}", zorder=2)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel("energy per test image (nJ, analytic)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
     fig.suptitle(f"Adaptive T (T_max = {study['T_max']}: full T, exact, confidence "
-                 "c<vote share>/<T_min>) "
+                 "c<vote share>/<T_min>; the Pareto fronts' settings named) "
                  "and first-layer reuse (analytic, not in the RTL)")
     fig.tight_layout()
     buf = io.BytesIO()
