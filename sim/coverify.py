@@ -36,6 +36,7 @@ from .coverify_results import (
     compare,
     decode_acts,
     decode_logs,
+    fill_not_run,
     layer_mismatches,
 )
 from .runner import _cache_root, run_cocotb
@@ -353,9 +354,10 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
 
 
 def _reference(hw, x, choices: np.ndarray, adaptive: AdaptiveT):
-    """(the adaptive reference, the T-pass reference) on the RTL's choices (the passes an
-    image did not run padded with crossbar 0: the rule reads only the passes run)."""
-    full = hw.run(x, torch.from_numpy(choices))
+    """(the adaptive reference, the T-pass reference) on the RTL's choices, the passes not run
+    filled in (:func:`~spinbayes.sim.coverify_results.fill_not_run`): the rule reads only the
+    passes run, and their outputs are compared only where run."""
+    full = hw.run(x, torch.from_numpy(fill_not_run(choices)))
     passes = adaptive_passes(full.per_pass, adaptive)
     return AdaptiveOutput(full.per_pass, passes, full.frac_bits), full
 

@@ -18,7 +18,7 @@ from ..rtl.regs import OutKind
 from .layer_check import compare_layers
 
 __all__ = ["CoverifyResult", "Mismatch", "compare", "decode_acts", "decode_logs",
-           "layer_mismatches"]
+           "fill_not_run", "layer_mismatches"]
 
 
 @dataclass
@@ -80,6 +80,18 @@ class CoverifyResult:
                 "mean": float(self.passes.mean()), "min": int(self.passes.min()),
                 "max": int(self.passes.max())},
         }
+
+
+def fill_not_run(choices: np.ndarray) -> np.ndarray:
+    """``choices`` (L, B, T, n) as decoded, usable by ``HwNetwork.run``: the passes an image
+    did not run (adaptive T) read 0; with n >= 2 such an all-zero row is not a choice (it
+    names crossbar 0 n times) and becomes crossbars 0..n-1. Rows of passes run are kept."""
+    n = choices.shape[-1]
+    if n == 1:
+        return choices
+    out = choices.copy()
+    out[(out == 0).all(-1)] = np.arange(n)
+    return out
 
 
 def _fields(words: np.ndarray, layout) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ import torch
 from spinbayes.golden.adaptive import AdaptiveT, output_span
 from spinbayes.golden.mapping import map_model
 from spinbayes.sim.coverify import params_for, run_images
+from spinbayes.sim.coverify_results import fill_not_run
 from spinbayes.sim.runner import simulator_available
 
 
@@ -21,7 +22,7 @@ def _need(sim):
 def _check(hw, x, res, T, rule):
     assert res.mismatches == 0, res.details[:5]
     assert res.passed and res.passes is not None
-    full = hw.run(x, torch.from_numpy(res.choices)).prediction.numpy()
+    full = hw.run(x, torch.from_numpy(fill_not_run(res.choices))).prediction.numpy()
     if rule == "exact":   # the class of T passes, whatever the skipped passes would give
         assert np.array_equal(res.prediction, full)
     per_pass_beats = res.per_pass.any(-1).sum(-1)             # passes with a PASS output
@@ -44,6 +45,18 @@ def test_small_mlp_on_icarus(small_mapped, digits, rule):
         assert res.driver["mismatches"] == 0
     reads = 16 * 4 + 4 * 1                         # per pass: the reads of the passes run
     assert (res.counters["cnt_xbar_reads"] == res.passes * reads).all()
+
+
+def test_two_way_passes_not_run_on_icarus(small_mapped, digits):
+    """n = 2, every image stopped at T_min = 2 of 5 (threshold 0): the passes not run carry
+    no choice (all-zero rows in the trace), which the reference must not read as one."""
+    _need("icarus")
+    hw, T = small_mapped.hw(2), 5
+    x = digits.x_test[:2]
+    res = run_images(hw, x, params=params_for(hw, T), T=T, seed=5, simulator="icarus",
+                     stall=0.1, progress=False, adaptive=AdaptiveT("confidence", 2, 0))
+    _check(hw, x, res, T, "confidence")
+    assert (res.passes == 2).all()
 
 
 def test_random_conv_network_on_icarus(conv_case):
