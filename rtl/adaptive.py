@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from amaranth import Array, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import RtlParams, check_params
@@ -26,16 +26,18 @@ class AdaptiveStop(wiring.Component):
     ``Reg.ADAPT_RULE``.
 
     **Behaviour.** ``start`` (the averaging block's ``pass_valid``) starts a scan of the classes
-    c = 0 .. n - 1 (n = ``n_cls``): class c is read from ``Y`` (the sums after this pass) and
-    ``y`` (this pass's outputs) as soon as the averaging block has written ``Y[c]``, i.e. when
-    ``y_count >= c + 2`` or the block is no longer ``src_busy``. The scan keeps, for the exact
-    rule, the leader's sum ``best`` (a class replaces it only if strictly greater, so ties keep
-    the lowest index) and ``runner`` = max over the other classes of Y_c + [c < leader] (when
-    class c takes the lead, every class scanned so far has a lower index, so runner becomes
-    the old best + 1); for the confidence rule, this pass's argmax of ``y`` (lowest index on
-    ties). After the last class: the vote of the pass is added (``votes[argmax] += 1``, the
-    largest count kept in ``lead_votes``) and the bound (T_max - t) * span registered; one
-    cycle later ``stop`` and ``done`` are set:
+    c = 0 .. n - 1 (n = ``n_cls``): class c is scanned as soon as the averaging block has
+    written ``Y[c]``, i.e. when ``y_count >= c + 2`` or the block is no longer ``src_busy``,
+    with its Y_c (the sum after this pass) and y_c (this pass's output) taken from the block's
+    ``Y_new`` and ``y_new`` in the cycle of that write (registered here: the multiply-adds give
+    one class per cycle without gaps and the scan takes each in the cycle after its write). The
+    scan keeps, for the exact rule, the leader's sum ``best`` (a class replaces it only if
+    strictly greater, so ties keep the lowest index) and ``runner`` = max over the other classes
+    of Y_c + [c < leader] (when class c takes the lead, every class scanned so far has a lower
+    index, so runner becomes the old best + 1); for the confidence rule, this pass's argmax of
+    ``y`` (lowest index on ties). After the last class: the vote of the pass is added
+    (``votes[argmax] += 1``, the largest count kept in ``lead_votes``) and the bound
+    (T_max - t) * span registered; one cycle later ``stop`` and ``done`` are set:
 
     * exact: ``t >= t_min`` and (n = 1 or best - runner >= (T_max - t) * span);
     * confidence: ``t >= t_min`` and lead_votes * 2^CONFIDENCE_BITS >= threshold * t;
@@ -55,8 +57,8 @@ class AdaptiveStop(wiring.Component):
     clear, start : In(1)
     rule : In(2); t_min, T_max, t : In(t_bits); threshold : In(CONFIDENCE_BITS + 1);
     span : In(out_bits); n_cls : In(range(classes_max + 1))
-    y : In(ArrayLayout(signed(out_bits), classes_max)); Y : In(ArrayLayout(signed(total_bits),
-    classes_max)); y_count : In(range(classes_max + 1)); src_busy : In(1)
+    y_new : In(signed(out_bits)); Y_new : In(signed(total_bits)); y_count :
+    In(range(classes_max + 1)); src_busy : In(1)
         The averaging block's outputs.
     done, stop : Out(1)
 
@@ -73,8 +75,7 @@ class AdaptiveStop(wiring.Component):
             "rule": In(2), "t_min": In(p.t_bits), "T_max": In(p.t_bits), "t": In(p.t_bits),
             "threshold": In(CONFIDENCE_BITS + 1), "span": In(p.out_bits),
             "n_cls": In(range(C + 1)),
-            "y": In(data.ArrayLayout(signed(p.out_bits), C)),
-            "Y": In(data.ArrayLayout(signed(p.total_bits), C)),
+            "y_new": In(signed(p.out_bits)), "Y_new": In(signed(p.total_bits)),
             "y_count": In(range(C + 1)), "src_busy": In(1),
             "done": Out(1), "stop": Out(1),
         })
@@ -96,10 +97,12 @@ class AdaptiveStop(wiring.Component):
         margin = Signal(signed(tb + 2))
         bound = Signal(p.t_bits + p.out_bits)
 
+        # Y_c and y_c of the class scanned, registered from the averaging block's last stage
+        # as it writes Y[c] (no C-to-1 read of Y and y in front of the comparisons): the scan
+        # takes class c in the cycle after that write, one class per cycle as they come
         Yc = Signal(signed(tb))
         yc = Signal(signed(p.out_bits))
-        m.d.comb += [Yc.eq(Array(self.Y[k] for k in range(C))[c]),
-                     yc.eq(Array(self.y[k] for k in range(C))[c])]
+        m.d.sync += [Yc.eq(self.Y_new), yc.eq(self.y_new)]
         ready = Signal()
         m.d.comb += ready.eq(scan & ((self.y_count >= c + 2) | ~self.src_busy))
         last_c = c + 1 >= self.n_cls
@@ -120,15 +123,20 @@ class AdaptiveStop(wiring.Component):
             with m.If(last_c):
                 m.d.sync += [scan.eq(0), fin.eq(1)]
 
+        # the rules' operands from t, registered in every cycle: t, T_max and threshold hold
+        # from start on, and fin comes at least one cycle, fin2 two cycles after start
+        rem_t = Signal((self.T_max - self.t).shape())
+        thr_t = Signal(len(self.threshold) + len(self.t))
+        m.d.sync += [rem_t.eq(self.T_max - self.t), thr_t.eq(self.threshold * self.t)]
         # the pass's vote, the exact rule's margin and bound
         new_votes = votes[yarg] + 1
         with m.If(fin):
             m.d.sync += [votes[yarg].eq(new_votes), margin.eq(best - runner),
-                         bound.eq((self.T_max - self.t) * self.span), fin2.eq(1)]
+                         bound.eq(rem_t * self.span), fin2.eq(1)]
             with m.If(new_votes > lead_votes):
                 m.d.sync += lead_votes.eq(new_votes)
         exact = ~has_runner | (margin >= bound)
-        confident = (lead_votes << CONFIDENCE_BITS) >= self.threshold * self.t
+        confident = (lead_votes << CONFIDENCE_BITS) >= thr_t
         with m.If(fin2):
             m.d.sync += [self.done.eq(1),
                          self.stop.eq((self.t >= self.t_min) & Mux(
@@ -155,6 +163,6 @@ def adaptive_stage(m: Module, ad: AdaptiveStop, regs: dict, avg, *, t, n_cls, cl
     m.d.comb += [ad.clear.eq(clear), ad.start.eq(avg.pass_valid), ad.t.eq(t + 1),
                  ad.rule.eq(regs["adapt_rule"]), ad.t_min.eq(regs["t_min"]),
                  ad.T_max.eq(regs["passes"]), ad.threshold.eq(regs["adapt_threshold"]),
-                 ad.span.eq(regs["adapt_span"]), ad.n_cls.eq(n_cls), ad.y.eq(avg.y),
-                 ad.Y.eq(avg.Y), ad.y_count.eq(avg.y_count), ad.src_busy.eq(avg.busy)]
+                 ad.span.eq(regs["adapt_span"]), ad.n_cls.eq(n_cls), ad.y_new.eq(avg.y_new),
+                 ad.Y_new.eq(avg.Y_new), ad.y_count.eq(avg.y_count), ad.src_busy.eq(avg.busy)]
     return passes_run

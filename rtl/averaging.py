@@ -52,6 +52,15 @@ def _or_tree(terms):
     return terms[0]
 
 
+def _valid_words(m: Module, port, name: str):
+    """The registers behind an array output ``port``: one word and one valid bit per entry,
+    ``port[k] = word[k]`` if valid bit k is set, else 0. Returns (words, valid bits)."""
+    words = [Signal(port[k].shape(), name=f"{name}_w{k}") for k in range(len(port))]
+    ok = Signal(len(port), name=f"{name}_ok")
+    m.d.comb += [port[k].eq(Mux(ok[k], words[k], 0)) for k in range(len(port))]
+    return words, ok
+
+
 class AveragingBlock(wiring.Component):
     """Output scaling, T-sum, a sequential floor divider and the argmax of one image.
 
@@ -126,6 +135,10 @@ class AveragingBlock(wiring.Component):
         ``pass_valid`` or ``clear``, then + 1 per cycle up to n).
     Y : Out(ArrayLayout(signed(total_bits), classes_max))
         The running T-sums.
+    Y_new, y_new : Out(signed(total_bits)), Out(signed(out_bits))
+        The last stage of the multiply-add: the Y_c written to ``Y`` at the end of this cycle
+        and its y_c (meaningful in the cycles that write ``Y[c]``, i.e. from cycle a +
+        MAC_LATENCY + c on, the cycle before ``Y[c]`` is visible).
     averaged : Out(ArrayLayout(signed(total_bits), classes_max))
         ``floor((Y_c + floor(T/2)) / T)`` for c < n_out, 0 for the others.
     cls : Out(output_bits_index)
@@ -164,6 +177,8 @@ class AveragingBlock(wiring.Component):
             "y": Out(data.ArrayLayout(signed(p.out_bits), p.classes_max)),
             "y_count": Out(range(p.classes_max + 1)),
             "Y": Out(data.ArrayLayout(signed(p.total_bits), p.classes_max)),
+            "Y_new": Out(signed(p.total_bits)),
+            "y_new": Out(signed(p.out_bits)),
             "averaged": Out(data.ArrayLayout(signed(p.total_bits), p.classes_max)),
             "cls": Out(p.output_bits_index),
             "done": Out(1),
@@ -238,8 +253,9 @@ class AveragingBlock(wiring.Component):
                      v3.eq(v2), c3.eq(c2), y3.eq(y_next), Y3.eq(Yr)]
         with m.If(v2):
             m.d.sync += [self.y[c2].eq(y_next), self.y_count.eq(self.y_count + 1)]
+        m.d.comb += [self.Y_new.eq(Y3 + y3), self.y_new.eq(y3)]
         with m.If(v3):
-            m.d.sync += self.Y[c3].eq(Y3 + y3)
+            m.d.sync += self.Y[c3].eq(self.Y_new)
         with m.If(self.clear):                     # drop the multiply-adds in flight
             m.d.sync += [run.eq(0), v1.eq(0), v2.eq(0), v3.eq(0), self.y_count.eq(0),
                          la.eq(1)]
@@ -317,8 +333,10 @@ class AveragingBlock(wiring.Component):
         m.d.sync += [cl_v.eq(0), res_v.eq(0)]
         with m.If(cl_v & ((cl == 0) | (Yl > best))):
             m.d.sync += [best.eq(Yl), cls.eq(cl)]
-        with m.If(res_v):
-            m.d.sync += self.averaged[res_c].eq(res.as_signed())
+        avg_word, avg_ok = _valid_words(m, self.averaged, "averaged")
+        for k in range(C):
+            with m.If(res_v & (res_c == k)):
+                m.d.sync += [avg_word[k].eq(res), avg_ok[k].eq(1)]
 
         m.d.comb += [self.cls.eq(cls), self.busy.eq(mac_busy | ~div_idle)]
         m.d.sync += self.done.eq(0)
@@ -326,9 +344,8 @@ class AveragingBlock(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += div_idle.eq(1)
                 with m.If(self.finish & ~self.clear & ~mac_busy):
-                    m.d.sync += [T.eq(self.T), n_cls.eq(n_in), cls.eq(0), yrd.eq(0)]
-                    for k in range(C):
-                        m.d.sync += self.averaged[k].eq(0)
+                    m.d.sync += [T.eq(self.T), n_cls.eq(n_in), cls.eq(0), yrd.eq(0),
+                                 avg_ok.eq(0)]
                     with m.If(n_in == 0):
                         m.d.sync += self.done.eq(1)
                     with m.Else():

@@ -163,11 +163,9 @@ class SpinBayesCore(wiring.Component):
         plane = Signal(range(p.A_max))
         group = Signal(range(p.groups_total))
         idx = Signal(range(max(p.rows_max, p.image_depth) + 1))
-        # the current layer's last group and last bit-plane (group count - 1, input bits - 1),
-        # registered (one cycle behind `layer`; READ starts at least two cycles after layer
-        # changes: ARB, ARB_WAIT): the descriptor multiplexer, ceil(rows / R) and the "+ 1"
-        # of the end tests were in the controller's critical path. Likewise the end tests of
-        # LOAD, EMIT and the passes compare with registered "- 1" copies.
+        # the current layer's last group and bit-plane (group count - 1, input bits - 1) in
+        # registers one cycle behind `layer` (READ starts >= 2 cycles after it changes), off the
+        # controller's critical path; LOAD's, EMIT's and the passes' ends likewise ("- 1" copies)
         last_group = Signal(range(p.groups_total + 1))
         last_plane = Signal(range(p.A_max + 1))
         m.d.sync += [last_group.eq((rows[layer] + p.R - 1) // p.R - 1),
@@ -239,8 +237,8 @@ class SpinBayesCore(wiring.Component):
         for i, arb in enumerate(arbs):
             m.d.comb += arb.start.eq(arb_start & (layer == i))
         arb_done = Signal()
-        m.d.comb += arb_done.eq(Array(x.done for x in arbs)[layer])
-        m.d.comb += [self.trace_layer.eq(layer), self.trace_pass.eq(t),
+        m.d.comb += [arb_done.eq(Array(x.done for x in arbs)[layer]),
+                     self.trace_layer.eq(layer), self.trace_pass.eq(t),
                      self.trace_indices.eq(arb_idx), self.trace_valid.eq(arb_done)]
         out_c = Signal(range(p.outputs_max + 1))
         drain = Signal(2)
@@ -251,10 +249,11 @@ class SpinBayesCore(wiring.Component):
         if cu is not None:
             m.d.comb += [fetched.eq(cu.fetched), last_pos.eq(cu.last_pos)]
         cur_last, nxt_ready, nxt_last = Signal(), Signal(), Signal()
-        # The FSM only moves state; every output that depends on the state is a plain
-        # expression of it below (one continuous assignment each). A combinational block
-        # whose only input is the state register is never evaluated at time 0 by Icarus, so
-        # busy (and cnt_cycles after it) would stay X until the first state change.
+        fin = Signal()      # high in the FINISH cycle: a register set on entering FINISH
+        m.d.sync += fin.eq(0)
+        # The FSM moves state (and sets fin); every output that depends on the state is a
+        # plain expression of it below (one continuous assignment each): a combinational block
+        # whose only input is the state register is never evaluated at time 0 by Icarus.
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.in_valid & in_ok):
@@ -335,12 +334,14 @@ class SpinBayesCore(wiring.Component):
                         with m.If(regs["adapt_rule"] != 0):
                             m.next = "DECIDE"
                         with m.Elif(t == passes_m1):
+                            m.d.sync += fin.eq(1)
                             m.next = "FINISH"
                         with m.Else():
                             m.d.sync += t.eq(t + 1)
                             m.next = "ARB"
             with m.State("DECIDE"):            # adaptive T: stop after this pass?
                 with m.If(ad.done & (ad.stop | (t == passes_m1))):
+                    m.d.sync += fin.eq(1)
                     m.next = "FINISH"
                 with m.Elif(ad.done):
                     m.d.sync += t.eq(t + 1)
@@ -390,9 +391,8 @@ class SpinBayesCore(wiring.Component):
                 cu.swap.eq(st("FLUSH")),
             ]
             window_write(m, (act, act_b), ~rsel, cu, p)
-        # the averaging block is cleared the cycle after the image's last input beat
-        # (registered: the input handshake's decode reached every Y register's reset in one
-        # cycle, the periphery's critical path on the ECP5); its first pass is far later
+        # the averaging block is cleared the cycle after the image's last input beat (a
+        # register, not the input handshake's decode); its first pass is far later
         avg_clear = Signal()
         m.d.sync += avg_clear.eq(start_img)
         m.d.comb += [
@@ -405,14 +405,14 @@ class SpinBayesCore(wiring.Component):
             # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
             avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
             cmp.valid.eq(act_st & ~last),
-            avg.finish.eq(st("FINISH")),
+            avg.finish.eq(fin),
         ]
         result_stream(self, m, emit_y=emit_y, emit_avg=emit_avg, emit_cls=emit_cls,
                       out_c=out_c, t=t, avg=avg)
         activation_trace(self, m, dense_valid=act_st & ~last & ~cur_conv, codes=cmp.act,
                          outs=cur_outs, layer=layer, t=t, cu=cu)
         passes_run = adaptive_stage(m, ad, regs, avg, t=t, n_cls=n_cls, clear=avg_clear,
-                                    finish=st("FINISH"))
+                                    finish=fin)
         read_port(self, m, counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs,
                                     aac=aac, cmp=cmp, avg=avg), arbs,
                   {ReadReg.PASSES_RUN: passes_run})
