@@ -1,9 +1,9 @@
 """Every exported top passes ``verilator --lint-only`` and compiles in Icarus.
 
 The tops of :data:`spinbayes.rtl.export.TOPS` are exported once per session for a small
-:class:`RtlParams` and for the default one (module-scoped fixture). A lint *error* or a
-compile failure fails the test; lint warnings are allowed but counted by category and
-printed (``pytest -s``), so a new kind of warning shows up in the log.
+:class:`RtlParams` and (``-m slow``) for the default one (module-scoped fixture). A lint
+*error* or a compile failure fails the test; lint warnings are allowed but counted by
+category and printed (``pytest -s``), so a new kind of warning shows up in the log.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def _verilator():
     return shutil.which("verilator")
 
 
-@pytest.fixture(scope="module", params=sorted(PARAMS))
+# the default design's exports take 16 s: behind `slow`; the small one covers the same code
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=pytest.mark.slow) if name == "default" else name
+    for name in sorted(PARAMS)])
 def exported(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"export_{request.param}")
     export(PARAMS[request.param], out)

@@ -116,8 +116,10 @@ def test_markdown_equals_json(rng_run):
         assert version and version in md, tool
 
 
+@pytest.mark.slow
 def test_tiny_periphery_generic(tmp_path):
-    """The periphery flow on a tiny core: N black boxes cut, the rest synthesised."""
+    """The periphery flow on a tiny core: N black boxes cut, the rest synthesised (slow: 10 s;
+    the main job synthesises the periphery on every run)."""
     res = synthesize(TINY, tmp_path, targets=("generic",), tops=("periphery",), progress=False)
     r = res["targets"]["generic"]["periphery"]
     stat = json.loads((tmp_path / "periphery.generic.stat.json").read_text())
