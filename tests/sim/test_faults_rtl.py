@@ -9,7 +9,8 @@ must equal ``faulted_network(hw, fmap)`` on the RTL's choices, those choices mus
 must report exactly the faulty cells. The health tests' cutoffs are raised for these
 runs (the biased devices would otherwise stop the image, tests/sim/test_alarm.py).
 
-Default run: two maps on Icarus, 3 images each. Slow: three maps on Verilator, 50 images each.
+Slow: two maps on Icarus, 3 images each; three maps on Verilator, 50 images each. The default
+run's faulted RTL check is tests/cli/test_faults.py (two maps on Icarus through `spinbayes faults`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def _report(sim, runs, B):
           f"reported {[r.vfy_errors for _, r, _ in runs]}; biased devices {devices}")
 
 
+@pytest.mark.slow      # 8 s; the default run keeps `spinbayes faults`' RTL points on Icarus
 def test_rtl_equals_faulted_reference_icarus(small_mapped, digits):
     hw, runs = _run_maps(small_mapped, digits, "icarus", seeds=(1, 2), B=3)
     _check(hw, runs, 3)
