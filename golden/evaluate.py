@@ -68,13 +68,15 @@ class MethodResult:
     ratios: metrics.UncertaintyRatios
     ood: dict[str, metrics.OodResult] = field(default_factory=dict)
     operating_point: metrics.OperatingPoint | None = None
+    score_points: dict[str, metrics.OperatingPoint] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "accuracy": self.accuracy, "error": self.error,
                 "ratios": asdict(self.ratios),
                 "ood": {k: asdict(v) for k, v in self.ood.items()},
                 "operating_point": (asdict(self.operating_point)
-                                    if self.operating_point is not None else None)}
+                                    if self.operating_point is not None else None),
+                "score_points": {k: asdict(v) for k, v in self.score_points.items()}}
 
 
 def _uncertainty(probs: torch.Tensor, measure: str):
@@ -90,20 +92,25 @@ def evaluate_probs(name: str, probs_test: torch.Tensor, y_test: torch.Tensor,
                    probs_calib: torch.Tensor | None = None) -> MethodResult:
     """Figures of one method from its per-pass probabilities (B, T, C) on each set; with
     ``probs_calib`` (in-distribution images outside the test set), also the OoD rule at the
-    threshold chosen on them for ``cfg.ood_target_rejection``."""
+    threshold chosen on them for ``cfg.ood_target_rejection``, and the predictive entropy and
+    the mutual information at their thresholds chosen the same way (``score_points``)."""
     acc = metrics.accuracy(probs_test, y_test)
     correct = (probs_test.mean(1).argmax(-1) == y_test).numpy()
     u = _uncertainty(probs_test, cfg.uncertainty_measure)
     thr = metrics.uncertainty_threshold(u, cfg.uncertainty_threshold, cfg.threshold_mode)
     ratios = metrics.uncertainty_ratios(correct, u, thr)
-    op = None
+    op, points = None, {}
     if probs_calib is not None:
         op = metrics.choose_ood_threshold(probs_calib, cfg.ood_quantile,
                                           cfg.ood_target_rejection)
+        points = {s: metrics.choose_score_threshold(probs_calib, s, cfg.ood_quantile,
+                                                    cfg.ood_target_rejection)
+                  for s in metrics.OOD_SCORES if s != "rule"}
     ood = {k: metrics.ood_detection(probs_test, p, cfg.ood_quantile, cfg.ood_threshold,
-                                    None if op is None else op.threshold)
+                                    None if op is None else op.threshold,
+                                    tuple(points.values()))
            for k, p in probs_ood.items()}
-    return MethodResult(name, acc, 100.0 - acc, ratios, ood, op)
+    return MethodResult(name, acc, 100.0 - acc, ratios, ood, op, points)
 
 
 def result_from_sets(name: str, probs: dict[str, torch.Tensor], y_test: torch.Tensor,
@@ -269,6 +276,7 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
                              _fmt(r.ood[k].op_detection) if k in r.ood else "-"
                              for k in names) + " |")
         lines.append("")
+        lines += _score_point_lines(ops, names, target)
     lines += ["### Threshold-free OoD: AUROC (%) / FPR at 95 % TPR (%), "
               "score = predictive entropy", "",
               "| Method | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -277,6 +285,29 @@ def tables_markdown(results: list[MethodResult], cfg: Config, dataset: str, *,
             f"{_fmt(r.ood[k].auroc)} / {_fmt(r.ood[k].fpr_at_95_tpr)}" if k in r.ood else "-"
             for k in names) + " |")
     return "\n".join(lines) + "\n"
+
+
+_SCORE_NAMES = {"entropy": "predictive entropy", "mutual_information": "mutual information"}
+
+
+def _score_point_lines(results: list[MethodResult], names: list[str],
+                       target: float) -> list[str]:
+    """The table of the uncertainty scores' operating points (reject u > threshold)."""
+    rows = [(r, p) for r in results for p in r.score_points.values()]
+    if not rows:
+        return []
+    lines = [f"### OoD detection (%) at the same stated operating point, score = an "
+             f"uncertainty (reject when it exceeds a threshold chosen so that at most "
+             f"{target:g} % of the same images are rejected)", "",
+             "| Method | score | threshold | rejected there | ID rejection (test) | "
+             + " | ".join(names) + " |", "|---|---|---:|---:|---:|" + "---:|" * len(names)]
+    for r, p in rows:
+        idr = next(iter(r.ood.values())).score_id_rejection.get(p.score, float("nan"))
+        lines.append(f"| {r.name} | {_SCORE_NAMES.get(p.score, p.score)} | {p.threshold:.6g} | "
+                     f"{_fmt(p.rejection)} | {_fmt(idr)} | " + " | ".join(
+                         _fmt(r.ood[k].score_detection.get(p.score, float("nan")))
+                         if k in r.ood else "-" for k in names) + " |")
+    return [*lines, ""]
 
 
 def evaluate_hardware(mapped: MappedModel, data: Dataset, cfg: Config, *,

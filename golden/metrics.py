@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
+from sklearn.metrics import accuracy_score
 
 __all__ = [
+    "OOD_SCORES",
     "OodResult",
     "OperatingPoint",
     "UncertaintyRatios",
     "accuracy",
     "choose_ood_threshold",
+    "choose_score_threshold",
     "expected_entropy",
     "mutual_information",
     "normalized_entropy",
@@ -30,6 +32,7 @@ __all__ = [
     "ood_score",
     "pass_variance",
     "predictive_entropy",
+    "score_rejected",
     "uncertainty_ratios",
     "uncertainty_threshold",
 ]
@@ -206,172 +209,6 @@ def uncertainty_threshold(uncertainty, t: float, mode: str = "relative") -> floa
     return float(u.min() + t * (u.max() - u.min()))
 
 
-def _check_quantile(quantile: float) -> None:
-    if not 0.0 <= quantile <= 1.0:
-        raise ValueError(f"quantile must lie in [0, 1], got {quantile!r}")
-
-
-def ood_rule_score(probs, quantile: float = 0.99) -> np.ndarray:
-    """The score s of :func:`ood_rejected` (float64, shape (B,)): the ``quantile`` quantile
-    over the T passes of the probability of the predicted class. Each s is one of the
-    pass probabilities, so it is exact in the precision of ``probs``."""
-    p, _ = _probs(probs)
-    _check_quantile(quantile)
-    y_hat = p.mean(axis=1).argmax(axis=1)
-    p_hat = np.take_along_axis(p, y_hat[:, None, None], axis=2)[:, :, 0]  # (B, T)
-    if p_hat.shape[0] == 0:
-        return np.zeros(0)
-    s = torch.quantile(torch.from_numpy(p_hat), quantile, dim=1, interpolation="higher")
-    return s.numpy()
-
-
-def ood_rejected(probs, quantile: float = 0.99, threshold: float = 0.9) -> np.ndarray:
-    """The paper's OoD rule: reject an input whose pass probabilities stay below ``threshold``.
-
-    With y_hat = argmax_c mean_t p_t[c], s is the ``quantile`` quantile over the T passes of
-    p_t[y_hat] (``torch.quantile`` with ``interpolation="higher"``); the input is rejected iff
-    s < threshold. For T = 10 and quantile 0.99, s = max_t p_t[y_hat]: an input is rejected
-    when all ten passes give the predicted class less than 90 %. A value exactly equal to the
-    threshold (compared in the precision of ``probs``) is not rejected.
-
-    Parameters
-    ----------
-    probs : array-like, shape (B, T, C)
-    quantile : float in [0, 1]
-    threshold : float in (0, 1]
-
-    Returns
-    -------
-    np.ndarray of bool, shape (B,)
-    """
-    _, dtype = _probs(probs)
-    _check_quantile(quantile)
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
-    return ood_rule_score(probs, quantile) < float(dtype.type(threshold))
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """The paper's OoD rule at a threshold chosen on in-distribution data
-    (:func:`choose_ood_threshold`).
-
-    Attributes
-    ----------
-    target : float
-        Percent of the in-distribution images the rule may reject.
-    threshold : float
-        The chosen threshold of :func:`ood_rejected` (same quantile).
-    rejection : float
-        Percent of the images it was chosen on that the rule rejects at ``threshold``.
-    images : int
-        How many images it was chosen on.
-    """
-
-    target: float
-    threshold: float
-    rejection: float
-    images: int
-
-
-def choose_ood_threshold(probs_in, quantile: float = 0.99,
-                         target: float = 0.05) -> OperatingPoint:
-    """The largest threshold at which the paper's rule rejects at most ``target`` (a
-    fraction in (0, 1)) of the in-distribution ``probs_in`` (B, T, C).
-
-    With s sorted ascending and k = floor(target * B), the threshold is s[k]: the rule
-    rejects s < s[k], at most k images (fewer when s[k] is tied with lower scores); no larger
-    threshold keeps to k. Since s[k] is one of the pass probabilities it is compared exactly.
-    """
-    if isinstance(target, bool) or not isinstance(target, int | float) \
-            or not 0.0 < target < 1.0:
-        raise ValueError(f"target must be a fraction in (0, 1), not {target!r}")
-    s = np.sort(ood_rule_score(probs_in, quantile))
-    if len(s) == 0:
-        raise ValueError("probs_in must hold at least one input to choose a threshold on")
-    k = math.floor(target * len(s) + 1e-9)
-    threshold = max(float(s[min(k, len(s) - 1)]), float(np.finfo(np.float32).tiny))
-    threshold = min(threshold, 1.0)
-    rejected = ood_rejected(probs_in, quantile, threshold)
-    return OperatingPoint(100.0 * target, threshold, 100.0 * float(rejected.mean()), len(s))
-
-
-def ood_score(probs) -> np.ndarray:
-    """Threshold-free OoD score for AUROC: predictive entropy (higher = more OoD), shape (B,)."""
-    return predictive_entropy(probs)
-
-
-@dataclass(frozen=True)
-class OodResult:
-    """OoD detection of one (in-distribution, OoD) pair of sets; all values in percent.
-
-    Attributes
-    ----------
-    detection : float
-        Percent of OoD inputs rejected by :func:`ood_rejected`.
-    id_rejection : float
-        Percent of in-distribution inputs rejected at the same setting.
-    auroc : float
-        ``roc_auc_score`` with positives = OoD and score = :func:`ood_score`.
-    fpr_at_95_tpr : float
-        Smallest false-positive rate (in-distribution flagged) with TPR >= 0.95 on the ROC curve.
-    op_detection, op_id_rejection : float
-        ``detection`` and ``id_rejection`` at the threshold of an :class:`OperatingPoint`
-        (NaN when none was given).
-    """
-
-    detection: float
-    id_rejection: float
-    auroc: float
-    fpr_at_95_tpr: float
-    op_detection: float = float("nan")
-    op_id_rejection: float = float("nan")
-
-
-def ood_detection(probs_in, probs_out, quantile: float = 0.99,
-                  threshold: float = 0.9, op_threshold: float | None = None) -> OodResult:
-    """Evaluate OoD detection of in-distribution ``probs_in`` (B_in, T, C) vs ``probs_out``.
-
-    Parameters
-    ----------
-    probs_in : array-like, shape (B_in, T, C)
-    probs_out : array-like, shape (B_out, T', C)
-    quantile, threshold : float
-        Passed to :func:`ood_rejected`.
-    op_threshold : float, optional
-        A second threshold (an :class:`OperatingPoint`'s) to report detection at.
-
-    Returns
-    -------
-    OodResult
-    """
-    p_in, _ = _probs(probs_in, "probs_in")
-    p_out, _ = _probs(probs_out, "probs_out")
-    if p_in.shape[0] == 0 or p_out.shape[0] == 0:
-        raise ValueError("probs_in and probs_out must each hold at least one input")
-    if p_in.shape[2] != p_out.shape[2]:
-        raise ValueError(f"probs_in and probs_out must have the same number of classes, "
-                         f"got {p_in.shape[2]} and {p_out.shape[2]}")
-    rej_in = ood_rejected(probs_in, quantile, threshold)
-    rej_out = ood_rejected(probs_out, quantile, threshold)
-    y = np.concatenate([np.zeros(len(p_in), dtype=int), np.ones(len(p_out), dtype=int)])
-    score = np.concatenate([ood_score(p_in), ood_score(p_out)])
-    fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
-    op = {}
-    if op_threshold is not None:
-        op = {"op_detection": 100.0 * float(ood_rejected(probs_out, quantile,
-                                                         op_threshold).mean()),
-              "op_id_rejection": 100.0 * float(ood_rejected(probs_in, quantile,
-                                                            op_threshold).mean())}
-    return OodResult(
-        detection=100.0 * float(rej_out.mean()),
-        id_rejection=100.0 * float(rej_in.mean()),
-        auroc=100.0 * float(roc_auc_score(y, score)),
-        fpr_at_95_tpr=100.0 * float(fpr[tpr >= 0.95].min()),
-        **op,
-    )
-
-
 def accuracy(probs, labels) -> float:
     """Percent of inputs whose argmax of the mean over T equals ``labels`` (B,); NaN if B = 0."""
     p, _ = _probs(probs)
@@ -383,3 +220,19 @@ def accuracy(probs, labels) -> float:
     if p.shape[0] == 0:
         return float("nan")
     return 100.0 * float(accuracy_score(y, p.mean(axis=1).argmax(axis=1)))
+
+
+# The OoD half (the paper's rule, operating points, detection) lives in ood_metrics.py and is
+# re-exported here, so that ``metrics.<name>`` stays the one place to import from.
+from .ood_metrics import (  # noqa: E402
+    OOD_SCORES,
+    OodResult,
+    OperatingPoint,
+    choose_ood_threshold,
+    choose_score_threshold,
+    ood_detection,
+    ood_rejected,
+    ood_rule_score,
+    ood_score,
+    score_rejected,
+)

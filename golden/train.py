@@ -13,7 +13,7 @@ from ..config import Config
 from .networks import BayesNet
 from .progress import progress as progress_bar
 
-__all__ = ["batches", "bbb_predict", "set_seed", "train_bbb"]
+__all__ = ["batches", "bbb_predict", "random_shift", "set_seed", "train_bbb"]
 
 
 def set_seed(seed: int) -> torch.Generator:
@@ -28,15 +28,37 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of x (B, C, H, W) translated by its own (dy, dx) in -shift..shift, zero fill.
+
+    The offsets are drawn from ``generator`` (2 B integers); shift 0 returns x unchanged and
+    draws nothing.
+    """
+    if shift == 0:
+        return x
+    if x.dim() != 4:
+        raise ValueError(f"random shifts need images (B, C, H, W), not shape {tuple(x.shape)}")
+    b, c, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift))
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, b), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None],
+                  rows, cols]
+
+
 def train_bbb(model: BayesNet, x: torch.Tensor, y: torch.Tensor, cfg: Config, *,
               progress: bool = True) -> list[dict[str, float]]:
     """Train ``model`` in place on (x, y); returns one record of losses per epoch.
 
-    Deterministic for a given ``cfg.seed`` (CPU). x: (n, *image_shape) images in [0, 1],
+    Deterministic for a given ``cfg.seed`` (CPU); ``cfg.augment_shift`` > 0 translates each
+    training image at random (:func:`random_shift`, its own generator, so the batches are
+    those of an unaugmented run). x: (n, *image_shape) images in [0, 1],
     y: (n,) int labels in 0..C-1, n >= 2 (BatchNorm needs two examples per batch).
     """
     _check_training_set(model, x, y)
     gen = set_seed(cfg.seed)
+    shift_gen = torch.Generator().manual_seed(cfg.seed + 1)  # apart from the shuffling
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     n = len(x)
@@ -49,7 +71,7 @@ def train_bbb(model: BayesNet, x: torch.Tensor, y: torch.Tensor, cfg: Config, *,
         for idx in batches(n, cfg.batch_size, gen):
             if len(idx) < 2:  # BatchNorm needs two examples
                 continue
-            logits = model(x[idx])
+            logits = model(random_shift(x[idx], cfg.augment_shift, shift_gen))
             nll = F.cross_entropy(logits, y[idx])
             kl = model.kl() / n
             loss = nll + cfg.kl_weight * kl

@@ -30,7 +30,7 @@ from .cli_args import (
     add_simulator,
     config_changes,
 )
-from .config import Config, add_config_arguments, config_from_args
+from .config import Config, add_config_arguments, config_from_args, flag_of, recipe
 
 __all__ = ["EVAL_FIELDS", "build_parser", "main"]
 
@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p, None)
     add_config_arguments(p, only=EVAL_FIELDS)
     add_adaptive(p)
+    p.add_argument("--no-hardware-mode", action="store_true",
+                   help="skip the integer hardware mode's check against the float model on "
+                   "the test set (Tables 1 and 3 only; about half of an MNIST LeNet-5 "
+                   "evaluation's time)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("run", help="the main job: train, map, evaluate, co-verify the RTL, "
@@ -159,10 +163,20 @@ def _progress(args) -> bool:
     return not args.quiet
 
 
+def _say_recipe(cfg: Config, args) -> None:
+    """Print the defaults the (dataset, topology) recipe gave (the flags given win)."""
+    given = config_changes(args)
+    used = {k: v for k, v in recipe(cfg.dataset, cfg.topology).items() if k not in given}
+    if used:
+        print(f"defaults of the {cfg.dataset} {cfg.topology} recipe (docs/METRICS.md): "
+              + ", ".join(f"{flag_of(k)} {v}" for k, v in used.items()))
+
+
 def _cmd_train(args) -> int:
     from . import workflow as wf
 
     cfg = config_from_args(args)
+    _say_recipe(cfg, args)
     wf.train(cfg, Path(args.out), progress=_progress(args))
     return 0
 
@@ -189,7 +203,8 @@ def _cmd_eval(args) -> int:
     trained = wf.load(args.checkpoint, changes)
     mapped = wf.map_trained(trained)
     ood = wf.ood(trained)
-    ev = wf.evaluate(trained, mapped, ood, Path(args.out), progress=progress)
+    ev = wf.evaluate(trained, mapped, ood, Path(args.out), progress=progress,
+                     hardware_mode=not args.no_hardware_mode)
     print()
     print(ev.text)
     print(f"wrote {Path(args.out) / wf.EVAL_MARKDOWN} and {Path(args.out) / wf.EVAL_JSON}")
@@ -230,6 +245,7 @@ def _cmd_run(args) -> int:
     from .pipeline import RunOptions, apply_quick, run_pipeline
 
     cfg = config_from_args(args)
+    _say_recipe(cfg, args)
     if args.quick:
         cfg = apply_quick(cfg, set(config_changes(args)))
     opts = RunOptions(quick=args.quick, images_sim=args.images_sim, simulator=args.simulator,

@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["Config", "Range", "add_config_arguments", "config_from_args", "flag_of"]
+__all__ = ["RECIPES", "Config", "Range", "add_config_arguments", "config_from_args",
+           "config_with_recipe", "flag_of", "recipe"]
 
 _DATASETS = ("digits", "digits28", "mnist", "fashion-mnist")
 _BUNDLED = ("digits", "digits28")  # shipped with scikit-learn: no --data-dir
@@ -152,6 +153,11 @@ class Config:
     batch_size: int = _f(64, "training mini-batch size",
                          range=Range(2, 2 ** 20, integer=True,
                                      why="BatchNorm needs two examples per batch"))
+    augment_shift: int = _f(0, "random translation of each training image by up to this "
+                            "many pixels in x and y (zero fill), drawn per image and epoch; "
+                            "0: none",
+                            range=Range(0, 8, integer=True, why="a shift of more than 8 pixels "
+                                        "moves a 28x28 digit out of view"))
     lr: float = _f(3e-3, "Adam learning rate",
                    range=Range(0.0, 1.0, lo_open=True, why="Adam moves a weight by about lr "
                                "per step; weights live in about [-1, 1]"))
@@ -321,9 +327,34 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
         group.add_argument(flag_of(f.name), **kw)
 
 
+#: The training recipe per (dataset, topology): the fields whose default differs from
+#: :class:`Config`'s for that pair. The MNIST LeNet-5 recipe is the study's choice
+#: (docs/METRICS.md, "The MNIST LeNet-5 recipe").
+RECIPES: dict[tuple[str, str], dict[str, Any]] = {
+    ("mnist", "lenet5"): {"holdout_fraction": 0.1},
+}
+
+
+def recipe(dataset: str, topology: str) -> dict[str, Any]:
+    """The defaults :data:`RECIPES` gives (dataset, topology); {} when it has none."""
+    return dict(RECIPES.get((dataset, topology), {}))
+
+
+def config_with_recipe(changes: dict[str, Any]) -> Config:
+    """A :class:`Config` from explicit ``changes``; every field they leave out takes the recipe
+    of their (dataset, topology) (:func:`recipe`), then :class:`Config`'s default."""
+    base = Config()
+    dataset = changes.get("dataset", base.dataset)
+    topology = changes.get("topology", base.topology)
+    return base.replace(**{**recipe(dataset, topology), **changes})
+
+
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
-    """Build a :class:`Config` from parsed flags; unset flags keep ``base``'s values."""
-    base = base or Config()
+    """Build a :class:`Config` from parsed flags; unset flags keep ``base``'s values, or
+    without ``base`` the recipe of the chosen (dataset, topology) (:func:`config_with_recipe`).
+    """
     changes = {f.name: getattr(args, f.name) for f in fields(Config)
                if getattr(args, f.name, None) is not None}
+    if base is None:
+        return config_with_recipe(changes)
     return base.replace(**changes)

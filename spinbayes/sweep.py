@@ -28,7 +28,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .config import Config
+from .config import Config, config_with_recipe
 
 __all__ = ["EVAL_ONLY", "OPTIONS", "STAGES", "Point", "Spec", "load_spec", "parse_spec",
            "point_key", "train_key"]
@@ -212,7 +212,7 @@ def _point(source: str, values: dict, stages, threads: int, sw: dict) -> Point:
     opts = {k: values.get(k, sw.get(k, d)) for k, d in OPTIONS.items()}
     where = f"sweep spec {source}, point {json.dumps(values, sort_keys=True)}"
     try:
-        cfg = Config().replace(**cfg_vals)
+        cfg = config_with_recipe(cfg_vals)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{where}: {e}") from None
     images, sim, stall = opts["images"], opts["simulator"], opts["stall"]

@@ -240,10 +240,11 @@ def _ood_notes(trained: Trained, ood_sets: dict) -> tuple[dict, list[str], str]:
 
 
 def evaluate(trained: Trained, mapped: MappedModel, ood_sets: dict, out: Path | None, *,
-             progress: bool = True) -> Evaluation:
+             progress: bool = True, hardware_mode: bool = True) -> Evaluation:
     """Tables 1 and 3 (float BBB, SpinBayes n = 1, 2 and cfg.n_way, with and without
-    re-calibration) and, for comparator networks, the integer hardware mode against the
-    float model. With ``out``: writes the crossbar images, then eval.md and eval.json as soon
+    re-calibration) and, for comparator networks with ``hardware_mode``, the integer
+    hardware mode against the float model (``hardware_mode_status`` "skipped" without).
+    With ``out``: writes the crossbar images, then eval.md and eval.json as soon
     as the tables exist (``hardware_mode_status`` "pending"), and again with the hardware
     part ("done", or "failed: ..." before the error is raised), so a failure of the
     hardware check loses nothing computed. Prints each stage's time and peak memory."""
@@ -273,12 +274,14 @@ def evaluate(trained: Trained, mapped: MappedModel, ood_sets: dict, out: Path | 
     text = tables_markdown(results, cfg, data.name, ood_sizes=sizes, notes=notes,
                            calibration=calibration)
     comparator = cfg.activation == "comparator"
+    check = comparator and hardware_mode
     report = {
         "config": cfg.to_dict(), "dataset": data.name, "n_test": len(data.x_test),
         "ood_sets": sizes, "ood_samples_cap": cfg.ood_samples, "ood_notes": notes,
         "operating_point_images": calibration,
         "results": [r.to_dict() for r in results],
-        "hardware_mode": [], "hardware_mode_status": "pending" if comparator else "n/a",
+        "hardware_mode": [],
+        "hardware_mode_status": ("pending" if check else "skipped" if comparator else "n/a"),
         "stages": stages.rows, "seconds": time.perf_counter() - t0,
         "provenance": trained.provenance,
     }
@@ -289,9 +292,11 @@ def evaluate(trained: Trained, mapped: MappedModel, ood_sets: dict, out: Path | 
             atomic_write(Path(out) / EVAL_MARKDOWN, text)
             atomic_write(Path(out) / EVAL_JSON, json.dumps(report, indent=2, allow_nan=True))
 
-    write(text + ("\nInteger hardware mode: pending.\n" if comparator else ""))
+    write(text + ("\nInteger hardware mode: pending.\n" if check else
+                  "\nInteger hardware mode: skipped (--no-hardware-mode).\n" if comparator
+                  else ""))
     hardware = []
-    if comparator:
+    if check:
         try:
             hardware = evaluate_hardware(mapped, data, cfg, n_ways=n_ways, progress=progress)
         except Exception as e:

@@ -148,3 +148,29 @@ def test_flags_round_trip_and_override():
         Config.from_dict({"bogus": 1})
     with pytest.raises(ValueError, match=r"lr \(--lr\) must be a finite number .*not inf"):
         config_from_args(p.parse_args(["--lr", "inf"]))
+
+
+def test_the_recipe_gives_the_defaults_of_its_dataset_and_topology():
+    from spinbayes.cli import build_parser
+    from spinbayes.config import RECIPES, config_with_recipe, recipe
+
+    lenet = RECIPES[("mnist", "lenet5")]
+    assert lenet and recipe("mnist", "lenet5") == lenet and recipe("digits", "mlp") == {}
+    cfg = config_with_recipe({"dataset": "mnist", "data_dir": "d", "topology": "lenet5"})
+    assert all(getattr(cfg, k) == v for k, v in lenet.items())
+    # a flag given wins over the recipe; other pairs keep Config's defaults
+    name, value = next(iter(lenet.items()))
+    cfg = config_with_recipe({"dataset": "mnist", "data_dir": "d", "topology": "lenet5",
+                              name: getattr(Config(), name)})
+    assert getattr(cfg, name) == getattr(Config(), name) != value
+    for ds, topo in (("mnist", "mlp"), ("digits", "mlp"), ("digits28", "lenet5")):
+        changes = {"dataset": ds, "topology": topo, **({"data_dir": "d"} if ds == "mnist"
+                                                        else {})}
+        assert config_with_recipe(changes) == Config().replace(**changes)
+    # the command line takes the recipe, and a checkpoint's values stay as they are
+    args = build_parser().parse_args(["train", "--dataset", "mnist", "--data-dir", "d",
+                                      "--topology", "lenet5", "--epochs", "3"])
+    cfg = config_from_args(args)
+    assert cfg.epochs == 3 and all(getattr(cfg, k) == v for k, v in lenet.items()
+                                   if k != "epochs")
+    assert config_from_args(args, Config()).holdout_fraction == Config().holdout_fraction

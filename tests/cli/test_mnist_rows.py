@@ -95,6 +95,27 @@ def test_fashion_ood_with_only_its_test_images_and_a_missing_one_asked_for(tmp_p
     assert report["operating_point_images"].startswith("the first 12 training images")
 
 
+def test_mnist_lenet5_training_takes_its_recipe(tmp_path, capsys):
+    from spinbayes.config import RECIPES, flag_of
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for split, n in (("train", 120), ("t10k", 12)):   # 10 % held out: one image a class
+        _idx(data / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(data / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    out = tmp_path / "train"
+    assert main(["train", "--out", str(out), "--quiet", "--dataset", "mnist", "--data-dir",
+                 str(data), "--topology", "lenet5", "--epochs", "1"]) == 0
+    cfg = json.loads((out / "checkpoint" / "manifest.json").read_text())["config"]
+    lenet = RECIPES[("mnist", "lenet5")]
+    assert cfg["epochs"] == 1
+    assert all(cfg[k] == v for k, v in lenet.items() if k != "epochs")
+    said = capsys.readouterr().out
+    assert "defaults of the mnist lenet5 recipe (docs/METRICS.md): " in said
+    assert all(flag_of(k) in said for k in lenet if k != "epochs")
+    assert "--epochs" not in said.split("recipe")[1].splitlines()[0]
+
+
 def test_compare_states_each_methods_budget(tmp_path, capsys):
     ckpt = tmp_path / "train"
     assert main(["train", "--out", str(ckpt), "--quiet", "--epochs", "2", "--hidden", "8"]) == 0

@@ -240,7 +240,8 @@ def test_ood_detection_separable():
     probs_out = np.full((30, 10, 2), 0.5)           # H = ln 2, max 0.5 -> rejected
     r = ood_detection(probs_in, probs_out)
     assert r == OodResult(detection=100.0, id_rejection=0.0, auroc=100.0, fpr_at_95_tpr=0.0)
-    assert all(type(v) is float for v in vars(r).values())
+    assert all(type(v) is float for k, v in vars(r).items() if not k.startswith("score_"))
+    assert r.score_detection == {} and r.score_id_rejection == {}
 
 
 def test_ood_detection_identical_distributions():
@@ -350,6 +351,39 @@ def test_choose_ood_threshold_never_exceeds_the_target_on_ties():
     assert op.threshold == float(np.float32(0.6)) and op.rejection == 0.0
     op = choose_ood_threshold(_two_pass(tied), 0.99, 0.3)     # k = 3: all three go
     assert op.threshold == float(np.float32(0.9)) and op.rejection == 30.0
+
+
+def _one_pass(top):
+    """Inputs of T = 1 pass, C = 2 classes: probabilities (top, 1 - top)."""
+    return np.array([[[t, 1 - t]] for t in top], dtype=np.float64)
+
+
+def test_choose_score_threshold_entropy_hand_case():
+    from spinbayes.golden.metrics import choose_score_threshold, score_rejected
+
+    # entropy falls as the top probability rises from 0.5: ten inputs, a 20 % target may
+    # reject k = 2, so the threshold is the third-highest entropy, that of top = 0.6
+    top = [0.9, 0.5, 0.99, 0.55, 0.6, 0.7, 0.8, 0.95, 0.97, 0.98]
+    op = choose_score_threshold(_one_pass(top), "entropy", 0.99, 0.2)
+    h = -(0.6 * np.log(0.6) + 0.4 * np.log(0.4))
+    assert op.score == "entropy" and op.images == 10 and op.rejection == 20.0
+    assert op.threshold == pytest.approx(h, abs=0)
+    assert score_rejected(_one_pass(top), op).tolist() == [t < 0.6 for t in top]
+    # OoD inputs of top 0.52 and 0.58 exceed it, 0.6 (equal) and 0.9 do not
+    r = ood_detection(_one_pass(top), _one_pass([0.52, 0.58, 0.6, 0.9]), 0.99, 0.9,
+                      score_ops=(op,))
+    assert r.score_detection == {"entropy": 50.0} and r.score_id_rejection == {"entropy": 20.0}
+    # one pass has no disagreement: mutual information 0 everywhere, a tie rejects nothing
+    mi = choose_score_threshold(_one_pass(top), "mutual_information", 0.99, 0.2)
+    assert mi.threshold == 0.0 and mi.rejection == 0.0
+    # the rule through the same entry point is choose_ood_threshold
+    assert choose_score_threshold(_two_pass([0.85, 0.55, 0.9]), "rule", 0.99, 0.4) == \
+        choose_ood_threshold(_two_pass([0.85, 0.55, 0.9]), 0.99, 0.4)
+    with pytest.raises(ValueError, match="score must be one of"):
+        choose_score_threshold(_one_pass(top), "variance", 0.99, 0.2)
+    with pytest.raises(ValueError, match=re.escape("target must be a fraction in (0, 1), "
+                                                   "not 0")):
+        choose_score_threshold(_one_pass(top), "entropy", 0.99, 0)
 
 
 @pytest.mark.parametrize("target", [0, 1, -0.1, 1.5, True, "0.05"])

@@ -24,7 +24,7 @@ from spinbayes.golden.checkpoint import (
 )
 from spinbayes.golden.layers import BayesLinear, Comparator, quantize_input
 from spinbayes.golden.networks import build_model
-from spinbayes.golden.train import bbb_predict, train_bbb
+from spinbayes.golden.train import bbb_predict, random_shift, train_bbb
 
 
 def test_kl_matches_closed_form_by_hand():
@@ -79,6 +79,45 @@ def test_training_is_deterministic_and_learns(digits):
         assert torch.equal(a, b)
     assert hist[-1]["train_acc"] > 80.0
     assert hist[-1]["nll"] < hist[0]["nll"]
+
+
+def test_random_shift_moves_each_image_within_the_bound():
+    x = torch.rand(64, 2, 6, 5)
+    y = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and torch.equal(random_shift(x, 0, None), x)
+    seen = set()
+    for i in range(len(x)):       # each output is its input translated by some (dy, dx)
+        hits = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                if torch.equal(y[i], _translate(x[i], dy, dx))]
+        assert len(hits) == 1
+        seen.add(hits[0])
+    assert len(seen) > 15         # the 25 offsets are drawn, not one
+    assert torch.equal(y, random_shift(x, 2, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match=r"random shifts need images \(B, C, H, W\), not "
+                                         r"shape \(4, 30\)"):
+        random_shift(torch.rand(4, 30), 1, torch.Generator())
+
+
+def _translate(img, dy, dx):
+    """img (C, H, W) moved down by dy and right by dx, zero fill (reference)."""
+    out = torch.zeros_like(img)
+    h, w = img.shape[1:]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        img[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_training_with_shifts_is_deterministic_and_differs(digits):
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    runs = {}
+    for shift in (0, 1, 1):
+        cfg = Config(hidden=(8,), epochs=1, seed=3, augment_shift=shift)
+        m = build_model(cfg, digits.image_shape, 10)
+        train_bbb(m, x, y, cfg, progress=False)
+        runs.setdefault(shift, []).append(m.state_dict())
+    a, b = runs[1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], runs[0][0][k]) for k in a)
 
 
 def test_bbb_predict_shapes_and_sampling(small_model, digits):
