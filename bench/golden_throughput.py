@@ -131,7 +131,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--profile", action="store_true",
-                   help="only print a torch profile of (a) and (b), LeNet-5 at batch 256")
+                   help="only print a torch profile of (a) and (c), every setup")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.profile:

@@ -202,6 +202,12 @@ class SpinBayesNet(nn.Module):
     def check_input(self, x: torch.Tensor, name: str = "x") -> None:
         """Raise ValueError unless x is a batch of images this network runs
         (:func:`~spinbayes.golden.networks.check_input`)."""
+        shape = self.image_shape
+        if (shape is not None and type(x) is torch.Tensor and x.dtype == torch.float32
+                and x.shape[1:] == shape and x.numel()):   # the usual case, checked quickly
+            lo, hi = torch.aminmax(x)
+            if float(lo) >= 0 and float(hi) <= 1:
+                return
         # crossbar weights: (N, out, in) dense or (N, out, C_in, k, k) convolution
         check_input(x, image_shape=self.image_shape, flatten_input=self.flatten_input,
                     fan_in=self._fan_in, name=name)

@@ -150,11 +150,12 @@ def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
     first and a 1-bit comparator as one comparison (see the module docstring)."""
     modules = stage._modules   # not Module.__getattr__: this runs per layer and call
     bn, act = modules["bn"], modules["act"]
-    tensors = _bn_tensors(bn)
-    if (not isinstance(bn, _BatchNorm) or bn.training
-            or tensors[0] is None):
+    if not isinstance(bn, _BatchNorm) or bn.training:
         return stage.post(z)
-    k = _pool_kernel(stage, z)
+    tensors = _bn_tensors(bn)
+    if tensors[0] is None:
+        return stage.post(z)
+    k = _pool_kernel(stage, z) if isinstance(modules["pool"], nn.MaxPool2d) else 0
     if (type(act) is Comparator and act.levels == 1 and z.dtype == torch.float32
             and _float32(tensors)):
         t, signs = comparator_thresholds(bn, tensors)
@@ -168,7 +169,7 @@ def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
         a = torch.ge(u, t, out=torch.empty_like(u))
         if k < 0:
             a = stage.pool(a)
-        return a.flatten(1) if stage.flatten else a
+        return a.flatten(1) if stage.flatten and a.dim() > 2 else a
     early = k > 0 and isinstance(act, _MONOTONE)
     if early:
         signs = _pool_signs(bn)
@@ -178,7 +179,7 @@ def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
     a = a if isinstance(act, nn.Identity) else act(a)
     if k and not early:
         a = max_pool(a, k) if k > 0 else stage.pool(a)
-    return a.flatten(1) if stage.flatten else a
+    return a.flatten(1) if stage.flatten and a.dim() > 2 else a
 
 
 def _first(xbar, h: torch.Tensor) -> torch.Tensor:
@@ -251,16 +252,18 @@ def forward_eval(net, x: torch.Tensor, choices: torch.Tensor,
     choices (L, B, T, n): returns (logits (B, T, C), every stage's output or None)."""
     L, B, T, n = choices.shape
     levels = 2 ** net.input_bits - 1
-    h = (x * levels).round_().div_(levels)   # quantize_input's rounding (range checked)
+    h = x.mul(levels).round_().div_(levels)   # quantize_input's rounding (range checked)
     if net.flatten_input:
         h = h.flatten(1)
+    modules = net._modules
+    crossbars, stages = modules["crossbars"], modules["stages"]
     kept = [] if keep_layers else None
     if n == 1:
-        h, src = one_way(net.crossbars, net.stages, h, choices.reshape(L, B * T), B, T, kept)
+        h, src = one_way(crossbars, stages, h, choices.reshape(L, B * T), B, T, kept)
         if src is not None:
             h = h.index_select(0, src)
     else:
-        for i, (xbar, stage) in enumerate(zip(net.crossbars, net.stages)):
+        for i, (xbar, stage) in enumerate(zip(crossbars, stages)):
             z = (xbar.shared_input(h, choices[0]) if i == 0
                  else xbar.grouped(h, choices[i].reshape(B * T, n)))
             h = post(stage, z)

@@ -153,3 +153,42 @@ def test_conv_equals_f_conv2d(rows):
     g = torch.Generator().manual_seed(rows)
     x, w = torch.rand(rows, 6, 14, 14, generator=g), torch.randn(16, 6, 5, 5, generator=g)
     torch.testing.assert_close(passes.conv(x, w, 1, 2), F.conv2d(x, w, padding=2), **TOL)
+
+
+@pytest.mark.parametrize("B", [1, 256])
+def test_digits_mlp_probs_equal_reference_path_bit_for_bit(B):
+    """The default digits MLP (64-64-10, N = 5, T = 10), the network of the throughput bench:
+    the eval-mode passes give exactly the reference path's logits and probabilities (the same
+    matrix products on the same rows, comparators as exact thresholds)."""
+    cfg = Config()
+    model = build_model(cfg, (1, 8, 8), 10).eval()
+    g = torch.Generator().manual_seed(B)
+    for stage in model.stages:
+        _random_bn(stage.bn, g)
+    net = SpinBayesNet(approximate(model, cfg.N, cfg.Q, seed=0), model, 1)
+    recalibrate_bn(net, torch.rand(128, 1, 8, 8, generator=g), 2, batch_size=64, generator=g)
+    x = torch.rand(B, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        fast = net(x, 10, generator=torch.Generator().manual_seed(5))
+    with torch.enable_grad():   # eval mode with autograd: the reference path of inference.py
+        ref = net(x, 10, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(fast.choices, ref.choices)
+    assert torch.equal(fast.logits, ref.logits.detach())
+    assert torch.equal(fast.probs, ref.probs.detach())
+    assert fast.logits.shape == (B, 10, 10) and fast.logits.is_contiguous()
+
+
+@pytest.mark.parametrize("x, message", [
+    (torch.full((2, 1, 8, 8), float("nan")), "contains NaN"),
+    (torch.full((2, 1, 8, 8), 1.5), r"inputs must lie in \[0, 1\]"),
+    (torch.zeros(2, 1, 8, 7), "must have shape"),
+    (torch.zeros(0, 1, 8, 8), "holds no images"),
+    (torch.zeros(2, 1, 8, 8, dtype=torch.int64), "must be float images"),
+])
+def test_refused_inputs_still_say_why(x, message):
+    """The quick check of the usual input (float32, right shape, in [0, 1]) leaves every
+    refusal to the full check, with its message."""
+    net = _net("mlp", 1)
+    with pytest.raises(ValueError, match=message), torch.no_grad():
+        net(x, 2)
+    net.check_input(torch.rand(2, 1, 8, 8, dtype=torch.float64))   # the full check accepts it
