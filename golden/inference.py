@@ -87,7 +87,7 @@ class SpinBayesOutput:
     @property
     def probs(self) -> torch.Tensor:
         """Per-pass softmax probabilities (B, T, C)."""
-        return self.logits.softmax(dim=-1)   # F.softmax's kernel, without its Python
+        return self.logits.softmax(-1)   # F.softmax's kernel, without its Python
 
     @property
     def mean_probs(self) -> torch.Tensor:
@@ -237,7 +237,8 @@ class SpinBayesNet(nn.Module):
         if choices is None:
             if not isinstance(T, int) or isinstance(T, bool) or T < 1:
                 raise ValueError(f"T must be a positive integer, not {T!r}")
-            choices = sample_choices(self.num_layers, B, T, self.N, self.n_way, generator)
+            choices = sample_choices(len(self._modules["crossbars"]), B, T, self.N, self.n_way,
+                                     generator)
         else:
             choices = self.check_choices(choices, B)
             if T is not None and T != choices.shape[2]:

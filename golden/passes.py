@@ -46,6 +46,7 @@ _IM2COL_VALUES = 4096
 ALL_CROSSBARS_MACS = 2 ** 24
 
 _MONOTONE = (Comparator, nn.ReLU, nn.Identity)
+_F32 = torch.float32
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
@@ -141,8 +142,7 @@ def comparator_thresholds(bn: nn.Module, tensors: tuple | None = None
 
 
 def _float32(tensors) -> bool:
-    f32 = torch.float32
-    return all([t is None or t.dtype == f32 for t in tensors])
+    return all([t is None or t.dtype is _F32 for t in tensors])
 
 
 def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -156,8 +156,7 @@ def post(stage: nn.Module, z: torch.Tensor) -> torch.Tensor:
     if tensors[0] is None:
         return stage.post(z)
     k = _pool_kernel(stage, z) if isinstance(modules["pool"], nn.MaxPool2d) else 0
-    if (type(act) is Comparator and act.levels == 1 and z.dtype == torch.float32
-            and _float32(tensors)):
+    if type(act) is Comparator and act.levels == 1 and z.dtype is _F32 and _float32(tensors):
         t, signs = comparator_thresholds(bn, tensors)
         if z.dim() > 2:
             shape = (*t.shape, *(1,) * (z.dim() - 2))
@@ -233,7 +232,7 @@ def one_way(crossbars, stages, h: torch.Tensor, choice: torch.Tensor, B: int, T:
         if xbar.kind == "linear" and R * w.numel() <= ALL_CROSSBARS_MACS:
             z = torch.mm(h, buffers["weight_all"]).view(R * N, w.shape[1])  # (R*N, out)
             rows = torch.add(k, torch.arange(R) if src is None else src, alpha=N)
-            if len(rows) < z.shape[0]:
+            if rows.shape[0] < z.shape[0]:
                 z, src = z.index_select(0, rows), None
             else:
                 src = rows
