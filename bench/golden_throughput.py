@@ -8,8 +8,10 @@ and LeNet-5 (28x28), for:
   (d)  the deterministic network run T times
 
 All methods run in one process, interleaved in a shuffled order and repeated; the report gives
-medians and the ratios a/b, a/c, a/d. Speed is a ratio against a baseline measured in the
-same run, never an absolute promise. Usage:
+medians and the ratios a/b, a/c, a/d, both per wall-clock second and per CPU second of the
+measuring thread (on a shared, loaded machine the second is the steadier: it leaves out the
+time other processes hold the CPU). Speed is a ratio against a baseline measured in the same
+run, never an absolute promise. Usage:
 
     python bench/golden_throughput.py [--repeats 7] [--seconds 0.5] [--threads 1] [--out FILE]
     python bench/golden_throughput.py --profile    # where (a)'s time goes, every setup
@@ -99,12 +101,13 @@ def _methods(cfg, shape, B):
 
 @torch.no_grad()
 def _rate(fn, B, seconds):
+    """(images per wall-clock second, images per CPU second of this thread)."""
     fn()  # warm-up
-    n, start = 0, time.perf_counter()
+    n, start, cpu = 0, time.perf_counter(), time.thread_time()
     while time.perf_counter() - start < seconds:
         fn()
         n += 1
-    return n * B / (time.perf_counter() - start)
+    return n * B / (time.perf_counter() - start), n * B / max(time.thread_time() - cpu, 1e-9)
 
 
 @torch.no_grad()
@@ -144,24 +147,32 @@ def main(argv=None):
               "cpus": os.cpu_count(), "load_average_1min": {"start": os.getloadavg()[0]},
               "rows": []}
     print(f"T = {T}, {args.threads} thread(s), median of {args.repeats} interleaved rounds\n")
-    print("| topology | batch | method | images/s | (a) / this |")
-    print("|---|---:|---|---:|---:|")
+    print("| topology | batch | method | images/s | (a) / this | images/CPU s | (a) / this, CPU |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for name, cfg, shape in _setups():
         for B in (1, 256):
             methods = _methods(cfg, shape, B)
             rates = {m: [] for m in methods}
+            cpu_rates = {m: [] for m in methods}
             for _ in range(args.repeats):
                 order = list(methods)
                 rng.shuffle(order)
                 for m in order:
-                    rates[m].append(_rate(methods[m], B, args.seconds))
+                    wall, cpu = _rate(methods[m], B, args.seconds)
+                    rates[m].append(wall)
+                    cpu_rates[m].append(cpu)
             med = {m: statistics.median(r) for m, r in rates.items()}
-            ref = med["(a) SpinBayes float"]
+            cpu_med = {m: statistics.median(r) for m, r in cpu_rates.items()}
+            ref, cpu_ref = med["(a) SpinBayes float"], cpu_med["(a) SpinBayes float"]
             for m, v in med.items():
-                print(f"| {name} | {B} | {m} | {v:,.0f} | {ref / v:.2f} |")
+                c = cpu_med[m]
+                print(f"| {name} | {B} | {m} | {v:,.0f} | {ref / v:.2f} | {c:,.0f} | "
+                      f"{cpu_ref / c:.2f} |")
                 report["rows"].append({"topology": name, "batch": B, "method": m,
                                        "images_per_s": v, "samples": rates[m],
-                                       "speedup_of_a": ref / v})
+                                       "speedup_of_a": ref / v,
+                                       "images_per_cpu_s": c, "cpu_samples": cpu_rates[m],
+                                       "cpu_speedup_of_a": cpu_ref / c})
     report["load_average_1min"]["end"] = os.getloadavg()[0]
     print(f"\n1-minute load average: {report['load_average_1min']['start']:.2f} at the start, "
           f"{report['load_average_1min']['end']:.2f} at the end ({os.cpu_count()} CPUs)")
