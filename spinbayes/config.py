@@ -331,7 +331,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: set[str] | None 
 #: :class:`Config`'s for that pair. The MNIST LeNet-5 recipe is the study's choice
 #: (docs/METRICS.md, "The MNIST LeNet-5 recipe").
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
-    ("mnist", "lenet5"): {"holdout_fraction": 0.1},
+    ("mnist", "lenet5"): {"epochs": 30, "holdout_fraction": 0.1},
 }
 
 
