@@ -15,6 +15,7 @@ run, never an absolute promise. Usage:
 
     python bench/golden_throughput.py [--repeats 7] [--seconds 0.5] [--threads 1] [--out FILE]
     python bench/golden_throughput.py --profile    # where (a)'s time goes, every setup
+    python bench/golden_throughput.py --steps      # CPU time of (a)'s steps, digits MLP
 
 The JSON report records the command line and the 1-minute load average before and after.
 """
@@ -127,6 +128,51 @@ def _profile():
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
 
 
+def _mlp_steps(net, B):
+    """The steps of (a) on the digits MLP at batch B, as functions to time alone."""
+    from spinbayes.golden import passes
+
+    N = net.N
+    (x0, x1), (s0, s1) = net.crossbars, net.stages
+    x, g = torch.rand(B, 1, 8, 8), torch.Generator().manual_seed(0)
+    out, h = net(x, T, generator=g), x.flatten(1)
+    z0 = torch.mm(h, x0.weight_all).view(B * N, -1)
+    a0 = passes.post(s0, z0)
+    z1 = torch.mm(a0, x1.weight_all).view(B * N * N, -1)
+    rows = torch.randint(len(z1), (B * T,), generator=g)
+    z = z1.index_select(0, rows)
+    return {"whole call": lambda: net(x, T, generator=g).probs,
+            "input check": lambda: net.check_input(x),
+            "crossbar choices": lambda: sample_choices(2, B, T, N, 1, g),
+            "input rounding": lambda: x.mul(15).round_().div_(15),
+            "layer 1 products": lambda: torch.mm(h, x0.weight_all),
+            "layer 1 comparators": lambda: passes.post(s0, z0),
+            "layer 2 products": lambda: torch.mm(a0, x1.weight_all),
+            "layer 2 row gather": lambda: z1.index_select(0, rows),
+            "layer 2 BatchNorm": lambda: passes.post(s1, z),
+            "softmax (.probs)": lambda: out.probs}
+
+
+@torch.no_grad()
+def _steps():
+    """CPU time of the steps of (a) on the digits MLP, each timed alone (min of 7 rounds)."""
+    cfg = Config()
+    model = build_model(cfg, (1, 8, 8), 10).eval()
+    net = SpinBayesNet(approximate(model, cfg.N, cfg.Q, seed=0), model, 1)
+    for B in (1, 256):
+        n = 2000 if B == 1 else 40
+        print(f"MLP-digits, batch {B}, (a), CPU microseconds per call:")
+        for name, fn in _mlp_steps(net, B).items():
+            fn()
+            best = float("inf")
+            for _ in range(7):
+                start = time.thread_time()
+                for _ in range(n):
+                    fn()
+                best = min(best, (time.thread_time() - start) / n * 1e6)
+            print(f"  {name:22s} {best:9.1f}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median taken)")
@@ -135,10 +181,14 @@ def main(argv=None):
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--profile", action="store_true",
                    help="only print a torch profile of (a) and (c), every setup")
+    p.add_argument("--steps", action="store_true",
+                   help="only print the CPU time of the steps of (a) on the digits MLP")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.profile:
         return _profile()
+    if args.steps:
+        return _steps()
     rng = random.Random(0)
     report = {"command": "python bench/golden_throughput.py " + " ".join(
                   sys.argv[1:] if argv is None else argv),
