@@ -15,17 +15,9 @@ def test_reuse_is_refused_with_shards(tmp_path, capsys):
 
 
 def test_reuse_reaches_the_design_the_image_and_run_images(tiny_trained, tmp_path,
-                                                           monkeypatch):
-    from spinbayes.sim import coverify
-
+                                                           seen_run_images):
     trained, mapped = tiny_trained
-    seen = {}
-
-    def fake_run_images(hw, x, **kw):
-        seen.update(kw, hw=hw)
-        return "result"
-
-    monkeypatch.setattr(coverify, "run_images", fake_run_images)
+    seen = seen_run_images
     res, params = wh.coverify(trained, mapped, images=1, simulator="icarus", progress=False,
                               firmware=tmp_path / "fw", reuse=True)
     assert res == "result" and seen["reuse"] is True
