@@ -227,7 +227,7 @@ class SpinBayesCore(wiring.Component):
                   base=gbase[layer], rows=rows[layer], buffers=buffers, arb_mask=ru.mask,
                   arb_idx=ru.idx, n_way=ru.n_way, clear=aac_clear | ru.clear)
 
-        # comparators and averaging see the AAC's sums
+        # comparators and averaging see the AAC's sums (with reuse in layer 0: the cache's)
         # the current layer's thresholds, signs and outputs, registered (one cycle behind
         # `layer`, like last_group): the layer multiplexer in front of all comparators was in
         # the periphery's critical path on the ECP5
