@@ -399,7 +399,7 @@ class SpinBayesCore(wiring.Component):
                                            & ~cur_last & ~nxt_ready)),
                 cu.act_valid.eq(act_st & ~last & cur_conv),
                 *(cu.act_codes[j].eq(cmp.act[j]) for j in range(p.act_channels)),
-                cu.swap.eq(st("FLUSH")),
+                cu.swap.eq(st("FLUSH")), cu.skip.eq(ru.skip),
             ]
             window_write(m, (act, act_b), ~rsel, cu, p)
         # the averaging block is cleared the cycle after the image's last input beat (a

@@ -47,7 +47,9 @@ class ReuseCache(wiring.Component):
       n_way - 1 (the additions of the kept sums).
 
     Latency, ``start`` to ``done``: 2 n + 4 + f (ceil(rows / R) * A + 3) cycles for f fresh
-    crossbars in the choice. ``S`` is zero beyond reuse_outputs.
+    crossbars in the choice. ``S`` is zero beyond reuse_outputs. ``skip``: the pass has no fresh
+    crossbar (from ``layer_start`` on, with ``mask`` the pass's choice once the arbiter is
+    done): its windows need not be fetched.
     """
 
     def __init__(self, params: RtlParams):
@@ -64,7 +66,7 @@ class ReuseCache(wiring.Component):
             "aac_S": In(sums),
             "issue": Out(1), "plane": Out(range(p.A_max)), "group": Out(range(p.groups_total)),
             "clear": Out(1), "k": Out(p.index_bits), "done": Out(1), "S": Out(sums),
-            "ops": Out(32),
+            "ops": Out(32), "skip": Out(1),
         })
 
     def elaborate(self, platform):
@@ -80,6 +82,13 @@ class ReuseCache(wiring.Component):
         cs = Signal(range(p.n_max))
         drain = Signal(2)
         got = Signal()                      # a cache word read in the last cycle: add it
+        first = Signal()                    # layer 0 of this pass begun, no position yet
+        with m.If(self.layer_start):
+            m.d.sync += first.eq(1)
+        with m.Elif(self.start):
+            m.d.sync += first.eq(0)
+        # no crossbar of this pass to read: the windows are not needed
+        m.d.comb += self.skip.eq(Mux(first, (self.mask & ~valid) == 0, fresh == 0))
         cur = Array(self.idx[s] for s in range(p.n_max))[slot]
         with m.If(self.image_start):
             m.d.sync += valid.eq(0)
@@ -146,14 +155,15 @@ def reuse_stage(m, p, *, enable, layer, image_start, arb_start, start, arb_mask,
     adder-accumulator, comparators and averaging take: ``issue`` (the cache's reads, to OR
     with READ's), ``plane``, ``group``, ``mask``, ``idx``, ``n_way`` (while ``on``: crossbar
     k alone), ``clear`` (to OR with the core's), ``S`` (while ``on`` the kept sums' total,
-    else the adder-accumulator's), ``done`` and ``ops`` (accumulations to add to the
-    adder-accumulator's). ``start``: the first cycle of the core's REUSE state (the core's
-    registered AAC clear); ``arb_start``: the core's ARB state; ``image_start``: a new image.
-    Without the cache: ``on`` 0, the core's own signals and constant zeros."""
+    else the adder-accumulator's), ``done``, ``ops`` (accumulations to add to the
+    adder-accumulator's) and ``skip`` (no window needed: the ConvUnit's ``skip``).
+    ``start``: the first cycle of a position's READ state in layer 0 (the core's registered
+    AAC clear); ``arb_start``: the core's ARB state; ``image_start``: a new image. Without
+    the cache: ``on`` 0, the core's own signals and constant zeros."""
     if not p.reuse:
         return SimpleNamespace(on=C(0), issue=C(0), plane=plane, group=group, mask=arb_mask,
                                idx=arb_idx, n_way=n_way, clear=C(0), S=aac.S, done=C(0),
-                               ops=C(0, 32))
+                               ops=C(0, 32), skip=C(0))
     m.submodules.reuse = ru = ReuseCache(p)
     on = Signal(name="reuse_on")
     m.d.comb += [on.eq(enable & (layer == 0)),
@@ -169,7 +179,7 @@ def reuse_stage(m, p, *, enable, layer, image_start, arb_start, start, arb_mask,
                            group=Mux(on, ru.group, group),
                            mask=Mux(on, C(1, p.N) << ru.k, arb_mask), idx=idx,
                            n_way=Mux(on, 1, n_way), clear=ru.clear, S=S, done=ru.done,
-                           ops=ru.ops)
+                           ops=ru.ops, skip=on & ru.skip)
 
 
 def cache_bits(p: RtlParams) -> int:
