@@ -126,7 +126,8 @@ def test_compiler_refuses_reuse_the_cache_cannot_hold(small_mapped):
         compile_network(hw, params_for(hw, 4, reuse=True), T=4, seed=0, reuse=1)
 
 
-@pytest.mark.parametrize("seed, n_way, convs", [(2, 2, 2), (6, 1, 1)])
+@pytest.mark.parametrize("seed, n_way, convs",
+                         [(2, 2, 2), pytest.param(6, 1, 1, marks=pytest.mark.slow)])
 def test_conv_first_layer_reuse_same_outputs_fewer_reads(seed, n_way, convs, conv_case,
                                                          run_sim, check_reference):
     """A random LeNet-like network (a first convolution, pooling, a dense output layer): the

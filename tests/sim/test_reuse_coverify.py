@@ -2,8 +2,9 @@
 REUSE on, the exported core's outputs (and hidden activations) equal the integer reference's
 on the RTL's own arbiter trace, and each image's crossbar reads and accumulations equal the
 energy model's analytic count with its distinct first-layer crossbars (run_images checks
-both). Default run: a few digits images and a small random convolutional network on Icarus;
-slow: 100 digits images and LeNet-5 on Verilator, reuse on and off on the same build."""
+both). Default run: a small random convolutional network on Icarus (the dense first layer is
+in the default run through tests/rtl/test_reuse.py); slow: a few digits images on Icarus, 100
+digits images and LeNet-5 on Verilator, reuse on and off on the same build."""
 
 import numpy as np
 import pytest
@@ -52,6 +53,7 @@ def _report(name, hw, T, off, on):
           f"{off.timings['images_per_min']:.1f}, on {on.timings['images_per_min']:.1f}")
 
 
+@pytest.mark.slow
 def test_small_mlp_two_way_on_icarus(small_mapped, digits):
     _need("icarus")
     hw, T = small_mapped.hw(2), 5
