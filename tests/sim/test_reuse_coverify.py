@@ -2,9 +2,9 @@
 REUSE on, the exported core's outputs (and hidden activations) equal the integer reference's
 on the RTL's own arbiter trace, and each image's crossbar reads and accumulations equal the
 energy model's analytic count with its distinct first-layer crossbars (run_images checks
-both). Default run: a small random convolutional network on Icarus (the dense first layer is
-in the default run through tests/rtl/test_reuse.py); slow: a few digits images on Icarus, 100
-digits images and LeNet-5 on Verilator, reuse on and off on the same build."""
+both). All slow (the default run has reuse through tests/rtl/test_reuse.py): a few digits
+images and a small random convolutional network on Icarus (41 s under load), 100 digits images
+and LeNet-5 on Verilator, reuse on and off on the same build."""
 
 import numpy as np
 import pytest
@@ -66,6 +66,7 @@ def test_small_mlp_two_way_on_icarus(small_mapped, digits):
     assert (res.counters["cnt_xbar_reads"] < reads_off).all()
 
 
+@pytest.mark.slow
 def test_random_conv_network_on_icarus(conv_case):
     _need("icarus")
     hw, x, T = conv_case(4, n_way=2, A_in=2, A=1, B=3, convs=2, dense_hidden=True)
