@@ -96,7 +96,7 @@ def check_image(descriptor, cells: np.ndarray, manifest: dict, params) -> None:
     ranges = register_ranges(params)
     lines = _check_writes(descriptor, ranges)
     layers = _check_needed(lines, ranges, params)
-    _check_geometry(layers, params)
+    _check_geometry(layers, params, lines.get((Reg.REUSE, 0, 0, 0)))
     _check_cells(cells, layers, params)
     _check_manifest(manifest, descriptor, lines, layers, ranges, params)
 
@@ -206,8 +206,8 @@ def _input_problem(i: int, rows: int, g: LayerGeometry, prev: LayerGeometry) -> 
     return None
 
 
-def _check_geometry(layers: list[dict], p) -> None:
-    """Check 3."""
+def _check_geometry(layers: list[dict], p, reuse=None) -> None:
+    """Check 3 (``reuse``: the (line, value) of the REUSE write, if any)."""
     problems, spans, geoms = [], [], []
     for i, lay in enumerate(layers):
         where = f"{DESCRIPTOR_FILE}: layer {i}"
@@ -246,6 +246,12 @@ def _check_geometry(layers: list[dict], p) -> None:
             problems.append(f"{where}: the output layer must be dense, not a convolution")
         if p.conv:
             problems += [f"{DESCRIPTOR_FILE}: {m}" for m in memory_problems(i, g, prev, p)]
+        if i == 0 and reuse is not None and reuse[1] and (
+                g.positions > p.reuse_positions or g.outputs > p.reuse_outputs):
+            problems.append(f"{DESCRIPTOR_FILE}: line {reuse[0]}: REUSE=1, but layer 0 has "
+                            f"{g.positions} positions of {g.outputs} outputs and the reuse "
+                            f"cache holds reuse_positions={p.reuse_positions} of "
+                            f"reuse_outputs={p.reuse_outputs}")
     if layers[-1]["outputs"] > p.classes_max:
         problems.append(f"{DESCRIPTOR_FILE}: layer {len(layers) - 1}: {layers[-1]['outputs']} "
                         f"classes exceed classes_max={p.classes_max}")

@@ -111,7 +111,7 @@ def memory_problems(i: int, g: LayerGeometry, prev: LayerGeometry | None, p) -> 
 
 def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
                     rng_current: float = 230e-6, health: Cutoffs | None = None,
-                    adaptive: AdaptiveT | None = None) -> Program:
+                    adaptive: AdaptiveT | None = None, reuse: bool = False) -> Program:
     """The program of ``hw`` for a design of ``params``, T passes, RNG ``seed``; the RNG
     health tests' cutoffs ``health`` (default ``Cutoffs.derive()``: H = 1, α = 2^-20, i.e.
     RCT 21, APT 589, bias 1891..2205; :class:`~spinbayes.golden.health.Cutoffs`).
@@ -121,7 +121,9 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
     (:func:`~spinbayes.rtl.regs.check_seed`). ``adaptive``: the early-stop rule
     (:class:`~spinbayes.golden.adaptive.AdaptiveT`, T = T_max); None or rule ``off``
     writes ``ADAPT_RULE`` = OFF only. The exact rule's span must be at least the network's
-    (:func:`~spinbayes.golden.adaptive.output_span`), or its class guarantee would not hold."""
+    (:func:`~spinbayes.golden.adaptive.output_span`), or its class guarantee would not hold.
+    ``reuse``: write ``REUSE`` = 1 (first-layer reuse, rtl/reuse.py): the design's cache must
+    hold the first layer's output positions and outputs; False writes nothing (reset 0)."""
     p = params
     check_seed(seed)
     L = len(hw.layers)
@@ -144,6 +146,8 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
     if adaptive.rule == "exact" and adaptive.span < output_span(hw):
         problems.append(f"exact rule span {adaptive.span} below the network's output span "
                         f"{output_span(hw)}")
+    if not isinstance(reuse, bool):
+        raise ValueError(f"reuse must be a bool, not {reuse!r}")
     if hw.input_bits > p.A_in:
         problems.append(f"input codes of {hw.input_bits} bits, the design reads A_in={p.A_in}")
     try:
@@ -169,6 +173,12 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
             problems.append(f"layer {i}: {g.out_bits}-bit comparators, the design has A={p.A}")
         group_base.append(base)
         base += -(-rows // p.R)
+    if reuse and (geometry[0].positions > p.reuse_positions
+                  or geometry[0].outputs > p.reuse_outputs):
+        problems.append(f"first-layer reuse: layer 0 has {geometry[0].positions} positions "
+                        f"of {geometry[0].outputs} outputs, the cache holds "
+                        f"reuse_positions={p.reuse_positions} of "
+                        f"reuse_outputs={p.reuse_outputs}")
     if base > p.groups_total:
         problems.append(f"the layers need {base} row groups, groups_total={p.groups_total}")
     if problems:
@@ -209,6 +219,8 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
     writes += [Write(Reg.N_LAYERS, data=L), Write(Reg.PASSES, data=T),
                Write(Reg.N_WAY, data=hw.n_way), Write(Reg.RNG_THRESHOLD, data=thr),
                Write(Reg.ADAPT_RULE, data=int(adaptive.code))]
+    if reuse:
+        writes.append(Write(Reg.REUSE, data=1))
     if adaptive.rule != "off":
         writes += [Write(Reg.ADAPT_T_MIN, data=adaptive.t_min),
                    Write(Reg.ADAPT_THRESHOLD, data=adaptive.threshold),
@@ -226,4 +238,6 @@ def compile_network(hw: HwNetwork, params: RtlParams, *, T: int, seed: int,
     extra = {"seed": seed, "rng_threshold": thr}
     if adaptive.rule != "off":
         extra["adaptive"] = asdict(adaptive)
+    if reuse:
+        extra["reuse"] = True
     return Program(writes, cells, group_base, n_out, T, extra)

@@ -173,10 +173,10 @@ def run_counts(shapes: list[LayerShape], *, N: int, n_way: int, R: int, passes: 
     """Operations of one image that ran ``passes`` passes (adaptive T: the passes the stop rule
     let run; :func:`count_operations` with T = passes, divisions once per image).
 
-    With ``distinct`` (first-layer reuse, an analytic model: not in the RTL), the first
-    layer's crossbar work is charged once per distinct crossbar the arbiter chose for the
-    image over its passes (all n picks of every pass): reads = mvms / positions = positions *
-    ceil(rows / R) * in_bits * distinct; accumulates = the same number (each crossbar's
+    With ``distinct`` (first-layer reuse; the core's counters with REUSE on, rtl/reuse.py),
+    the first layer's crossbar work is charged once per distinct crossbar the arbiter chose
+    for the image over its passes (all n picks of every pass): reads = mvms / positions =
+    positions * ceil(rows / R) * in_bits * distinct; accumulates = the same number (each crossbar's
     pre-activation sums are accumulated and kept on their own, so that n-way sums can be
     formed from them), plus positions * (n - 1) per pass to add the n kept sums of the pass's
     choice. Comparators, RNG draws and the later layers are unchanged; reading the kept sums

@@ -9,7 +9,8 @@ all settings see the same choices. Per setting: the accuracy of eq. 4 and of the
 class, UA (docs/METRICS.md, the Config's uncertainty measure and threshold), AUROC of the
 test set against each OoD set (predictive entropy), all from the passes actually run, and
 the analytic energy per test image with and without first-layer reuse
-(:func:`~spinbayes.golden.energy.image_energies`; reuse is not in the RTL).
+(:func:`~spinbayes.golden.energy.image_energies`; with REUSE on the RTL's counters give
+these counts, docs/HARDWARE.md "First-layer reuse").
 
 ``python -m spinbayes.golden.energy_pareto --checkpoint DIR --out DIR`` runs the study on a
 trained checkpoint and writes pareto.json, pareto.md and pareto.png.
@@ -209,8 +210,8 @@ def pareto_markdown(study: dict, figure: str | None = None) -> str:
          + (f" (subsampled: the first {'; '.join(sub)})" if sub else "") + ". Accuracy, UA ("
          f"{u['measure']}, {u['mode']} threshold {u['threshold']}) and AUROC (predictive "
          "entropy, test set against each OoD set) from the passes each image ran; energy: "
-         "analytic, mean per test image (Table 4 energies, expected RNG draws). **First-layer "
-         "reuse is an analytic model, not in the RTL.**", "",
+         "analytic, mean per test image (Table 4 energies, expected RNG draws). First-layer "
+         "reuse: the counts the RTL's counters give with REUSE on (docs/HARDWARE.md).", "",
          "| setting | passes ID | passes OoD | acc. eq. 4 (%) | acc. hw class (%) | UA (%) | "
          "mean AUROC (%) | nJ / image | nJ / image, reuse | Pareto front (no reuse; reuse) |",
          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -284,7 +285,7 @@ def plot_pareto(study: dict, path) -> Path:
     fig.axes[0].legend(fontsize=7)
     fig.suptitle(f"Adaptive T (T_max = {study['T_max']}: full T, exact, confidence "
                  "c<vote share>/<T_min>; the Pareto fronts' settings named) "
-                 "and first-layer reuse (analytic, not in the RTL)")
+                 "and first-layer reuse (analytic; the RTL's counts with REUSE on)")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -73,6 +73,9 @@ class ConvUnit(wiring.Component):
         Ignored while the window generator is busy.
     fetch : In(1)
         Fetch the next position's window into the buffer.
+    skip : In(1)
+        The window is not needed (first-layer reuse, every chosen crossbar kept): each word
+        taken ends its window, so a position's fetch takes one word (rtl/window.py ``skip``).
     buf_we, buf_base, buf_count, buf_lanes : Out
         Window buffer write (see above).
     fetched, last_pos : Out(1)
@@ -103,7 +106,7 @@ class ConvUnit(wiring.Component):
             "k": In(g["k"].shape), "stride": In(g["stride"].shape),
             "padding": In(g["padding"].shape), "pool": In(range(p.pool_max + 1)),
             "src_image": In(1), "is_conv": In(1), "word_ch": In(range(p.act_channels + 1)),
-            "fetch": In(1),
+            "fetch": In(1), "skip": In(1),
             "buf_we": Out(1), "buf_base": Out(range(p.rows_max + p.act_channels)),
             "buf_count": Out(range(p.act_channels + 1)),
             "buf_lanes": Out(data.ArrayLayout(unsigned(p.A_max), p.act_channels)),
@@ -168,7 +171,8 @@ class ConvUnit(wiring.Component):
         # --- window fetch: address in cycle t, the word (or 0) into the buffer in t + 1 -----
         done = Signal()                            # the last word is taken, not yet written
         take = Signal()
-        m.d.comb += [take.eq(self.fetch & ~done & gen.valid), gen.ready.eq(self.fetch & ~done)]
+        m.d.comb += [take.eq(self.fetch & ~done & gen.valid), gen.ready.eq(self.fetch & ~done),
+                     gen.skip.eq(self.skip)]
         with m.If(self.fetched):
             m.d.sync += done.eq(0)
         with m.Elif(take & gen.last_row):

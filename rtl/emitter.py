@@ -51,11 +51,12 @@ def activation_trace(core, m, *, dense_valid, codes, outs, layer, t, cu) -> None
                    for j in range(p.outputs_max))]
 
 
-def counters(core, m, *, issue, arb_mask, arbs, aac, cmp, avg) -> dict:
+def counters(core, m, *, issue, arb_mask, arbs, aac_ops, cmp, avg) -> dict:
     """Activity counters (32 bits each): busy cycles, crossbar reads (the chosen crossbars of
-    each READ cycle), RNG draws, AAC, comparator and averaging operations, returned by name
-    (:data:`~spinbayes.rtl.regs.COUNTERS`, read through rtl/status.py's read port); the
-    arbiters' stuck flag. ``core.counters`` keeps them for white-box tests."""
+    each READ cycle, ``arb_mask``), RNG draws, AAC (``aac_ops``), comparator and averaging
+    operations, returned by name (:data:`~spinbayes.rtl.regs.COUNTERS`, read through
+    rtl/status.py's read port); the arbiters' stuck flag. ``core.counters`` keeps them for
+    white-box tests."""
     p = core.params
     cnt = {name: Signal(32, name=name) for name in COUNTERS}
     popcount = sum(arb_mask[k] for k in range(p.N))
@@ -64,7 +65,7 @@ def counters(core, m, *, issue, arb_mask, arbs, aac, cmp, avg) -> dict:
         m.d.sync += cnt["cnt_xbar_reads"].eq(cnt["cnt_xbar_reads"] + popcount)
     m.d.comb += [
         cnt["cnt_rng_draws"].eq(sum(x.draws for x in arbs)),
-        cnt["cnt_aac_ops"].eq(aac.ops), cnt["cnt_cmp_ops"].eq(cmp.ops),
+        cnt["cnt_aac_ops"].eq(aac_ops), cnt["cnt_cmp_ops"].eq(cmp.ops),
         cnt["cnt_avg_ops"].eq(avg.mult_ops + avg.avg_ops),
         core.stuck.eq(Cat(x.stuck for x in arbs).any()),
     ]

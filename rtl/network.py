@@ -15,6 +15,8 @@ diagram and "The convolution path"):
         READ    for each bit-plane b (LSB first) and R-row group g: read the chosen
                 crossbars (1 read per cycle), the adder-accumulator adds the n ADC vectors
         DRAIN   3 cycles for the read, select and accumulate pipeline
+                (layer 0 with REUSE set: rtl/reuse.py reads only the crossbars not yet
+                kept for this image, one at a time, and adds the n kept sums; no DRAIN)
         ACT     hidden dense: comparators write the window buffer (next layer's input);
                 hidden convolution: comparators to the pooling and the activation memory;
                 last: output scaling y = M S + B, one class per cycle from the last DRAIN
@@ -47,6 +49,7 @@ from .params import RtlParams, bits_for, check_params
 from .program_port import program_port
 from .read_path import crossbars, read_path
 from .regs import PROG_ORDER, READ_DATA_BITS, READ_FIELDS, LayerKind, ReadReg, prog_layout
+from .reuse import reuse_stage
 from .status import read_port
 
 __all__ = ["DRAIN", "SpinBayesCore"]
@@ -214,11 +217,17 @@ class SpinBayesCore(wiring.Component):
         # outputs_max accumulators), two cycles before the first read reaches them
         issue, aac_clear = Signal(), Signal()
         buffers = (Mux(read_img, 2, rsel), [act, act_b, img])
-        read_path(p, m, xbars, aac, issue=issue, plane=plane, group=group,
-                  base=gbase[layer], rows=rows[layer], buffers=buffers, arb_mask=arb_mask,
-                  arb_idx=arb_idx, n_way=n_way, clear=aac_clear)
+        # first-layer reuse (rtl/reuse.py): its reads in layer 0, its sums to the comparators
+        arb_start, avg_clear = Signal(), Signal()
+        ru = reuse_stage(m, p, enable=regs["reuse"], layer=layer, image_start=avg_clear,
+                         arb_start=arb_start, start=aac_clear, arb_mask=arb_mask,
+                         arb_idx=arb_idx, n_way=n_way, plane=plane, group=group,
+                         last_group=last_group, last_plane=last_plane, aac=aac)
+        read_path(p, m, xbars, aac, issue=issue, plane=ru.plane, group=ru.group,
+                  base=gbase[layer], rows=rows[layer], buffers=buffers, arb_mask=ru.mask,
+                  arb_idx=ru.idx, n_way=ru.n_way, clear=aac_clear | ru.clear)
 
-        # comparators and averaging see the AAC's sums
+        # comparators and averaging see the AAC's sums (with reuse in layer 0: the cache's)
         # the current layer's thresholds, signs and outputs, registered (one cycle behind
         # `layer`, like last_group): the layer multiplexer in front of all comparators was in
         # the periphery's critical path on the ECP5
@@ -226,14 +235,13 @@ class SpinBayesCore(wiring.Component):
         cur_outs = Signal.like(outs[0])
         m.d.sync += [cur_theta.eq(theta[layer]), cur_sign.eq(sign[layer]),
                      cur_outs.eq(outs[layer])]
-        m.d.comb += [cmp.S.eq(aac.S), cmp.theta.eq(cur_theta), cmp.sign.eq(cur_sign),
+        m.d.comb += [cmp.S.eq(ru.S), cmp.theta.eq(cur_theta), cmp.sign.eq(cur_sign),
                      cmp.n_out.eq(cur_outs),
-                     *(avg.S[j].eq(aac.S[j]) for j in range(p.classes_max)),
+                     *(avg.S[j].eq(ru.S[j]) for j in range(p.classes_max)),
                      avg.M.eq(scale), avg.B.eq(offset),
                      avg.n_out.eq(n_cls), avg.T.eq(t + 1)]     # the passes run
 
         # --- controller --------------------------------------------------------------
-        arb_start = Signal()
         for i, arb in enumerate(arbs):
             m.d.comb += arb.start.eq(arb_start & (layer == i))
         arb_done = Signal()
@@ -285,7 +293,10 @@ class SpinBayesCore(wiring.Component):
                     m.d.sync += [rsel.eq(~rsel), cur_last.eq(last_pos)]
                     m.next = "READ"
             with m.State("READ"):
-                with m.If(group == last_group):
+                with m.If(ru.on):              # layer 0 with REUSE set: the cache's reads
+                    with m.If(ru.done):
+                        m.next = "ACT"
+                with m.Elif(group == last_group):
                     m.d.sync += group.eq(0)
                     with m.If(plane == last_plane):
                         m.d.sync += [drain.eq(0), plane.eq(0)]
@@ -388,22 +399,21 @@ class SpinBayesCore(wiring.Component):
                                            & ~cur_last & ~nxt_ready)),
                 cu.act_valid.eq(act_st & ~last & cur_conv),
                 *(cu.act_codes[j].eq(cmp.act[j]) for j in range(p.act_channels)),
-                cu.swap.eq(st("FLUSH")),
+                cu.swap.eq(st("FLUSH")), cu.skip.eq(ru.skip),
             ]
             window_write(m, (act, act_b), ~rsel, cu, p)
         # the averaging block is cleared the cycle after the image's last input beat (a
         # register, not the input handshake's decode); its first pass is far later
-        avg_clear = Signal()
         m.d.sync += avg_clear.eq(start_img)
         m.d.comb += [
             self.busy.eq(~idle),
             self.in_ready.eq((idle & in_ok) | load),
             arb_start.eq(st("ARB")),
-            issue.eq(st("READ")),
+            issue.eq((st("READ") & ~ru.on) | ru.issue),
             avg.clear.eq(avg_clear),
             # S is final in the last DRAIN cycle: the multiply-adds start there (class 0's
             # y is in avg.y by the first EMIT_Y cycle, one class more each cycle after)
-            avg.pass_valid.eq(st("DRAIN") & (drain == DRAIN - 1) & last),
+            avg.pass_valid.eq(((st("DRAIN") & (drain == DRAIN - 1)) | ru.done) & last),
             cmp.valid.eq(act_st & ~last),
             avg.finish.eq(fin),
         ]
@@ -413,7 +423,7 @@ class SpinBayesCore(wiring.Component):
                          outs=cur_outs, layer=layer, t=t, cu=cu)
         passes_run = adaptive_stage(m, ad, regs, avg, t=t, n_cls=n_cls, clear=avg_clear,
                                     finish=fin)
-        read_port(self, m, counters(self, m, issue=issue, arb_mask=arb_mask, arbs=arbs,
-                                    aac=aac, cmp=cmp, avg=avg), arbs,
+        read_port(self, m, counters(self, m, issue=issue, arb_mask=ru.mask, arbs=arbs,
+                                    aac_ops=aac.ops + ru.ops, cmp=cmp, avg=avg), arbs,
                   {ReadReg.PASSES_RUN: passes_run})
         return m

@@ -90,6 +90,9 @@ class RtlParams:
     kernel_max, stride_max : largest window k and stride of a convolution.
     padding_max : largest zero padding of a convolution (0: none).
     pool_max : largest max-pooling kernel (0: no pooling).
+    reuse_positions, reuse_outputs : the first-layer reuse cache (rtl/reuse.py): output
+        positions (1 for a dense first layer) and outputs of the first layer it holds per
+        crossbar; 0, 0 builds a design without it (the REUSE register can only be 0).
     """
 
     N: int = 5
@@ -115,6 +118,8 @@ class RtlParams:
     stride_max: int = 1
     padding_max: int = 0
     pool_max: int = 0
+    reuse_positions: int = 0
+    reuse_outputs: int = 0
 
     def __post_init__(self):
         if self.classes_max is None:
@@ -126,13 +131,21 @@ class RtlParams:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
-        for name in ("act_depth", "image_depth", "padding_max", "pool_max"):
+        for name in ("act_depth", "image_depth", "padding_max", "pool_max", "reuse_positions",
+                     "reuse_outputs"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
         if self.act_depth and not self.image_depth:
             raise ValueError("image_depth must be a positive integer when act_depth > 0 (the "
                              "convolution path reads its first layer's input from it), not 0")
+        if (self.reuse_positions == 0) != (self.reuse_outputs == 0):
+            raise ValueError(f"reuse_positions and reuse_outputs must both be 0 (no reuse "
+                             f"cache) or both positive, not {self.reuse_positions!r} and "
+                             f"{self.reuse_outputs!r}")
+        if self.reuse_outputs > self.outputs_max:
+            raise ValueError(f"reuse_outputs must not exceed outputs_max ({self.outputs_max}), "
+                             f"not {self.reuse_outputs!r}")
         if self.act_channels > self.outputs_max:
             raise ValueError(f"act_channels must not exceed outputs_max ({self.outputs_max}), "
                              f"not {self.act_channels!r}")
@@ -158,6 +171,11 @@ class RtlParams:
         """The design has the convolution path (image and activation memories, window
         generator, pooling): ``act_depth`` > 0."""
         return self.act_depth > 0
+
+    @property
+    def reuse(self) -> bool:
+        """The design has the first-layer reuse cache: ``reuse_positions`` > 0."""
+        return self.reuse_positions > 0
 
     @property
     def out_size_max(self) -> int:

@@ -51,6 +51,8 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
     # adaptive T (rtl/adaptive.py): rule, T_min, vote threshold, output span
     adapt = {"adapt_rule": Signal(2), "t_min": Signal(p.t_bits, init=1),
              "adapt_threshold": Signal(CONFIDENCE_BITS + 1), "adapt_span": Signal(p.out_bits)}
+    # first-layer reuse (rtl/reuse.py); a design without the cache keeps it 0
+    reuse = Signal(name="reuse")
     # the layer geometry (kind, C_in, H, W, k, stride, padding, pool), only in a design with
     # the convolution path; reset values describe a one-input dense layer
     geometry = {}
@@ -68,7 +70,7 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
                        "in_bits": list(in_bits), "theta": list(theta),
                        "sign": list(sign), "scale": scale, "offset": offset,
                        "n_layers": n_layers, "passes": passes, "n_way": n_way,
-                       "rng_thr": rng_thr, **adapt,
+                       "rng_thr": rng_thr, "reuse": reuse, **adapt,
                        **{r.name.lower().removeprefix("layer_"): list(v)
                           for r, v in geometry.items()}}
 
@@ -158,6 +160,8 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
                 m.d.sync += n_way.eq(d)
             with m.Case(Reg.RNG_THRESHOLD):
                 m.d.sync += rng_thr.eq(d)
+            with m.Case(Reg.REUSE):
+                m.d.sync += reuse.eq(d[0] & int(p.reuse))
             for reg, target in zip(ADAPT_REGS, adapt.values()):
                 with m.Case(reg):
                     m.d.sync += target.eq(d)
@@ -173,6 +177,6 @@ def program_port(core, m, xbars, arbs) -> tuple[dict, Signal]:
     m.d.comb += core.vfy_level.eq(Array(xb.v_level for xb in xbars)[vk])
     regs = {"rows": rows, "outs": outs, "gbase": gbase, "in_bits": in_bits, "theta": theta,
             "sign": sign, "scale": scale, "offset": offset, "n_layers": n_layers,
-            "passes": passes, "n_way": n_way, **adapt,
+            "passes": passes, "n_way": n_way, "reuse": reuse, **adapt,
             **{r.name.lower().removeprefix("layer_"): v for r, v in geometry.items()}}
     return regs, in_ok

@@ -91,6 +91,8 @@ def register_ranges(p) -> dict[Reg, dict[str, RegField]]:
                                                f"2^CONFIDENCE_BITS={2 ** CONFIDENCE_BITS}")},
         Reg.ADAPT_SPAN: {"data": RegField(0, 2 ** min(p.out_bits, 31) - 1, "output span",
                                           f"out_bits={p.out_bits}")},
+        Reg.REUSE: {"data": RegField(0, int(p.reuse), "reuse flag",
+                                     f"reuse_positions={p.reuse_positions}")},
         Reg.RNG_THRESHOLD: {"data": RegField(0, 2 ** p.rng_bits, "RNG threshold",
                                              f"2^rng_bits={2 ** p.rng_bits}")},
         Reg.HEALTH_RCT_CUTOFF: {"data": RegField(1, 255, "RCT cutoff", "rct_bits=8")},

@@ -108,6 +108,10 @@ class Reg(enum.IntEnum):
     #: adaptive T, exact rule: hi - lo, the span of one pass's output y_c over every class
     #: and every input (golden/adaptive.py ``output_span``; 0 .. 2^out_bits - 1)
     ADAPT_SPAN = 30
+    #: first-layer reuse (docs/HARDWARE.md, "First-layer reuse"): 1 computes each crossbar's
+    #: first-layer sums once per image and keeps them (rtl/reuse.py); 0 (the reset value)
+    #: reads the first layer in every pass. Only 0 in a design without the reuse cache
+    REUSE = 31
 
 
 class AdaptRule(enum.IntEnum):

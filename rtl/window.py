@@ -77,6 +77,10 @@ class WindowAddressGenerator(wiring.Component):
         Zero border (dense: 0).
     ready : In(1)
         The consumer takes the row on the outputs this cycle (when ``valid``).
+    skip : In(1)
+        The row taken this cycle ends its window (``last_row`` = 1): the next position's
+        first row follows, so a window not needed costs one row (the core's first-layer
+        reuse in a pass whose crossbars are all kept, rtl/reuse.py).
     valid : Out(1)
         A row is on ``addr`` / ``zero`` / ``row`` / ``last_row`` / ``last``.
     addr : Out(bits_for(depth))
@@ -120,6 +124,7 @@ class WindowAddressGenerator(wiring.Component):
             "stride": In(stride_max.bit_length()),
             "padding": In(max(1, padding_max.bit_length())),
             "ready": In(1),
+            "skip": In(1),
             "valid": Out(1),
             "addr": Out(bits_for(depth)),
             "zero": Out(1),
@@ -168,9 +173,10 @@ class WindowAddressGenerator(wiring.Component):
         chan = Signal(sb)                      # c*H*W
         row_base = Signal(signed(sb))          # c*H*W + iy*W
 
-        last_kx = kx + 1 == k
-        last_ky = ky + 1 == k
-        last_c = c + 1 == C
+        skip = self.skip
+        last_kx = (kx + 1 == k) | skip
+        last_ky = (ky + 1 == k) | skip
+        last_c = (c + 1 == C) | skip
         x_more = x0 + s + k <= W + p           # the next position in this output row fits
         y_more = y0 + s + k <= H + p           # the next output row fits
         win_end = last_kx & last_ky & last_c

@@ -38,6 +38,7 @@ from .coverify_results import (
     decode_logs,
     fill_not_run,
     layer_mismatches,
+    reuse_count_mismatches,
 )
 from .runner import _cache_root, run_cocotb
 
@@ -102,13 +103,14 @@ def harness_verilog(params: RtlParams, *, wlist_depth: int | None = None, stuck_
     return text, info
 
 
-def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
+def params_for(hw: HwNetwork, T: int, *, reuse: bool = False, **overrides) -> RtlParams:
     """The smallest design (RtlParams) that runs ``hw`` at ``T`` passes (T_max at least 16,
     so that T = 1..16 share one build); ``overrides`` replace any field. Rows and outputs
     come from the layers' geometry (golden/geometry.py: C_in*k*k rows for a convolution); a
     network with convolutions gets the convolution path, sized by its input tensor (the
     image memory), its hidden convolutions' pooled pixels and channels (the activation
-    memory), and their largest size, window, stride, padding and pooling."""
+    memory), and their largest size, window, stride, padding and pooling. ``reuse``: with
+    the first-layer reuse cache, sized by the first layer's positions and outputs."""
     geometry = geometry_of(hw)
     rows = [g.rows for g in geometry]
     outs = [g.outputs for g in geometry]
@@ -127,6 +129,8 @@ def params_for(hw: HwNetwork, T: int, **overrides) -> RtlParams:
                   size_max=max(max(g.H, g.W) for g in conv),
                   kernel_max=max(g.k for g in conv), stride_max=max(g.stride for g in conv),
                   padding_max=max(g.padding for g in conv), pool_max=max(g.pool for g in conv))
+    if reuse:
+        kw.update(reuse_positions=geometry[0].positions, reuse_outputs=geometry[0].outputs)
     kw.update(overrides)
     return RtlParams(**kw)
 
@@ -156,7 +160,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                trace_layers: bool = False, cache_dir=None,
                first_image: int = 0, program: Program | None = None,
                rng_current: float = 230e-6, fault_map=None, health=None,
-               adaptive: AdaptiveT | None = None) -> CoverifyResult:
+               adaptive: AdaptiveT | None = None, reuse: bool = False) -> CoverifyResult:
     """Run images ``x`` (B, C, H, W; in [0, 1], or integer input codes) through the RTL
     under cocotb and check them in a batch.
 
@@ -187,6 +191,10 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     reference's (golden/adaptive.py), and the outputs are those of the passes run; a run with
     a rule on starts at image 0 (a later image's arbiter position depends on the passes the
     earlier images ran).
+    ``reuse``: first-layer reuse on (``REUSE`` = 1; the design needs the cache,
+    ``params_for(..., reuse=True)``): the outputs must be the same, and each image's crossbar
+    reads and accumulations must equal the analytic count with its distinct first-layer
+    crossbars (a ``cnt_xbar_reads`` / ``cnt_aac_ops`` mismatch otherwise).
     Raises ValueError for bad arguments, the named
     :class:`~spinbayes.firmware.alarms.CoreAlarmError` (``RngHealthError``,
     ``ArbiterStuckError``) when the core's ALARM stops an image (the harness watches STATUS;
@@ -210,7 +218,7 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
                          "on the passes the earlier images ran")
     p = params
     compiled = compile_network(hw, p, T=T, seed=seed, rng_current=rng_current, health=health,
-                               adaptive=adaptive)
+                               adaptive=adaptive, reuse=reuse)
     if program is None:
         program = compiled
     elif not same_program(program, compiled):
@@ -330,6 +338,8 @@ def run_images(hw: HwNetwork, x: torch.Tensor, *, params: RtlParams, T: int, see
     timings["check_s"] = time.perf_counter() - t0
     timings["images_per_min"] = 60.0 * len(codes) / (res["images_s"] + timings["check_s"])
     counters = {name: raw["counters"][:, i] for i, name in enumerate(COUNTERS)}
+    if reuse and not any(m.output == "trace" for m in bad):
+        bad += reuse_count_mismatches(hw, p.R, choices, raw["passes"], counters)
     result = CoverifyResult(
         images=len(codes), mismatches=len(bad), details=bad, cycles=raw["cycles"],
         counters=counters, counter_totals={k: int(v.sum()) for k, v in counters.items()},

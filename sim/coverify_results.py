@@ -18,7 +18,7 @@ from ..rtl.regs import OutKind
 from .layer_check import compare_layers
 
 __all__ = ["CoverifyResult", "Mismatch", "compare", "decode_acts", "decode_logs",
-           "fill_not_run", "layer_mismatches"]
+           "fill_not_run", "layer_mismatches", "reuse_count_mismatches"]
 
 
 @dataclass
@@ -209,3 +209,23 @@ def layer_mismatches(raw, info, geometry, ref, passes) -> list[Mismatch]:
             continue                           # a pass the image did not run
         bad.append(Mismatch(m.image, "layer", m.place, m.rtl, m.reference))
     return bad
+
+
+def reuse_count_mismatches(hw, R: int, choices: np.ndarray, passes: np.ndarray,
+                           counters: dict) -> list[Mismatch]:
+    """First-layer reuse: each image's ``cnt_xbar_reads`` and ``cnt_aac_ops`` against the
+    energy model's analytic count with its distinct first-layer crossbars
+    (golden/energy_counts.py ``run_counts(..., distinct=D)``; ``choices`` (L, B, T, n) the
+    RTL's, ``passes`` (B,) the passes each image ran)."""
+    from ..golden.energy_counts import distinct_crossbars, run_counts, shapes_of_hw, totals
+
+    shapes = shapes_of_hw(hw)
+    D = distinct_crossbars(choices[0], hw.N, passes)
+    want = {k: np.zeros(len(D), dtype=np.int64) for k in ("cnt_xbar_reads", "cnt_aac_ops")}
+    for b, (d, t) in enumerate(zip(D, passes)):
+        counts = totals(run_counts(shapes, N=hw.N, n_way=hw.n_way, R=R, passes=int(t),
+                                   distinct=int(d)))
+        for k in want:
+            want[k][b] = counts[k]
+    return [m for k, v in want.items()
+            for m in compare(k, np.asarray(counters[k])[:, None], v[:, None])]

@@ -55,6 +55,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "sharding, else a local Ray)")
     add_health(p)
     add_adaptive(p)
+    p.add_argument("--reuse", action="store_true",
+                   help="first-layer reuse: each crossbar's first layer computed once per "
+                   "image and kept (a design with the cache; docs/HARDWARE.md)")
     add_common(p, "runs/sim")
     add_config_arguments(p)
     return p
@@ -133,6 +136,9 @@ def main(args) -> int:
         if sharded and (args.waves or args.driver_images):
             raise ValueError("--waves and --driver-images run in one simulation: not with "
                              "--workers, --shards or --address")
+        if sharded and args.reuse:
+            raise ValueError("--reuse runs in one simulation: not with --workers, --shards "
+                             "or --address")
         health = health_cutoffs(args.health_alpha_bits)
         adaptive_settings(args.adaptive, args.t_min, args.confidence_threshold)
         if sharded and args.adaptive != "off":
@@ -156,7 +162,7 @@ def main(args) -> int:
             trained = wf.train(cfg, out, progress=progress)
         cfg = trained.cfg
         mapped = wf.map_trained(trained)
-        params = wh.hw_params(mapped, cfg)
+        params = wh.hw_params(mapped, cfg, args.reuse)
         from .golden.geometry import geometry_of
 
         layers = ", ".join(f"{g.kind} {g.rows}x{g.outputs}" + (
@@ -182,7 +188,8 @@ def main(args) -> int:
                                       firmware=out / wh.FIRMWARE_DIR, health=health,
                                       adaptive=adaptive_settings(
                                           args.adaptive, args.t_min,
-                                          args.confidence_threshold, cfg.T))
+                                          args.confidence_threshold, cfg.T),
+                                      reuse=args.reuse)
     except (SimulatorMissing, ValueError, OSError) as e:
         print(f"spinbayes sim: error: {e}", file=sys.stderr)
         return 2
@@ -198,6 +205,7 @@ def main(args) -> int:
                    health_cutoffs=asdict(health), health_alpha_bits=args.health_alpha_bits,
                    adaptive={"rule": args.adaptive, "t_min": args.t_min,
                              "confidence_threshold": args.confidence_threshold},
+                   reuse=args.reuse,
                    wall_s=time.perf_counter() - t0, provenance=trained.provenance,
                    cycles_per_image=np.asarray(res.cycles).tolist())
     text = markdown(summary)

@@ -22,14 +22,15 @@ FIRMWARE_DIR = "firmware"
 TABLE5_T = 10
 
 
-def hw_params(mapped, cfg: Config):
-    """The smallest design (RtlParams) that runs the integer network of ``cfg.n_way``."""
+def hw_params(mapped, cfg: Config, reuse: bool = False):
+    """The smallest design (RtlParams) that runs the integer network of ``cfg.n_way`` (with
+    ``reuse``: and the first-layer reuse cache, rtl/reuse.py)."""
     from .sim.coverify import params_for
 
     if cfg.activation != "comparator":
         raise ValueError(f"activation {cfg.activation!r}: the RTL implements comparator "
                          f"activations only (train with --activation comparator)")
-    return params_for(mapped.hw(cfg.n_way), cfg.T)
+    return params_for(mapped.hw(cfg.n_way), cfg.T, reuse=reuse)
 
 
 def choose_simulator(requested: str | None, *, prefer: str = "icarus") -> tuple[str, str]:
@@ -59,7 +60,8 @@ def choose_simulator(requested: str | None, *, prefer: str = "icarus") -> tuple[
 def coverify(trained, mapped, *, images: int, simulator: str,
              stall: float = 0.0, waves: bool = False, driver_images: int = 0,
              progress: bool = True, start: int = 0, firmware: Path | None = None,
-             trace_layers: bool = True, health=None, adaptive=("off", 1, 0)):
+             trace_layers: bool = True, health=None, adaptive=("off", 1, 0),
+             reuse: bool = False):
     """Run ``images`` test images from image ``start`` (default: the first ones) through
     the RTL under cocotb on the RTL's own arbiter draws, the arbiters standing where a run
     from image 0 has them (one shard of a run: spinbayes/shard.py), and check every output,
@@ -72,7 +74,9 @@ def coverify(trained, mapped, *, images: int, simulator: str,
     None: the compiled program is played directly. ``health``: the RNG health tests'
     cutoffs (golden.health.Cutoffs; None: the default, α = 2^-20). ``adaptive``: (rule,
     T_min, threshold register) of the core's early stop (cli_args.adaptive_settings; the
-    exact rule's span is the network's, golden.adaptive.output_span)."""
+    exact rule's span is the network's, golden.adaptive.output_span). ``reuse``: first-layer
+    reuse on (the design with the cache; reads and accumulations checked against the
+    analytic count)."""
     from .sim.coverify import run_images
 
     cfg, data = trained.cfg, trained.data
@@ -85,33 +89,36 @@ def coverify(trained, mapped, *, images: int, simulator: str,
                          f"{len(data.x_test)}")
     from .golden.adaptive import AdaptiveT, output_span
 
-    params = hw_params(mapped, cfg)
+    params = hw_params(mapped, cfg, reuse)
     hw = mapped.hw(cfg.n_way)
     rule, t_min, threshold = adaptive
     adapt = AdaptiveT(rule, t_min, threshold, output_span(hw) if rule == "exact" else 0)
     program = None if firmware is None else firmware_image(trained, hw, params, firmware,
-                                                            health=health, adaptive=adapt)
+                                                            health=health, adaptive=adapt,
+                                                            reuse=reuse)
     sl = slice(start, start + images)
     res = run_images(hw, data.x_test[sl], params=params, T=cfg.T,
                      seed=cfg.seed, simulator=simulator, waves=waves, stall=stall,
                      progress=progress, float_net=mapped.net(cfg.n_way),
                      labels=data.y_test[sl].numpy(), driver_images=driver_images,
                      first_image=start, trace_layers=trace_layers, program=program,
-                     health=health, adaptive=adapt)
+                     health=health, adaptive=adapt, reuse=reuse)
     return res, params
 
 
-def firmware_image(trained, hw, params, directory: Path, *, health=None, adaptive=None):
+def firmware_image(trained, hw, params, directory: Path, *, health=None, adaptive=None,
+                   reuse: bool = False):
     """Compile ``hw`` for the design ``params`` (the run's T and seed), write the firmware
     image to ``directory`` (atomically) and load it back with every check of ``spinbayes
     firmware check``; returns the loaded Program, which is what the caller then plays.
-    ``adaptive``: the early-stop rule (golden.adaptive.AdaptiveT; None: off)."""
+    ``adaptive``: the early-stop rule (golden.adaptive.AdaptiveT; None: off); ``reuse``:
+    first-layer reuse on."""
     from .firmware.compiler import compile_network
     from .firmware.image import load_image, save_image
 
     cfg = trained.cfg
     program = compile_network(hw, params, T=cfg.T, seed=cfg.seed, health=health,
-                              adaptive=adaptive)
+                              adaptive=adaptive, reuse=reuse)
     meta = {"config": cfg.to_dict(), "n_way": hw.n_way, "input_bits": hw.input_bits,
             "rng_seed": cfg.seed, "provenance": trained.provenance}
     save_image(program, params, Path(directory), meta=meta)

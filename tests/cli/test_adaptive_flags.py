@@ -50,18 +50,11 @@ def test_settings_and_run_options():
         RunOptions(adaptive="never")
 
 
-def test_the_rule_reaches_the_image_and_run_images(tiny_trained, tmp_path, monkeypatch):
+def test_the_rule_reaches_the_image_and_run_images(tiny_trained, tmp_path, seen_run_images):
     from spinbayes.golden.adaptive import output_span
-    from spinbayes.sim import coverify
 
     trained, mapped = tiny_trained
-    seen = {}
-
-    def fake_run_images(hw, x, **kw):
-        seen.update(kw, hw=hw)
-        return "result"
-
-    monkeypatch.setattr(coverify, "run_images", fake_run_images)
+    seen = seen_run_images
     res, _ = wh.coverify(trained, mapped, images=1, simulator="icarus", progress=False,
                          firmware=tmp_path / "fw", adaptive=("exact", 2, 0))
     assert res == "result"

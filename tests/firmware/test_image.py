@@ -181,10 +181,10 @@ def test_bad_descriptor_lines_are_refused(saved, edit):
     with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: .* is not "
                        r"SS_AAAA_BBBB_CC_DDDDDDDD hex"):
         load_image(saved)
-    path.write_text("1f" + good[2:])
+    path.write_text("1f" + good[2:])       # REUSE (every 5-bit select is a register)
     edit.rehash(DESCRIPTOR_FILE)
-    with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: prog_sel 31 is "
-                       r"not a register"):
+    with pytest.raises(FirmwareImageError, match=r"descriptor\.hex: line 1: REUSE: reuse "
+                       r"flag=16 outside 0\.\.0 \(reuse_positions=0\)"):
         load_image(saved)
     path.write_text("20" + good[2:])                  # 6 bits: wider than the sel field
     edit.rehash(DESCRIPTOR_FILE)

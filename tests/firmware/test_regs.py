@@ -121,7 +121,9 @@ def test_write_problem_names_register_field_and_bound():
         "PASSES: passes (data) must be an integer, not True"
     assert write_problem(r, Reg.SIGN, 64, 0, 1, 0) == \
         "SIGN [layer 1, output 64]: output=64 outside 0..63 (outputs_max=64)"
-    assert write_problem(r, 31, 0, 0, 0, 0) == "prog_sel 31 is not a register (Reg)"
+    assert write_problem(r, 32, 0, 0, 0, 0) == "prog_sel 32 is not a register (Reg)"
+    assert write_problem(r, Reg.REUSE, 0, 0, 0, 1) == \
+        "REUSE: reuse flag=1 outside 0..0 (reuse_positions=0)"
     assert write_problem(r, Reg.HEALTH_RCT_CUTOFF, 0, 0, 0, 0) == \
         "HEALTH_RCT_CUTOFF: RCT cutoff=0 outside 1..255 (rct_bits=8)"
     assert write_problem(r, Reg.LAYER_KIND, 0, 0, 0, 1) == \

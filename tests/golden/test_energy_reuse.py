@@ -126,6 +126,6 @@ def test_pareto_study_small_mlp(small_mapped, digits, tmp_path):
     assert rows["--adaptive confidence (this run)"]["passes_id"] == 1
     assert len(study["rows"]) == 2 + 2 + 1
     text = pareto_markdown(study, "pareto.png")
-    assert "| confidence 1.00, T_min 2 |" in text and "not in the RTL" in text
+    assert "| confidence 1.00, T_min 2 |" in text and "counters give with REUSE on" in text
     assert "test 150 of" in text
     assert plot_pareto(study, tmp_path / "p.png").stat().st_size > 10_000

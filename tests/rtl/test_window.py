@@ -20,9 +20,10 @@ def im2col_addresses(C, H, W, k, stride, padding):
     return np.maximum(cols - 1, 0), cols == 0
 
 
-def run_layers(run_sim, dut, layers, *, ready_p=1.0, seed=0):
+def run_layers(run_sim, dut, layers, *, ready_p=1.0, seed=0, skip_p=0.0):
     """Run ``layers`` (dicts of the GEO ports) back to back; per layer the taken rows as
-    (addr, zero, row, last_row, last) arrays and the cycles from start to the last row."""
+    (addr, zero, row, last_row, last, skip) arrays and the cycles from start to the last row
+    (``skip`` high with probability ``skip_p`` in each cycle)."""
     rng = np.random.default_rng(seed)
     got = []
 
@@ -39,16 +40,19 @@ def run_layers(run_sim, dut, layers, *, ready_p=1.0, seed=0):
             rows, cycles, done = [], 1, False
             while not done:
                 ready = int(rng.random() < ready_p)
+                skip = int(rng.random() < skip_p)
                 ctx.set(dut.ready, ready)
+                ctx.set(dut.skip, skip)
                 if ready and ctx.get(dut.valid):
                     rows.append([ctx.get(dut.addr), ctx.get(dut.zero), ctx.get(dut.row),
-                                 ctx.get(dut.last_row), ctx.get(dut.last)])
+                                 ctx.get(dut.last_row), ctx.get(dut.last), skip])
                     done = bool(rows[-1][4])
                 assert ctx.get(dut.busy)
                 await ctx.tick()
                 cycles += 1
                 assert cycles < 20000, "the generator never ended the layer"
             ctx.set(dut.ready, 0)
+            ctx.set(dut.skip, 0)
             assert not ctx.get(dut.busy) and not ctx.get(dut.valid)
             got.append((np.array(rows), cycles))
 
@@ -61,8 +65,8 @@ def check(layer, rows):
     C, k = layer["C_in"], layer["k"]
     addr, zero = im2col_addresses(*(layer[n] for n in GEO))
     P, Rw = addr.shape
-    assert rows.shape == (P * Rw, 5), layer
-    rows = rows.reshape(P, Rw, 5)
+    assert rows.shape == (P * Rw, 6), layer
+    rows = rows.reshape(P, Rw, 6)[..., :5]
     assert np.array_equal(rows[..., 1], zero), layer
     assert np.array_equal(rows[..., 0], addr), layer
     assert np.array_equal(rows[..., 2], np.broadcast_to(np.arange(C * k * k), (P, Rw)))
@@ -142,3 +146,25 @@ def test_for_layers_and_ports():
 def test_parameters_checked(kw, match):
     with pytest.raises(ValueError, match=match):
         WindowAddressGenerator(**{**DUT_KW, **kw})
+
+
+def test_skip_ends_the_window(run_sim):
+    """``skip`` (first-layer reuse: a window not needed): the row taken with it is its
+    window's last, and the next position's first row follows; the other rows are im2col's."""
+    rng = np.random.default_rng(3)
+    layers = [*random_layers(rng, 12, 300), dict(C_in=1, H=12, W=12, k=5, stride=1, padding=2)]
+    dut = WindowAddressGenerator(**DUT_KW)
+    for layer, (rows, _) in zip(layers, run_layers(run_sim, dut, layers, ready_p=0.8, seed=2,
+                                                   skip_p=0.4), strict=True):
+        addr, zero = im2col_addresses(*(layer[n] for n in GEO))
+        P, Rw = addr.shape
+        want, i = [], 0
+        for q in range(P):
+            for r in range(Rw):
+                end = r == Rw - 1 or bool(rows[i, 5])
+                want.append([addr[q, r], zero[q, r], r, end, end and q == P - 1, rows[i, 5]])
+                i += 1
+                if end:
+                    break
+        assert rows.tolist() == want, layer
+        assert rows[:, 5].any() and (rows[:, 3] == 1).sum() == P
