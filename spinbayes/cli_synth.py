@@ -26,11 +26,12 @@ def load_rtl_params(path: str | None):
     return params_from_json(path)
 
 
-def design_params(topology: str, n_way: int = 1):
+def design_params(topology: str, n_way: int = 1, reuse: bool = False):
     """The design (RtlParams) that ``spinbayes run --topology <topology>`` builds, from the
     geometry alone: an untrained network of that topology on its bundled data set's image
     shape, approximated and folded with the Config defaults (the paper's N = 5, Q = 4,
-    T = 10) at ``n_way``, through ``params_for``. The weights do not change the design."""
+    T = 10) at ``n_way``, through ``params_for`` (``reuse``: with the first-layer reuse cache,
+    rtl/reuse.py, sized by the first layer). The weights do not change the design."""
     import torch
 
     from .config import Config
@@ -46,7 +47,7 @@ def design_params(topology: str, n_way: int = 1):
     model = build_model(cfg, shape, classes)
     x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(cfg.seed))
     mapped = map_model(model, x, N=cfg.N, Q=cfg.Q, seed=cfg.seed, recal_batches=0)
-    return params_for(mapped.hw(cfg.n_way), cfg.T)
+    return params_for(mapped.hw(cfg.n_way), cfg.T, reuse=reuse)
 
 
 def add_synth_parser(sub) -> argparse.ArgumentParser:
@@ -69,6 +70,9 @@ def add_synth_parser(sub) -> argparse.ArgumentParser:
                    "not with --config")
     p.add_argument("--n-way", type=int, default=1,
                    help="n-way of the --topology design (default: 1)")
+    p.add_argument("--reuse", action="store_true",
+                   help="the --topology design with the first-layer reuse cache (rtl/reuse.py; "
+                   "`spinbayes sim --reuse` runs it)")
     p.add_argument("--target", action="append", choices=TARGETS,
                    help="synthesis target (repeatable; default: all)")
     p.add_argument("--top", action="append", choices=SYNTH_TOPS,
@@ -97,8 +101,10 @@ def run_synth(args) -> int:
     try:
         if args.topology is not None and args.config is not None:
             raise ValueError("--topology and --config both give the design: use one")
-        params = (design_params(args.topology, args.n_way) if args.topology is not None
-                  else load_rtl_params(args.config))
+        if args.reuse and args.topology is None:
+            raise ValueError("--reuse needs --topology (the design is sized by its first layer)")
+        params = (design_params(args.topology, args.n_way, args.reuse)
+                  if args.topology is not None else load_rtl_params(args.config))
         result = synthesize(params, args.out, targets=tuple(args.target or ("generic", "ice40",
                                                                             "ecp5")),
                             tops=tuple(args.top) if args.top else None,
