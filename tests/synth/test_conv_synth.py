@@ -120,6 +120,15 @@ def test_cli_topology(tmp_path, capsys):
     assert main(["synth", "--topology", "lenet5", "--config", str(cfg), "--out",
                  str(out)]) == 2
     assert "--topology and --config both give the design" in capsys.readouterr().err
+    assert main(["synth", "--reuse", "--config", str(cfg), "--out", str(out)]) == 2
+    assert "--reuse needs --topology" in capsys.readouterr().err
+
+
+def test_the_reuse_design_holds_the_first_layers_cache():
+    plain, reuse = design_params("lenet5"), design_params("lenet5", reuse=True)
+    assert (plain.reuse_positions, plain.reuse_outputs) == (0, 0)
+    assert (reuse.reuse_positions, reuse.reuse_outputs) == (28 * 28, 6)   # padding 2: 28x28
+    assert design_params("mlp", reuse=True).reuse_positions == 1
 
 
 @pytest.mark.slow
