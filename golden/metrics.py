@@ -12,8 +12,28 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score
+
+from .entropies import (
+    _entropy,
+    _numpy,
+    _probs,
+    expected_entropy,
+    mutual_information,
+    predictive_entropy,
+)
+from .ood_metrics import (
+    OOD_SCORES,
+    OodResult,
+    OperatingPoint,
+    choose_ood_threshold,
+    choose_score_threshold,
+    ood_detection,
+    ood_rejected,
+    ood_rule_score,
+    ood_score,
+    score_rejected,
+)
 
 __all__ = [
     "OOD_SCORES",
@@ -38,56 +58,8 @@ __all__ = [
 ]
 
 
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _probs(probs, name: str = "probs") -> tuple[np.ndarray, np.dtype]:
-    """Validate ``probs``; return it as float64 together with its own floating dtype."""
-    p = _numpy(probs)
-    if p.ndim != 3:
-        raise ValueError(f"{name} must have shape (B, T, C), got {tuple(p.shape)}")
-    if p.shape[1] < 1 or p.shape[2] < 1:
-        raise ValueError(f"{name} needs at least one pass and one class, got {tuple(p.shape)}")
-    dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.dtype(np.float64)
-    p = p.astype(np.float64)
-    if np.isnan(p).any():
-        raise ValueError(f"{name} contains NaN")
-    return p, dtype
-
-
-def _entropy(p: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) over the last axis, with 0 log 0 = 0."""
-    plogp = np.zeros_like(p)
-    mask = p > 0
-    plogp[mask] = p[mask] * np.log(p[mask])
-    return -plogp.sum(axis=-1)
-
-
 def _pct(num: int, den: int) -> float:
     return 100.0 * num / den if den else float("nan")
-
-
-def predictive_entropy(probs) -> np.ndarray:
-    """Entropy of the mean prediction, H[mean_t p_t] (total uncertainty), shape (B,)."""
-    p, _ = _probs(probs)
-    return _entropy(p.mean(axis=1))
-
-
-def expected_entropy(probs) -> np.ndarray:
-    """Mean over the T passes of the per-pass entropy, mean_t H[p_t] (aleatoric), shape (B,)."""
-    p, _ = _probs(probs)
-    return _entropy(p).mean(axis=1)
-
-
-def mutual_information(probs) -> np.ndarray:
-    """BALD mutual information, predictive minus expected entropy (epistemic), shape (B,).
-
-    Mathematically >= 0; rounding can make it slightly negative, so it is clipped at 0.
-    """
-    return np.clip(predictive_entropy(probs) - expected_entropy(probs), 0.0, None)
 
 
 def pass_variance(probs) -> np.ndarray:
@@ -220,19 +192,3 @@ def accuracy(probs, labels) -> float:
     if p.shape[0] == 0:
         return float("nan")
     return 100.0 * float(accuracy_score(y, p.mean(axis=1).argmax(axis=1)))
-
-
-# The OoD half (the paper's rule, operating points, detection) lives in ood_metrics.py and is
-# re-exported here, so that ``metrics.<name>`` stays the one place to import from.
-from .ood_metrics import (  # noqa: E402
-    OOD_SCORES,
-    OodResult,
-    OperatingPoint,
-    choose_ood_threshold,
-    choose_score_threshold,
-    ood_detection,
-    ood_rejected,
-    ood_rule_score,
-    ood_score,
-    score_rejected,
-)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .metrics import _probs, mutual_information, predictive_entropy
+from .entropies import _probs, mutual_information, predictive_entropy
 
 __all__ = [
     "OOD_SCORES",
