@@ -4,7 +4,11 @@ runner."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
+from pathlib import Path
 
 # Before torch loads its OpenMP runtime: threads that wait sleep instead of spinning, so a
 # second torch thread does not take the core that a simulator or another test process needs.
@@ -185,6 +189,46 @@ class RayKiller:
     def stop(self):
         self._stop.set()
         self._thread.join()
+
+
+class _RayTestLock:
+    """Serialises the tests that start Ray when pytest-xdist runs tests side by side (the
+    README's `pytest -n 2`): two Ray sessions at once compete for the 2 CPUs their tests
+    assume, and ``ray_killer`` stops processes by title machine-wide. A file lock between
+    processes, re-entrant within one (a module's Ray fixture and a test under it)."""
+
+    def __init__(self, path: Path):
+        self.path, self._depth, self._file = path, 0, None
+
+    @contextlib.contextmanager
+    def held(self):
+        if self._depth == 0:
+            self._file = open(self.path, "w")  # noqa: SIM115 (held across yields)
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._file.close()
+                self._file = None
+
+
+RAY_TEST_LOCK = _RayTestLock(Path(tempfile.gettempdir()) / "spinbayes-ray-tests.lock")
+
+
+@pytest.fixture(scope="session")
+def ray_test_lock():
+    """:data:`RAY_TEST_LOCK`, for fixtures of a wider scope (``with ray_test_lock.held():``)."""
+    return RAY_TEST_LOCK
+
+
+@pytest.fixture
+def ray_lock():
+    """Hold :data:`RAY_TEST_LOCK` for the test."""
+    with RAY_TEST_LOCK.held():
+        yield
 
 
 @pytest.fixture

@@ -133,7 +133,7 @@ def _rows(spec):
 
 
 def test_two_node_cluster_runs_a_sweep_and_a_sharded_coverification(tmp_path, tiny_trained,
-                                                                    monkeypatch):
+                                                                    monkeypatch, ray_lock):
     """Both through ``address=`` on a two-node ray.cluster_utils.Cluster (1 CPU a node): a
     2-point sweep (golden evaluation and energy) and a 2-shard co-verification on Icarus whose
     shards run on the two nodes. The sweep's RTL stage on a cluster: the slow test below."""
@@ -162,7 +162,7 @@ def test_two_node_cluster_runs_a_sweep_and_a_sharded_coverification(tmp_path, ti
 
 
 @pytest.mark.slow
-def test_two_node_cluster_runs_every_stage_of_a_sweep(tmp_path, monkeypatch):
+def test_two_node_cluster_runs_every_stage_of_a_sweep(tmp_path, monkeypatch, ray_lock):
     """A sweep with co-verification on a two-node cluster: every point's RTL stage on a node,
     the RTL's activity counters equal to the analytic count."""
     from ray.cluster_utils import Cluster
@@ -191,11 +191,12 @@ def test_two_node_cluster_runs_every_stage_of_a_sweep(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray with 2 CPUs for this module's sweeps, shut down at its end."""
+def local_ray(ray_test_lock):
+    """A local Ray with 2 CPUs for this module's sweeps, shut down at its end (under the Ray
+    test lock, tests/conftest.py)."""
     from spinbayes.cluster import ray_session
 
-    with ray_session(num_cpus=2) as ray:
+    with ray_test_lock.held(), ray_session(num_cpus=2) as ray:
         yield ray
 
 

@@ -99,7 +99,7 @@ def test_merge_puts_images_in_order_and_refuses_gaps_and_overlaps():
 
 @pytest.mark.skipif(not simulator_available("icarus"), reason="icarus not installed")
 def test_two_actors_equal_one_simulation_when_an_actor_dies(tiny_trained, ray_killer,
-                                                            monkeypatch):
+                                                            monkeypatch, ray_lock):
     from spinbayes import workflow_hw as wh
     from spinbayes.shard import coverify_sharded
 
