@@ -39,8 +39,8 @@ class ReuseCache(wiring.Component):
 
     * PLAN, one cycle per slot s < ``n_way`` (``idx[s]``), and one more: a fresh crossbar k is
       read alone: RUN issues its ceil(rows / R) * A reads (``issue``, ``group``, ``plane``,
-      crossbar ``k``; the adder-accumulator cleared in the PLAN cycle, ``clear``), DRAIN waits
-      3 cycles and writes the adder-accumulator's sums ``aac_S`` to the cache in the last;
+      crossbar ``k``; the adder-accumulator cleared in RUN's first cycle, ``clear``), DRAIN
+      waits 3 cycles and writes the adder-accumulator's sums ``aac_S`` to the cache in the last;
     * COMB, ``n_way`` cycles: the cache words of ``idx[0 .. n_way - 1]`` at this position are
       read (latency 1) and added into ``S``, the last in SUM;
     * DONE, one cycle: ``done``, ``S`` final (it holds until the next ``start``); ``ops`` +=
@@ -50,6 +50,11 @@ class ReuseCache(wiring.Component):
     crossbars in the choice. ``S`` is zero beyond reuse_outputs. ``skip``: the pass has no fresh
     crossbar (from ``layer_start`` on, with ``mask`` the pass's choice once the arbiter is
     done): its windows need not be fetched.
+
+    Every control the read path and the adder-accumulator take (``issue``, ``clear``,
+    ``plane``, ``group``, ``k``) is a register, set on the FSM's transitions: no combinational
+    path from the FSM's state, ``slot`` or ``fresh`` reaches the crossbars' read enables or the
+    accumulators' enable.
     """
 
     def __init__(self, params: RtlParams):
@@ -82,6 +87,10 @@ class ReuseCache(wiring.Component):
         cs = Signal(range(p.n_max))
         drain = Signal(2)
         got = Signal()                      # a cache word read in the last cycle: add it
+        # registered controls: high exactly in RUN (issue) and in RUN's first cycle (clear)
+        run, clr = Signal(), Signal()
+        m.d.comb += [self.issue.eq(run), self.clear.eq(clr)]
+        m.d.sync += clr.eq(0)
         first = Signal()                    # layer 0 of this pass begun, no position yet
         with m.If(self.layer_start):
             m.d.sync += first.eq(1)
@@ -111,17 +120,15 @@ class ReuseCache(wiring.Component):
                     m.d.sync += [cs.eq(0), *(self.S[j].eq(0) for j in range(W))]
                     m.next = "COMB"
                 with m.Elif(fresh.bit_select(cur, 1)):
-                    m.d.sync += self.k.eq(cur)
-                    m.d.comb += self.clear.eq(1)
+                    m.d.sync += [self.k.eq(cur), run.eq(1), clr.eq(1)]
                     m.next = "RUN"
                 with m.Else():
                     m.d.sync += slot.eq(slot + 1)
             with m.State("RUN"):
-                m.d.comb += self.issue.eq(1)
                 with m.If(self.group == self.last_group):
                     m.d.sync += self.group.eq(0)
                     with m.If(self.plane == self.last_plane):
-                        m.d.sync += [drain.eq(0), self.plane.eq(0)]
+                        m.d.sync += [drain.eq(0), self.plane.eq(0), run.eq(0)]
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.sync += self.plane.eq(self.plane + 1)
