@@ -156,3 +156,21 @@ def test_lenet5_main_job_through_the_rtl(tmp_path, capsys):
     energy = json.loads((out / "energy.json").read_text())
     assert energy["measured"]["all_counters_equal"]
     assert [r for r in energy["table5"] if r["source"] == "measured"]
+
+
+def test_eval_without_the_hardware_mode_says_so(tmp_path, monkeypatch):
+    cfg = Config(hidden=(8,), epochs=1, T=2, ood_samples=8, recal_batches=1, N=3)
+    trained = wf.train(cfg, progress=False)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the hardware mode ran")
+
+    monkeypatch.setattr(golden_evaluate, "evaluate_hardware", never)
+    ev = wf.evaluate(trained, wf.map_trained(trained), wf.ood(trained), tmp_path,
+                     progress=False, hardware_mode=False)
+    report = json.loads((tmp_path / wf.EVAL_JSON).read_text())
+    assert report["hardware_mode_status"] == "skipped" and report["hardware_mode"] == []
+    assert ev.hardware == []
+    assert "Integer hardware mode: skipped (--no-hardware-mode)." in \
+        (tmp_path / wf.EVAL_MARKDOWN).read_text()
+    assert [s["stage"] for s in report["stages"]] == ["Tables 1 and 3 (360 test images)"]
