@@ -154,14 +154,12 @@ def choose_score_threshold(probs_in, score: str = "rule", quantile: float = 0.99
     if isinstance(target, bool) or not isinstance(target, int | float) \
             or not 0.0 < target < 1.0:
         raise ValueError(f"target must be a fraction in (0, 1), not {target!r}")
-    u = np.sort(_outlier_score(probs_in, score))[::-1]
+    u = _outlier_score(probs_in, score)
     if len(u) == 0:
         raise ValueError("probs_in must hold at least one input to choose a threshold on")
     k = math.floor(target * len(u) + 1e-9)
-    threshold = float(u[min(k, len(u) - 1)])
-    op = OperatingPoint(100.0 * target, threshold, 0.0, len(u), score)
-    return OperatingPoint(op.target, threshold,
-                          100.0 * float(score_rejected(probs_in, op, quantile).mean()),
+    threshold = float(np.sort(u)[::-1][min(k, len(u) - 1)])
+    return OperatingPoint(100.0 * target, threshold, 100.0 * float((u > threshold).mean()),
                           len(u), score)
 
 
